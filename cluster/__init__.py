@@ -1,0 +1,1 @@
+"""Settings, Ray runtime bootstrap, names, errors and the ``cvat-ray`` CLI."""

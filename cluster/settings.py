@@ -1,0 +1,140 @@
+"""One typed settings object for the whole server.
+
+Every value comes from the environment (prefix ``CVAT_RAY_``, nested groups joined with
+``__``, e.g. ``CVAT_RAY_DATABASE__URL``) or from defaults. Settings are read on first use
+through :func:`get_settings`, never at import time, so a Ray worker reads them from its own
+environment (Kubernetes Secret -> pod env -> worker) and they never travel through
+``.bind()``/``.remote()`` arguments.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Unset: SQLite file `cvat.db` in the data dir. "
+        "PostgreSQL: postgresql+psycopg2://user:pass@host:5432/db",
+    )
+    pool_size: int = Field(default=5, ge=1, description="Connections per process (PostgreSQL)")
+    echo: bool = Field(default=False, description="Log every SQL statement")
+
+
+class ServerSettings(BaseModel):
+    host: str = Field(default="127.0.0.1", description="Address the HTTP proxy listens on")
+    port: int = Field(default=8080, ge=1, le=65535, description="HTTP port of the API")
+    public_url: str | None = Field(
+        default=None,
+        description="External base URL used in absolute links (behind a proxy). "
+        "Unset: taken from each request",
+    )
+
+
+class RaySettings(BaseModel):
+    address: str | None = Field(
+        default=None,
+        description="Existing Ray cluster to join (also read from RAY_ADDRESS). "
+        "Unset: `up` starts a local head",
+    )
+    num_cpus: float | None = Field(
+        default=None, gt=0, description="CPUs of the local head (unset: all cores)"
+    )
+    include_dashboard: bool = Field(default=True, description="Start the Ray dashboard")
+    dashboard_host: str = Field(default="127.0.0.1", description="Ray dashboard address")
+    dashboard_port: int = Field(default=8265, ge=1, le=65535, description="Ray dashboard port")
+    gcs_port: int | None = Field(
+        default=None, description="GCS port of the local head (unset: a free port)"
+    )
+    auth_mode: Literal["token", "disabled"] = Field(
+        default="token",
+        description="Ray token auth for the local head; the token is kept in "
+        "<data dir>/ray/auth_token",
+    )
+    temp_dir: Path | None = Field(
+        default=None, description="Ray temp dir of the local head (unset: /tmp/cvat-ray-<hash>)"
+    )
+
+
+class ApiSettings(BaseModel):
+    num_cpus: float = Field(default=0.5, gt=0, description="CPUs per API replica")
+    min_replicas: int = Field(default=1, ge=1, description="Autoscaling: fewest API replicas")
+    max_replicas: int = Field(default=2, ge=1, description="Autoscaling: most API replicas")
+    target_ongoing_requests: float = Field(
+        default=4, gt=0, description="Autoscaling: in-flight requests per replica to aim for"
+    )
+    max_ongoing_requests: int = Field(
+        default=32, ge=1, description="Requests a replica accepts at once before queueing"
+    )
+    default_page_size: int = Field(default=10, ge=1, description="List page size")
+    max_page_size: int = Field(default=1000, ge=1, description="Largest page_size accepted")
+    access_log: bool = Field(default=False, description="Serve access log per request")
+
+
+class AuthSettings(BaseModel):
+    session_ttl_s: int = Field(default=14 * 24 * 3600, ge=60, description="Login session life")
+    cookie_secure: bool = Field(default=False, description="Mark cookies Secure (HTTPS only)")
+    allow_registration: bool = Field(default=True, description="Allow POST /api/auth/register")
+    password_min_length: int = Field(default=8, ge=1, description="Shortest password accepted")
+
+
+class Settings(BaseSettings):
+    """All server settings. See the configuration table in README.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CVAT_RAY_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(
+        default=Path("./cvat-data"),
+        description="Where the embedded database, media and Ray token live",
+    )
+    admin_username: str = Field(default="admin", description="Admin created on first start")
+    admin_password: SecretStr | None = Field(
+        default=None, description="Its password (unset: generated and printed once)"
+    )
+    admin_email: str = Field(default="", description="Its e-mail")
+    log_level: str = Field(default="INFO", description="Python log level")
+
+    database: DatabaseSettings = DatabaseSettings()
+    server: ServerSettings = ServerSettings()
+    ray: RaySettings = RaySettings()
+    api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_dir / 'cvat.db').resolve()}"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def ray_token_path(self) -> Path:
+        return self.data_dir / "ray" / "auth_token"
+
+    @property
+    def state_file(self) -> Path:
+        """Written by `up` so `status` can find the running server."""
+        return self.data_dir / "server.json"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (tests and the CLI after changing the environment)."""
+    get_settings.cache_clear()

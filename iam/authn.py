@@ -1,0 +1,196 @@
+"""Authentication: login sessions (cookie + CSRF), ``Token`` and ``Bearer`` headers, HTTP Basic.
+
+Session keys, login tokens and personal access tokens are random strings stored only as
+SHA-256 digests; passwords are Argon2id hashes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
+
+from cluster.errors import InvalidInput, NotAuthenticated, PermissionDenied
+from iam.keys import digest, new_csrf_token, new_session_key, same
+from iam.passwords import burn_verification_time, verify_password
+from iam.principal import AuthMethod, Principal
+from storage.models import AccessToken, AuthSession, Membership, User, utcnow
+from storage.services.users import groups_of
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# last_used_date of an access token is written at most this often (CVAT does the same).
+_TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a request carries that may identify its caller."""
+
+    method: str
+    authorization: str | None = None
+    session_cookie: str | None = None
+    csrf_cookie: str | None = None
+    csrf_header: str | None = None
+
+
+@dataclass(frozen=True)
+class LoginSession:
+    key: str
+    csrf_token: str
+    expiry_date: datetime
+
+
+def principal_for(session: Session, user: User, auth: AuthMethod, **extra: object) -> Principal:
+    memberships = dict(
+        session.execute(
+            select(Membership.organization_id, Membership.role).where(
+                Membership.user_id == user.id, Membership.is_active.is_(True)
+            )
+        ).all()
+    )
+    return Principal(
+        user_id=user.id,
+        username=user.username,
+        groups=tuple(groups_of(session, [user.id])[user.id]),
+        is_superuser=user.is_superuser,
+        auth=auth,
+        memberships=memberships,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def authenticate(session: Session, creds: Credentials) -> Principal | None:
+    """The caller, None when anonymous. Raises 401 for bad credentials and 403 for a
+    session-authenticated unsafe request without a valid CSRF token."""
+    if creds.authorization:
+        scheme, _, value = creds.authorization.strip().partition(" ")
+        value = value.strip()
+        match scheme.lower():
+            case "bearer":
+                return _by_access_token(session, value)
+            case "token":
+                principal = _by_session_key(session, value, "token")
+                if principal is None:
+                    raise NotAuthenticated("Invalid token.")
+                return principal
+            case "basic":
+                return _by_basic(session, value)
+            case _:
+                raise NotAuthenticated("Unsupported authorization scheme.")
+    if creds.session_cookie:
+        found = _session_row(session, creds.session_cookie)
+        if found is None:
+            return None
+        row, user = found
+        if creds.method in UNSAFE_METHODS:
+            header = creds.csrf_header or ""
+            if not header or not same(header, row.csrf_token):
+                raise PermissionDenied("CSRF Failed: CSRF token missing or incorrect.")
+        return principal_for(session, user, "session")
+    return None
+
+
+def _session_row(session: Session, key: str) -> tuple[AuthSession, User] | None:
+    row = session.execute(
+        select(AuthSession, User)
+        .join(User, User.id == AuthSession.user_id)
+        .where(AuthSession.key_hash == digest(key))
+    ).first()
+    if row is None:
+        return None
+    auth_session, user = row
+    if auth_session.expiry_date <= utcnow() or not user.is_active:
+        return None
+    return auth_session, user
+
+
+def _by_session_key(session: Session, key: str, method: AuthMethod) -> Principal | None:
+    found = _session_row(session, key)
+    return principal_for(session, found[1], method) if found else None
+
+
+def _by_access_token(session: Session, value: str) -> Principal:
+    row = session.execute(
+        select(AccessToken, User)
+        .join(User, User.id == AccessToken.owner_id)
+        .where(AccessToken.key_hash == digest(value))
+    ).first()
+    if row is None:
+        raise NotAuthenticated("Invalid token.")
+    token, user = row
+    now = utcnow()
+    if token.expiry_date is not None and token.expiry_date <= now:
+        raise NotAuthenticated("The token has expired.")
+    if not user.is_active:
+        raise NotAuthenticated("User inactive or deleted.")
+    if token.last_used_date is None or now - token.last_used_date > _TOKEN_USE_RESOLUTION:
+        token.last_used_date = now
+    return principal_for(
+        session, user, "access_token", access_token_id=token.id, read_only=token.read_only
+    )
+
+
+def _by_basic(session: Session, value: str) -> Principal:
+    try:
+        decoded = base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise NotAuthenticated("Invalid basic header.") from exc
+    username, sep, password = decoded.partition(":")
+    if not sep:
+        raise NotAuthenticated("Invalid basic header.")
+    user = check_password(session, username, password)
+    if user is None:
+        raise NotAuthenticated("Invalid username/password.")
+    return principal_for(session, user, "basic")
+
+
+def check_password(session: Session, username: str, password: str) -> User | None:
+    """The active local user with these credentials, or None (in constant-ish time)."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.password_hash:
+        burn_verification_time(password)
+        return None
+    if not verify_password(user.password_hash, password) or not user.is_active:
+        return None
+    return user
+
+
+def find_login_user(session: Session, username: str | None, email: str | None) -> str:
+    """CVAT logs in by username or by e-mail; returns the username to check."""
+    if username:
+        return username
+    if email:
+        found = session.scalar(select(User.username).where(User.email == email))
+        return found or email
+    raise InvalidInput("Must include either username or email.", field="username")
+
+
+def start_session(session: Session, user: User, ttl_s: int) -> LoginSession:
+    now = utcnow()
+    key = new_session_key()
+    csrf = new_csrf_token()
+    expiry = now + timedelta(seconds=ttl_s)
+    session.add(
+        AuthSession(key_hash=digest(key), csrf_token=csrf, user_id=user.id, expiry_date=expiry)
+    )
+    user.last_login = now
+    # Expired sessions of this user are cleaned up on each login.
+    session.execute(
+        delete(AuthSession).where(AuthSession.user_id == user.id, AuthSession.expiry_date <= now)
+    )
+    return LoginSession(key=key, csrf_token=csrf, expiry_date=expiry)
+
+
+def end_session(session: Session, key: str | None, authorization: str | None) -> None:
+    """Forget the login session named by the cookie or by a ``Token`` header."""
+    keys = [k for k in (key,) if k]
+    if authorization and authorization.lower().startswith("token "):
+        keys.append(authorization[6:].strip())
+    if keys:
+        session.execute(
+            delete(AuthSession).where(or_(*(AuthSession.key_hash == digest(k) for k in keys)))
+        )

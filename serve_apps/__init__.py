@@ -1,0 +1,1 @@
+"""Ray Serve applications: the FastAPI ingress (routers only) and model deployments."""

@@ -1,0 +1,42 @@
+"""The FastAPI application. Built without Ray for tests; wrapped by Serve in production."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from cluster.settings import Settings, get_settings
+from serve_apps import errors
+from serve_apps.compat import TrailingSlashMiddleware
+from serve_apps.middleware import RequestIdMiddleware
+from serve_apps.routers import auth, jobs, labels, projects, requests, server, tasks, users
+from storage.db import Database
+
+ROUTERS = (server, auth, users, projects, tasks, jobs, labels, requests)
+
+
+def build_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    """The API app. Settings are read here (in the replica), never at import time."""
+    settings = settings or get_settings()
+    logging.getLogger("cvat_ray").setLevel(settings.log_level.upper())
+    app = FastAPI(
+        title="cvat-ray",
+        version=server.VERSION,
+        description="CVAT 2.80-compatible REST API served by Ray Serve",
+        openapi_url="/api/schema",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = db or Database(
+        settings.database_url,
+        pool_size=settings.database.pool_size,
+        echo=settings.database.echo,
+    )
+    for module in ROUTERS:
+        app.include_router(module.router)
+    errors.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(TrailingSlashMiddleware)
+    return app

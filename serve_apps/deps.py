@@ -1,0 +1,160 @@
+"""FastAPI dependencies: settings, database session, caller, organization context, list params."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cluster.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
+from cluster.settings import Settings
+from iam.authn import UNSAFE_METHODS, Credentials, authenticate
+from iam.principal import OrgContext, Principal
+from storage.context import RequestContext
+from storage.db import Database
+from storage.models import Organization
+from storage.query import ListParams
+
+# Database ids are 32-bit; anything else in a path cannot name an object.
+ObjectId = Annotated[int, Path(ge=0, le=2_147_483_647)]
+
+# Query keys that are not simple equality filters.
+_RESERVED_QUERY = frozenset({"page", "page_size", "filter", "search", "sort", "org", "org_id"})
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _session(request: Request) -> Iterator[Session]:
+    """One session per request, committed before the response is sent (so a failing commit
+    becomes an error response) and rolled back on any error."""
+    db: Database = request.app.state.db
+    session = db.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(_session, scope="function")]
+
+
+def _credentials(request: Request) -> Credentials:
+    return Credentials(
+        method=request.method,
+        authorization=request.headers.get("authorization"),
+        session_cookie=request.cookies.get("sessionid"),
+        csrf_cookie=request.cookies.get("csrftoken"),
+        csrf_header=request.headers.get("x-csrftoken"),
+    )
+
+
+def _org_context(request: Request, session: Session) -> OrgContext:
+    """CVAT's org context: ``?org=<slug>``, ``?org_id=<id>`` or ``X-Organization: <slug>``;
+    ``org=`` (empty) is the personal workspace; none of them means "not specified"."""
+    query = request.query_params
+    slug_q = query.get("org")
+    slug_h = request.headers.get("x-organization")
+    org_id_raw = query.get("org_id")
+    if org_id_raw is not None and (slug_q is not None or slug_h is not None):
+        raise InvalidInput("Pass either org_id or org/X-Organization, not both.", field="org_id")
+    if slug_q is not None and slug_h is not None and slug_q != slug_h:
+        raise InvalidInput("org and X-Organization name different organizations.", field="org")
+    if org_id_raw is not None:
+        try:
+            org_id = int(org_id_raw)
+        except ValueError as exc:
+            raise InvalidInput("A valid integer is required.", field="org_id") from exc
+        if not 0 <= org_id <= 2_147_483_647:
+            raise NotFound("Organization not found.")
+        org = session.get(Organization, org_id)
+    else:
+        slug = slug_q if slug_q is not None else slug_h
+        if slug is None:
+            return OrgContext()
+        if slug == "":
+            return OrgContext(specified=True)
+        org = session.scalar(select(Organization).where(Organization.slug == slug))
+    if org is None:
+        raise NotFound("Organization not found.")
+    return OrgContext(specified=True, org_id=org.id, slug=org.slug, owner_id=org.owner_id)
+
+
+def _base_url(request: Request) -> str:
+    settings: Settings = request.app.state.settings
+    if settings.server.public_url:
+        return settings.server.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+def optional_principal(request: Request, session: DbSession) -> Principal | None:
+    principal = authenticate(session, _credentials(request))
+    if principal is not None and principal.read_only and request.method in UNSAFE_METHODS:
+        raise PermissionDenied("This access token is read-only.")
+    request.state.principal = principal
+    return principal
+
+
+def request_context(
+    request: Request,
+    session: DbSession,
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> RequestContext:
+    if principal is None:
+        raise NotAuthenticated()
+    return RequestContext(
+        principal=principal, org=_org_context(request, session), base_url=_base_url(request)
+    )
+
+
+Ctx = Annotated[RequestContext, Depends(request_context)]
+MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def list_params(request: Request) -> ListParams:
+    settings: Settings = request.app.state.settings
+    query = request.query_params
+    page_raw = query.get("page", "1")
+    try:
+        page = int(page_raw)
+    except ValueError as exc:
+        raise NotFound("Invalid page.") from exc
+    if page < 1 or page > 10_000_000:
+        raise NotFound("Invalid page.")
+    page_size = settings.api.default_page_size
+    size_raw = query.get("page_size")
+    if size_raw:
+        try:
+            page_size = max(1, min(int(size_raw), settings.api.max_page_size))
+        except ValueError:
+            # DRF falls back to the default page size on a bad value.
+            page_size = settings.api.default_page_size
+    simple = {k: v for k, v in query.items() if k not in _RESERVED_QUERY}
+    for value in (*simple.values(), query.get("filter"), query.get("search"), query.get("sort")):
+        if value and "\x00" in value:
+            raise InvalidInput("Null characters are not allowed.", field="query")
+    return ListParams(
+        page=page,
+        page_size=page_size,
+        filter=query.get("filter") or None,
+        search=query.get("search") or None,
+        sort=query.get("sort") or None,
+        simple=simple,
+    )
+
+
+Listing = Annotated[ListParams, Depends(list_params)]

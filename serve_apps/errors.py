@@ -1,0 +1,98 @@
+"""Exception handlers: every error leaves the API in a shape CVAT clients parse.
+
+``AppError`` subclasses render as ``{"detail": ...}`` or ``{"field": ["message"]}``; request
+validation errors become 400 with field paths such as ``labels[0].attributes[1].values``;
+anything unexpected is a 500 carrying the request id, logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cluster.errors import AppError
+
+logger = logging.getLogger("cvat_ray.api")
+
+
+def _path(loc: Sequence[Any]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "non_field_errors"
+
+
+def validation_body(exc: RequestValidationError) -> tuple[int, dict[str, Any]]:
+    fields: dict[str, list[str]] = {}
+    for err in exc.errors():
+        loc = list(err.get("loc", ()))
+        where = loc[0] if loc else "body"
+        if where == "path":
+            return 404, {"detail": "Not found."}
+        if err.get("type") == "json_invalid":
+            return 400, {"detail": f"JSON parse error - {err.get('msg', 'invalid JSON')}"}
+        # Drop the location kind and pydantic's union/function tags.
+        rest = [p for p in loc[1:] if not (isinstance(p, str) and p.startswith("function-"))]
+        key = _path(rest) if rest else ("non_field_errors" if where == "body" else str(where))
+        message = str(err.get("msg", "Invalid value."))
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        fields.setdefault(key, []).append(message)
+    return 400, fields
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Token realm="api"'} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, body = validation_body(exc)
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "Error."
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the validators let through (e.g. an out-of-range
+        # number): the client's input is at fault, and nothing was written.
+        logger.warning("database rejected a value (request %s): %s", _request_id(request), exc.orig)
+        return JSONResponse({"detail": "Invalid value for the database."}, status_code=400)
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
+        # A concurrent request created the same unique object first.
+        logger.warning("integrity error (request %s): %s", _request_id(request), exc.orig)
+        return JSONResponse({"detail": "Conflict with the current state."}, status_code=409)
+
+    @app.exception_handler(OperationalError)
+    async def db_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+        logger.error("database error (request %s): %s", _request_id(request), exc.orig)
+        return JSONResponse({"detail": "The database is unavailable."}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        rid = _request_id(request)
+        logger.exception("unhandled error (request %s)", rid)
+        return JSONResponse(
+            {"detail": f"Internal server error (request id {rid})."}, status_code=500
+        )

@@ -1,0 +1,1 @@
+"""Everything persisted: models, migrations, domain services. Imports neither FastAPI nor Ray."""

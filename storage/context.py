@@ -1,0 +1,18 @@
+"""What a service call knows about the request that made it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iam.principal import OrgContext, Principal
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    principal: Principal
+    org: OrgContext
+    # Absolute base URL for links in responses, e.g. "http://127.0.0.1:8080"
+    base_url: str
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"

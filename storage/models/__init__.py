@@ -1,0 +1,30 @@
+"""SQLAlchemy models. Importing this package registers every table on ``Base.metadata``."""
+
+from storage.models.base import Base, UTCDateTime, utcnow
+from storage.models.engine import Data, DataFrame, Job, Project, Segment, Task
+from storage.models.identity import AccessToken, AuthSession, Group, User, user_groups
+from storage.models.labels import AttributeSpec, Label
+from storage.models.organizations import Membership, Organization
+from storage.models.requests import BackgroundRequest
+
+__all__ = [
+    "AccessToken",
+    "AttributeSpec",
+    "AuthSession",
+    "BackgroundRequest",
+    "Base",
+    "Data",
+    "DataFrame",
+    "Group",
+    "Job",
+    "Label",
+    "Membership",
+    "Organization",
+    "Project",
+    "Segment",
+    "Task",
+    "UTCDateTime",
+    "User",
+    "user_groups",
+    "utcnow",
+]

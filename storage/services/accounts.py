@@ -1,0 +1,201 @@
+"""Accounts: login, registration, password change, personal access tokens, the admin account."""
+
+from __future__ import annotations
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from cluster.errors import InvalidInput, NotFound, PermissionDenied
+from iam import authn
+from iam.authz import Resource, authorize
+from iam.keys import digest, new_access_token
+from iam.passwords import hash_password, verify_password
+from storage.context import RequestContext
+from storage.models import AccessToken, User, utcnow
+from storage.query import paginate
+from storage.schemas.common import Page
+from storage.schemas.users import (
+    AccessTokenCreated,
+    AccessTokenPatch,
+    AccessTokenRead,
+    AccessTokenWrite,
+    LoginRequest,
+    PasswordChangeRequest,
+    RegisterRequest,
+)
+from storage.services.users import basic_users, create_user, groups_of, set_groups
+
+
+def login(session: Session, data: LoginRequest, ttl_s: int) -> authn.LoginSession:
+    username = authn.find_login_user(session, data.username, data.email)
+    user = authn.check_password(session, username, data.password)
+    if user is None:
+        raise InvalidInput("Unable to log in with provided credentials.")
+    return authn.start_session(session, user, ttl_s)
+
+
+def validate_new_password(password: str, min_length: int, field: str, username: str = "") -> None:
+    problems = []
+    if len(password) < min_length:
+        problems.append(
+            f"This password is too short. It must contain at least {min_length} characters."
+        )
+    if password.isdigit():
+        problems.append("This password is entirely numeric.")
+    if username and password.lower() == username.lower():
+        problems.append("The password is too similar to the username.")
+    if problems:
+        raise InvalidInput({field: problems})
+
+
+def register(session: Session, data: RegisterRequest, min_length: int) -> User:
+    if data.password1 != data.password2:
+        raise InvalidInput("The two password fields didn't match.", field="password2")
+    validate_new_password(data.password1, min_length, "password1", data.username)
+    if session.scalar(select(exists().where(User.username == data.username))):
+        raise InvalidInput("A user with that username already exists.", field="username")
+    if data.email and session.scalar(select(exists().where(User.email == data.email))):
+        raise InvalidInput("A user is already registered with this e-mail address.", field="email")
+    return create_user(
+        session,
+        username=data.username,
+        password=data.password1,
+        email=data.email,
+        first_name=data.first_name,
+        last_name=data.last_name,
+    )
+
+
+def change_password(
+    session: Session, ctx: RequestContext, data: PasswordChangeRequest, min_length: int
+) -> None:
+    user = session.get(User, ctx.principal.user_id)
+    assert user is not None
+    if user.auth_source != "local":
+        raise PermissionDenied("This account's password is managed by the directory (LDAP).")
+    if not verify_password(user.password_hash, data.old_password):
+        raise InvalidInput("Your old password was entered incorrectly.", field="old_password")
+    if data.new_password1 != data.new_password2:
+        raise InvalidInput("The two password fields didn't match.", field="new_password2")
+    validate_new_password(data.new_password1, min_length, "new_password2", user.username)
+    user.password_hash = hash_password(data.new_password1)
+
+
+def ensure_superuser(
+    session: Session, username: str, password: str, email: str = ""
+) -> tuple[User, bool]:
+    """Create the superuser if absent. Returns (user, created). An existing account is left
+    as it is (its password is not reset)."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is not None:
+        return user, False
+    user = create_user(
+        session,
+        username=username,
+        password=password,
+        email=email,
+        groups=("admin",),
+        is_superuser=True,
+    )
+    return user, True
+
+
+def set_superuser_password(session: Session, user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+    user.is_superuser = user.is_staff = True
+    groups = groups_of(session, [user.id])[user.id]
+    if "admin" not in groups:
+        set_groups(session, user.id, ["admin", *groups])
+
+
+# --------------------------------------------------------------------------- access tokens
+
+
+def _token_read(session: Session, ctx: RequestContext, token: AccessToken) -> AccessTokenRead:
+    owner = basic_users(session, ctx, [token.owner_id])[token.owner_id]
+    return AccessTokenRead(
+        id=token.id,
+        name=token.name,
+        owner=owner,
+        read_only=token.read_only,
+        created_date=token.created_date,
+        updated_date=token.updated_date,
+        expiry_date=token.expiry_date,
+        last_used_date=token.last_used_date,
+    )
+
+
+def _get_token(session: Session, ctx: RequestContext, token_id: int) -> AccessToken:
+    token = session.get(AccessToken, token_id)
+    if token is None:
+        raise NotFound("Access token not found.")
+    authorize(
+        ctx.principal, ctx.org, "view", Resource(kind="access_token", owner_id=token.owner_id)
+    )
+    return token
+
+
+def create_access_token(
+    session: Session, ctx: RequestContext, data: AccessTokenWrite
+) -> AccessTokenCreated:
+    if ctx.principal.auth == "access_token":
+        raise PermissionDenied("An access token cannot create access tokens.")
+    if data.expiry_date is not None and data.expiry_date <= utcnow():
+        raise InvalidInput("The expiry date must be in the future.", field="expiry_date")
+    value = new_access_token()
+    now = utcnow()
+    token = AccessToken(
+        name=data.name,
+        key_hash=digest(value),
+        owner_id=ctx.principal.user_id,
+        read_only=data.read_only,
+        expiry_date=data.expiry_date,
+        created_date=now,
+        updated_date=now,
+    )
+    session.add(token)
+    session.flush()
+    return AccessTokenCreated(**_token_read(session, ctx, token).model_dump(), value=value)
+
+
+def list_access_tokens(
+    session: Session, ctx: RequestContext, page: int, page_size: int
+) -> Page[AccessTokenRead]:
+    stmt = (
+        select(AccessToken)
+        .where(AccessToken.owner_id == ctx.principal.user_id)
+        .order_by(AccessToken.id)
+    )
+    count, rows = paginate(session, stmt, page, page_size)
+    return Page(count=count, results=[_token_read(session, ctx, r[0]) for r in rows])
+
+
+def retrieve_access_token(session: Session, ctx: RequestContext, token_id: int) -> AccessTokenRead:
+    return _token_read(session, ctx, _get_token(session, ctx, token_id))
+
+
+def retrieve_current_access_token(session: Session, ctx: RequestContext) -> AccessTokenRead:
+    if ctx.principal.access_token_id is None:
+        raise NotFound("This request was not authenticated with an access token.")
+    return retrieve_access_token(session, ctx, ctx.principal.access_token_id)
+
+
+def partial_update_access_token(
+    session: Session, ctx: RequestContext, token_id: int, data: AccessTokenPatch
+) -> AccessTokenRead:
+    token = _get_token(session, ctx, token_id)
+    if data.name is not None:
+        token.name = data.name
+    if "expiry_date" in data.model_fields_set:
+        if data.expiry_date is not None and data.expiry_date <= utcnow():
+            raise InvalidInput("The expiry date must be in the future.", field="expiry_date")
+        token.expiry_date = data.expiry_date
+    if data.read_only is not None:
+        token.read_only = data.read_only
+    token.updated_date = utcnow()
+    session.flush()
+    return _token_read(session, ctx, token)
+
+
+def delete_access_token(session: Session, ctx: RequestContext, token_id: int) -> None:
+    session.delete(_get_token(session, ctx, token_id))

@@ -1,0 +1,194 @@
+"""Background requests: the rows actors move ``queued -> started -> finished | failed``.
+
+The API reads the row, never the actor. Transitions are checked, so a retried actor cannot
+move a finished request back, and progress is clamped to 0..1.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cluster.errors import Conflict, NotFound
+from iam.authz import Resource, authorize, list_filter
+from storage.context import RequestContext
+from storage.models import BackgroundRequest, User, utcnow
+from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from storage.schemas.common import Page
+from storage.schemas.requests import RequestOperation, RequestOwner, RequestRead
+
+_TRANSITIONS = {
+    "queued": {"started", "failed"},
+    "started": {"finished", "failed"},
+    "finished": set(),
+    "failed": set(),
+}
+
+REQUEST_LIST = ListSpec(
+    policy_paths={"owner_id": BackgroundRequest.owner_id},
+    fields={
+        "action": BackgroundRequest.operation_type,
+        "target": BackgroundRequest.target,
+        "status": BackgroundRequest.status,
+        "format": BackgroundRequest.format,
+        "task_id": BackgroundRequest.task_id,
+        "job_id": BackgroundRequest.job_id,
+        "project_id": BackgroundRequest.project_id,
+        "function_id": BackgroundRequest.function_id,
+    },
+    search_fields=(),
+    sort_fields={
+        "created_date": BackgroundRequest.created_date,
+        "status": BackgroundRequest.status,
+    },
+    default_sort=(BackgroundRequest.created_date.desc(),),
+    simple_filters=("target", "status", "format", "task_id", "job_id", "project_id", "function_id"),
+)
+
+
+def new_request(
+    session: Session,
+    ctx: RequestContext,
+    operation_type: str,
+    target: str,
+    *,
+    project_id: int | None = None,
+    task_id: int | None = None,
+    job_id: int | None = None,
+    format: str | None = None,
+    function_id: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> BackgroundRequest:
+    row = BackgroundRequest(
+        id=str(uuid.uuid4()),
+        operation_type=operation_type,
+        target=target,
+        project_id=project_id,
+        task_id=task_id,
+        job_id=job_id,
+        format=format,
+        function_id=function_id,
+        owner_id=ctx.principal.user_id,
+        organization_id=ctx.org.org_id,
+        params=params or {},
+        created_date=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def transition(
+    session: Session,
+    request_id: str,
+    status: str,
+    *,
+    message: str | None = None,
+    progress: float | None = None,
+    result_url: str | None = None,
+    result_id: int | None = None,
+) -> BackgroundRequest:
+    """Move a request to ``status``; raises Conflict for an illegal transition."""
+    row = session.scalar(
+        select(BackgroundRequest).where(BackgroundRequest.id == request_id).with_for_update()
+    )
+    if row is None:
+        raise NotFound("Request not found.")
+    if status != row.status and status not in _TRANSITIONS[row.status]:
+        raise Conflict(f"A {row.status} request cannot become {status}.")
+    now = utcnow()
+    if status == "started" and row.started_date is None:
+        row.started_date = now
+    if status in ("finished", "failed"):
+        row.finished_date = now
+        if status == "finished":
+            row.progress = 1.0
+    row.status = status
+    if message is not None:
+        row.message = message
+    if progress is not None:
+        row.progress = min(1.0, max(0.0, progress))
+    if result_url is not None:
+        row.result_url = result_url
+    if result_id is not None:
+        row.result_id = result_id
+    return row
+
+
+def _to_reads(session: Session, rows: list[BackgroundRequest]) -> list[RequestRead]:
+    owners = {
+        u.id: RequestOwner(id=u.id, username=u.username)
+        for u in session.execute(
+            select(User.id, User.username).where(
+                User.id.in_({r.owner_id for r in rows if r.owner_id})
+            )
+        )
+    }
+    return [
+        RequestRead(
+            id=r.id,
+            status=r.status,  # type: ignore[arg-type]
+            message=r.message or "",
+            progress=r.progress,
+            operation=RequestOperation(
+                type=r.operation_type,
+                target=r.target,
+                project_id=r.project_id,
+                task_id=r.task_id,
+                job_id=r.job_id,
+                format=r.format,
+                function_id=r.function_id,
+            ),
+            created_date=r.created_date,
+            started_date=r.started_date,
+            finished_date=r.finished_date,
+            expiry_date=r.expiry_date,
+            owner=owners.get(r.owner_id) if r.owner_id else None,
+            result_url=r.result_url,
+            result_id=r.result_id,
+        )
+        for r in rows
+    ]
+
+
+def _get(session: Session, ctx: RequestContext, request_id: str) -> BackgroundRequest:
+    row = session.get(BackgroundRequest, request_id)
+    if row is None:
+        raise NotFound("Request not found.")
+    authorize(ctx.principal, ctx.org, "view", Resource(kind="request", owner_id=row.owner_id))
+    return row
+
+
+def retrieve_request(session: Session, ctx: RequestContext, request_id: str) -> RequestRead:
+    return _to_reads(session, [_get(session, ctx, request_id)])[0]
+
+
+def list_requests(session: Session, ctx: RequestContext, params: ListParams) -> Page[RequestRead]:
+    authorize(ctx.principal, ctx.org, "list", Resource(kind="request"))
+    policy = compile_policy(
+        list_filter(ctx.principal, ctx.org, "request"), REQUEST_LIST.policy_paths
+    )
+    stmt = select(BackgroundRequest).where(policy)
+    if "action" in params.simple:
+        stmt = stmt.where(
+            BackgroundRequest.operation_type.startswith(params.simple["action"] + ":")
+        )
+    if ctx.org.specified:
+        stmt = stmt.where(
+            BackgroundRequest.organization_id.is_(None)
+            if ctx.org.org_id is None
+            else BackgroundRequest.organization_id == ctx.org.org_id
+        )
+    stmt = apply_list_params(stmt, REQUEST_LIST, params)
+    count, rows = paginate(session, stmt, params.page, params.page_size)
+    return Page(count=count, results=_to_reads(session, [r[0] for r in rows]))
+
+
+def cancel_request(session: Session, ctx: RequestContext, request_id: str) -> None:
+    row = _get(session, ctx, request_id)
+    if row.status != "queued":
+        raise Conflict("Only a queued request can be cancelled.")
+    transition(session, request_id, "failed", message="Cancelled by the user.")

@@ -1,0 +1,99 @@
+"""Attaching media to a task: the data record, the frame manifest, segments and jobs.
+
+This is the domain step the media pipeline ends with, once frames are decoded and known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from cluster.errors import Conflict, InvalidInput
+from storage.models import Data, DataFrame, Task, utcnow
+from storage.services.segments import create_segments_and_jobs, refresh_task_status
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    path: str
+    width: int
+    height: int
+    related_files: int = 0
+
+
+def default_chunk_size(frames: Sequence[FrameInfo], chunk_type: str) -> int:
+    """CVAT's rule: fewer frames per chunk for larger images, 36 frames per video chunk."""
+    if chunk_type != "imageset" or not frames:
+        return 36
+    area = max(f.width * f.height for f in frames)
+    return max(2, min(72, 36 * 1920 * 1080 // max(area, 1)))
+
+
+def attach_data(
+    session: Session,
+    task: Task,
+    frames: Sequence[FrameInfo],
+    *,
+    mode: str = "annotation",
+    chunk_size: int | None = None,
+    image_quality: int = 70,
+    original_chunk_type: str = "imageset",
+    compressed_chunk_type: str = "imageset",
+    start_frame: int = 0,
+    frame_filter: str = "",
+    sorting_method: str = "lexicographical",
+    storage: str = "local",
+    storage_method: str = "cache",
+    cloud_storage_id: int | None = None,
+    job_ranges: Sequence[tuple[int, int]] | None = None,
+) -> Data:
+    """Create the task's data record, frame list, segments and jobs in one go."""
+    if task.data_id is not None:
+        raise Conflict("The task already has data.")
+    if not frames:
+        raise InvalidInput("No media files were found.", field="client_files")
+    if not 0 <= image_quality <= 100:
+        raise InvalidInput("Must be between 0 and 100.", field="image_quality")
+    size = len(frames)
+    data = Data(
+        size=size,
+        chunk_size=chunk_size or default_chunk_size(frames, original_chunk_type),
+        image_quality=image_quality,
+        start_frame=start_frame,
+        stop_frame=start_frame + size - 1,
+        frame_filter=frame_filter,
+        original_chunk_type=original_chunk_type,
+        compressed_chunk_type=compressed_chunk_type,
+        sorting_method=sorting_method,
+        storage=storage,
+        storage_method=storage_method,
+        cloud_storage_id=cloud_storage_id,
+        deleted_frames=[],
+        chunks_updated_date=utcnow(),
+    )
+    session.add(data)
+    session.flush()
+    session.execute(
+        insert(DataFrame),
+        [
+            {
+                "data_id": data.id,
+                "frame": i,
+                "path": f.path,
+                "width": f.width,
+                "height": f.height,
+                "related_files": f.related_files,
+            }
+            for i, f in enumerate(frames)
+        ],
+    )
+    task.data_id = data.id
+    task.mode = mode
+    create_segments_and_jobs(session, task, size, job_ranges)
+    refresh_task_status(session, task)
+    task.updated_date = utcnow()
+    session.flush()
+    return data

@@ -1,0 +1,323 @@
+"""Tasks: create, list, retrieve, partial update, delete."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import case, delete, exists, func, select
+from sqlalchemy.orm import Session, aliased
+
+from cluster.errors import InvalidInput
+from iam.authz import Resource, authorize, list_filter
+from storage.context import RequestContext
+from storage.models import Data, Job, Project, Task, User, utcnow
+from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from storage.schemas.common import Link, Page
+from storage.schemas.tasks import JobsSummary, TaskPatch, TaskRead, TaskWrite
+from storage.services import labels as label_service
+from storage.services.projects import (
+    check_assignee,
+    move_to_organization,
+    storage_json,
+    storage_read,
+)
+from storage.services.resources import get_task, project_resource, task_resource
+from storage.services.users import basic_users, require_user
+
+_Owner = aliased(User, name="task_owner")
+_Assignee = aliased(User, name="task_assignee")
+_Project = aliased(Project, name="task_project")
+
+
+def _job_assignee_is(user_id: Any) -> Any:
+    return exists().where(Job.task_id == Task.id, Job.assignee_id == user_id)
+
+
+TASK_LIST = ListSpec(
+    policy_paths={
+        "owner_id": Task.owner_id,
+        "assignee_id": Task.assignee_id,
+        "organization_id": Task.organization_id,
+        "project.owner_id": _Project.owner_id,
+        "project.assignee_id": _Project.assignee_id,
+        "jobs.assignee_id": _job_assignee_is,
+    },
+    fields={
+        "id": Task.id,
+        "name": Task.name,
+        "owner": _Owner.username,
+        "assignee": _Assignee.username,
+        "project_id": Task.project_id,
+        "project_name": _Project.name,
+        "status": Task.status,
+        "mode": Task.mode,
+        "dimension": Task.dimension,
+        "media_type": Task.media_type,
+        "subset": Task.subset,
+        "tracker_link": Task.bug_tracker,
+        "updated_date": Task.updated_date,
+    },
+    search_fields=("name", "owner", "assignee", "project_name", "subset", "tracker_link"),
+    sort_fields={
+        "id": Task.id,
+        "name": Task.name,
+        "owner": _Owner.username,
+        "assignee": _Assignee.username,
+        "project_id": Task.project_id,
+        "project_name": _Project.name,
+        "status": Task.status,
+        "mode": Task.mode,
+        "dimension": Task.dimension,
+        "media_type": Task.media_type,
+        "subset": Task.subset,
+        "updated_date": Task.updated_date,
+    },
+    default_sort=(Task.id.desc(),),
+    simple_filters=(
+        "name",
+        "owner",
+        "assignee",
+        "project_id",
+        "project_name",
+        "status",
+        "mode",
+        "dimension",
+        "media_type",
+        "subset",
+        "tracker_link",
+    ),
+)
+
+
+def _to_reads(session: Session, ctx: RequestContext, tasks: Sequence[Task]) -> list[TaskRead]:
+    ids = [t.id for t in tasks]
+    users = basic_users(session, ctx, [u for t in tasks for u in (t.owner_id, t.assignee_id)])
+    project_names: dict[int, str] = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Project.id, Project.name).where(
+                Project.id.in_({t.project_id for t in tasks if t.project_id})
+            )
+        ).all()
+    )
+    data: dict[int, Data] = {
+        d.id: d
+        for d in session.scalars(
+            select(Data).where(Data.id.in_({t.data_id for t in tasks if t.data_id}))
+        )
+    }
+    summary: dict[int, tuple[int, int, int]] = {
+        row[0]: (row[1], row[2], row[3])
+        for row in session.execute(
+            select(
+                Job.task_id,
+                func.count(),
+                func.sum(case((Job.status == "completed", 1), else_=0)),
+                func.sum(case((Job.stage == "validation", 1), else_=0)),
+            )
+            .where(Job.task_id.in_(ids))
+            .group_by(Job.task_id)
+        )
+    }
+    reads = []
+    for t in tasks:
+        d = data.get(t.data_id) if t.data_id else None
+        count, completed, validation = summary.get(t.id, (0, 0, 0))
+        reads.append(
+            TaskRead(
+                url=ctx.url(f"/api/tasks/{t.id}"),
+                id=t.id,
+                name=t.name,
+                project_id=t.project_id,
+                project_name=project_names.get(t.project_id) if t.project_id else None,
+                mode=t.mode,
+                owner=users.get(t.owner_id) if t.owner_id else None,
+                assignee=users.get(t.assignee_id) if t.assignee_id else None,
+                assignee_updated_date=t.assignee_updated_date,
+                bug_tracker=t.bug_tracker,
+                created_date=t.created_date,
+                updated_date=t.updated_date,
+                overlap=t.overlap,
+                segment_size=t.segment_size,
+                status=t.status,
+                data_chunk_size=d.chunk_size if d else None,
+                data_compressed_chunk_type=d.compressed_chunk_type if d else None,
+                data_original_chunk_type=d.original_chunk_type if d else None,
+                data_cloud_storage_id=d.cloud_storage_id if d else None,
+                image_quality=d.image_quality if d else 70,
+                data=t.data_id,
+                dimension=t.dimension,
+                media_type=t.media_type,
+                subset=t.subset,
+                organization=t.organization_id,
+                organization_id=t.organization_id,
+                size=d.size if d else 0,
+                source_storage=storage_read(t.source_storage),
+                target_storage=storage_read(t.target_storage),
+                jobs=JobsSummary(
+                    url=ctx.url(f"/api/jobs?task_id={t.id}"),
+                    count=count,
+                    completed=int(completed or 0),
+                    validation=int(validation or 0),
+                ),
+                labels=Link(url=ctx.url(f"/api/labels?task_id={t.id}")),
+                consensus_enabled=t.consensus_replicas > 0,
+                initial_replicas=t.consensus_replicas,
+            )
+        )
+    return reads
+
+
+def _project_for_task(session: Session, project_id: int, field: str) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise InvalidInput(f"Project {project_id} does not exist.", field=field)
+    return project
+
+
+def create_task(session: Session, ctx: RequestContext, data: TaskWrite) -> TaskRead:
+    org_id = ctx.org.org_id
+    project: Project | None = None
+    if data.project_id is not None:
+        project = _project_for_task(session, data.project_id, "project_id")
+        authorize(ctx.principal, ctx.org, "create@project", project_resource(project))
+        org_id = project.organization_id
+        if data.labels:
+            raise InvalidInput(
+                "A task in a project uses the project's labels; do not pass labels.",
+                field="labels",
+            )
+    else:
+        authorize(ctx.principal, ctx.org, "create", Resource(kind="task"))
+        if not data.labels:
+            raise InvalidInput("Label set or project_id must be present.", field="labels")
+    owner_id = data.owner_id if data.owner_id is not None else ctx.principal.user_id
+    if data.owner_id is not None:
+        check_assignee(session, owner_id, org_id, "owner_id")
+    check_assignee(session, data.assignee_id, org_id, "assignee_id")
+    now = utcnow()
+    task = Task(
+        name=data.name,
+        project_id=data.project_id,
+        owner_id=owner_id,
+        assignee_id=data.assignee_id,
+        assignee_updated_date=now if data.assignee_id else None,
+        bug_tracker=data.bug_tracker,
+        overlap=data.overlap,
+        segment_size=data.segment_size,
+        subset=data.subset,
+        consensus_replicas=data.consensus_replicas,
+        organization_id=org_id,
+        source_storage=storage_json(data.source_storage),
+        target_storage=storage_json(data.target_storage),
+        created_date=now,
+        updated_date=now,
+    )
+    session.add(task)
+    session.flush()
+    if project is None:
+        label_service.create_labels(session, label_service.LabelOwner(task_id=task.id), data.labels)
+    else:
+        project.updated_date = now
+    return _to_reads(session, ctx, [task])[0]
+
+
+def list_statement() -> Any:
+    return (
+        select(Task)
+        .outerjoin(_Owner, _Owner.id == Task.owner_id)
+        .outerjoin(_Assignee, _Assignee.id == Task.assignee_id)
+        .outerjoin(_Project, _Project.id == Task.project_id)
+    )
+
+
+def list_tasks(session: Session, ctx: RequestContext, params: ListParams) -> Page[TaskRead]:
+    authorize(ctx.principal, ctx.org, "list", Resource(kind="task"))
+    policy = compile_policy(list_filter(ctx.principal, ctx.org, "task"), TASK_LIST.policy_paths)
+    stmt = apply_list_params(list_statement().where(policy), TASK_LIST, params)
+    count, rows = paginate(session, stmt, params.page, params.page_size)
+    return Page(count=count, results=_to_reads(session, ctx, [r[0] for r in rows]))
+
+
+def retrieve_task(session: Session, ctx: RequestContext, task_id: int) -> TaskRead:
+    task = get_task(session, task_id)
+    authorize(ctx.principal, ctx.org, "view", task_resource(session, task))
+    return _to_reads(session, ctx, [task])[0]
+
+
+def partial_update_task(
+    session: Session, ctx: RequestContext, task_id: int, patch: TaskPatch
+) -> TaskRead:
+    task = get_task(session, task_id, for_update=True)
+    resource = task_resource(session, task)
+    fields = patch.model_fields_set
+    if fields & {"name", "bug_tracker", "labels", "subset"}:
+        authorize(ctx.principal, ctx.org, "update:desc", resource)
+    if fields & {"source_storage", "target_storage"}:
+        authorize(ctx.principal, ctx.org, "update:associated_storage", resource)
+    if "owner_id" in fields:
+        authorize(ctx.principal, ctx.org, "update:owner", resource)
+        if patch.owner_id is None:
+            raise InvalidInput("This field may not be null.", field="owner_id")
+        require_user(session, patch.owner_id, "owner_id")
+        task.owner_id = patch.owner_id
+    if "assignee_id" in fields:
+        authorize(ctx.principal, ctx.org, "update:assignee", resource)
+        check_assignee(session, patch.assignee_id, task.organization_id, "assignee_id")
+        if patch.assignee_id != task.assignee_id:
+            task.assignee_id = patch.assignee_id
+            task.assignee_updated_date = utcnow()
+    if "project_id" in fields and patch.project_id != task.project_id:
+        _move_to_project(session, ctx, task, resource, patch.project_id)
+    if "organization_id" in fields and patch.organization_id != task.organization_id:
+        if task.project_id is not None:
+            raise InvalidInput(
+                "A task in a project moves with its project.", field="organization_id"
+            )
+        move_to_organization(session, ctx, resource, patch.organization_id)
+        task.organization_id = patch.organization_id
+    if patch.labels:
+        if task.project_id is not None:
+            raise InvalidInput("This task uses its project's labels.", field="labels")
+        label_service.patch_labels(session, label_service.LabelOwner(task_id=task.id), patch.labels)
+    for name in ("name", "bug_tracker", "subset"):
+        value = getattr(patch, name)
+        if value is not None:
+            setattr(task, name, value)
+    if "source_storage" in fields:
+        task.source_storage = storage_json(patch.source_storage)
+    if "target_storage" in fields:
+        task.target_storage = storage_json(patch.target_storage)
+    task.updated_date = utcnow()
+    session.flush()
+    return _to_reads(session, ctx, [task])[0]
+
+
+def _move_to_project(
+    session: Session, ctx: RequestContext, task: Task, resource: Resource, project_id: int | None
+) -> None:
+    """Move a task into a project. Its labels are matched to the project's by name (all must
+    exist there) and then dropped; annotations are re-pointed by the returned mapping."""
+    authorize(ctx.principal, ctx.org, "update:project", resource)
+    if project_id is None:
+        raise InvalidInput("A task cannot be taken out of its project.", field="project_id")
+    if task.project_id is not None:
+        raise InvalidInput("The task already belongs to a project.", field="project_id")
+    project = _project_for_task(session, project_id, "project_id")
+    authorize(ctx.principal, ctx.org, "create@project", project_resource(project))
+    if project.organization_id != task.organization_id:
+        raise InvalidInput("The project belongs to another organization.", field="project_id")
+    label_service.move_task_labels(session, task.id, project.id)
+    task.project_id = project.id
+    project.updated_date = utcnow()
+
+
+def delete_task(session: Session, ctx: RequestContext, task_id: int) -> None:
+    """Deletes the task with its data record, segments, jobs and labels."""
+    task = get_task(session, task_id, for_update=True)
+    authorize(ctx.principal, ctx.org, "delete", task_resource(session, task))
+    data_id = task.data_id
+    session.delete(task)
+    session.flush()
+    if data_id is not None:
+        session.execute(delete(Data).where(Data.id == data_id))

@@ -1,0 +1,215 @@
+"""Users and system groups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import delete, exists, insert, select
+from sqlalchemy.orm import Session
+
+from cluster.errors import Conflict, InvalidInput, NotFound
+from iam.authz import Resource, authorize, list_filter
+from iam.passwords import hash_password
+from iam.principal import PRIVILEGES
+from storage.context import RequestContext
+from storage.models import Group, Membership, User, user_groups
+from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from storage.schemas.common import BasicUser, Page
+from storage.schemas.users import UserPatch, UserRead
+
+
+def groups_of(session: Session, user_ids: Iterable[int]) -> dict[int, list[str]]:
+    ids = list(set(user_ids))
+    result: dict[int, list[str]] = {uid: [] for uid in ids}
+    if not ids:
+        return result
+    rows = session.execute(
+        select(user_groups.c.user_id, Group.name)
+        .join(Group, Group.id == user_groups.c.group_id)
+        .where(user_groups.c.user_id.in_(ids))
+    )
+    for uid, name in rows:
+        result[uid].append(name)
+    for names in result.values():
+        names.sort(key=PRIVILEGES.index)
+    return result
+
+
+def set_groups(session: Session, user_id: int, names: Iterable[str]) -> None:
+    wanted = set(names)
+    unknown = wanted - set(PRIVILEGES)
+    if unknown:
+        raise InvalidInput(f"Unknown groups: {', '.join(sorted(unknown))}", field="groups")
+    session.execute(delete(user_groups).where(user_groups.c.user_id == user_id))
+    if wanted:
+        group_ids = session.scalars(select(Group.id).where(Group.name.in_(wanted))).all()
+        session.execute(
+            insert(user_groups), [{"user_id": user_id, "group_id": gid} for gid in group_ids]
+        )
+
+
+def create_user(
+    session: Session,
+    *,
+    username: str,
+    password: str | None,
+    email: str = "",
+    first_name: str = "",
+    last_name: str = "",
+    groups: Iterable[str] = ("user",),
+    is_superuser: bool = False,
+    auth_source: str = "local",
+) -> User:
+    if session.scalar(select(exists().where(User.username == username))):
+        raise Conflict(f"A user with username {username!r} already exists.")
+    user = User(
+        username=username,
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        password_hash=hash_password(password) if password is not None else None,
+        is_superuser=is_superuser,
+        is_staff=is_superuser,
+        auth_source=auth_source,
+    )
+    session.add(user)
+    session.flush()
+    set_groups(session, user.id, groups)
+    return user
+
+
+def basic_users(
+    session: Session, ctx: RequestContext, ids: Iterable[int | None]
+) -> dict[int, BasicUser]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(User.id, User.username, User.first_name, User.last_name).where(User.id.in_(wanted))
+    )
+    return {
+        r.id: BasicUser(
+            url=ctx.url(f"/api/users/{r.id}"),
+            id=r.id,
+            username=r.username,
+            first_name=r.first_name,
+            last_name=r.last_name,
+        )
+        for r in rows
+    }
+
+
+def require_user(session: Session, user_id: int, field: str) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise InvalidInput(f"User {user_id} does not exist.", field=field)
+    return user
+
+
+def _to_read(ctx: RequestContext, user: User, groups: list[str]) -> UserRead:
+    return UserRead(
+        url=ctx.url(f"/api/users/{user.id}"),
+        id=user.id,
+        username=user.username,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        email=user.email,
+        groups=groups,
+        is_staff=user.is_staff,
+        is_superuser=user.is_superuser,
+        is_active=user.is_active,
+        last_login=user.last_login,
+        date_joined=user.date_joined,
+        has_analytics_access=user.is_superuser or "admin" in groups,
+    )
+
+
+def _in_org(org_id: object) -> object:
+    return User.id.in_(select(Membership.user_id).where(Membership.organization_id == org_id))
+
+
+USER_LIST = ListSpec(
+    policy_paths={"id": User.id, "memberships.organization_id": _in_org},  # type: ignore[dict-item]
+    fields={
+        "id": User.id,
+        "username": User.username,
+        "first_name": User.first_name,
+        "last_name": User.last_name,
+        "email": User.email,
+        "is_active": User.is_active,
+    },
+    search_fields=("username", "first_name", "last_name"),
+    sort_fields={
+        "id": User.id,
+        "username": User.username,
+        "first_name": User.first_name,
+        "last_name": User.last_name,
+        "email": User.email,
+    },
+    default_sort=(User.id.asc(),),
+    simple_filters=("id", "username", "first_name", "last_name", "is_active"),
+)
+
+
+def list_users(session: Session, ctx: RequestContext, params: ListParams) -> Page[UserRead]:
+    authorize(ctx.principal, ctx.org, "list", Resource(kind="user"))
+    policy = compile_policy(list_filter(ctx.principal, ctx.org, "user"), USER_LIST.policy_paths)
+    stmt = apply_list_params(select(User).where(policy), USER_LIST, params)
+    count, rows = paginate(session, stmt, params.page, params.page_size)
+    users = [r[0] for r in rows]
+    groups = groups_of(session, (u.id for u in users))
+    return Page(count=count, results=[_to_read(ctx, u, groups[u.id]) for u in users])
+
+
+def _get(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("User not found.")
+    return user
+
+
+def retrieve_user(session: Session, ctx: RequestContext, user_id: int) -> UserRead:
+    user = _get(session, user_id)
+    member_of = session.scalars(
+        select(Membership.organization_id).where(Membership.user_id == user.id)
+    ).all()
+    resource = Resource(kind="user", id=user.id, member_of=frozenset(member_of))
+    authorize(ctx.principal, ctx.org, "view", resource)
+    return _to_read(ctx, user, groups_of(session, [user.id])[user.id])
+
+
+def retrieve_self(session: Session, ctx: RequestContext) -> UserRead:
+    user = _get(session, ctx.principal.user_id)
+    return _to_read(ctx, user, groups_of(session, [user.id])[user.id])
+
+
+def partial_update_user(
+    session: Session, ctx: RequestContext, user_id: int, patch: UserPatch
+) -> UserRead:
+    user = _get(session, user_id)
+    fields = patch.model_fields_set
+    resource = Resource(kind="user", id=user.id)
+    personal = fields & {"first_name", "last_name"}
+    permissions = fields & {"is_active", "is_staff", "is_superuser", "groups"}
+    if personal:
+        authorize(ctx.principal, ctx.org, "update:personal_data", resource)
+    if "email" in fields:
+        authorize(ctx.principal, ctx.org, "update:email", resource)
+    if permissions:
+        authorize(ctx.principal, ctx.org, "update:permissions", resource)
+    for name in ("first_name", "last_name", "email", "is_active", "is_staff", "is_superuser"):
+        if name in fields:
+            value = getattr(patch, name)
+            if value is None:
+                raise InvalidInput("This field may not be null.", field=name)
+            setattr(user, name, value)
+    if "groups" in fields:
+        set_groups(session, user.id, patch.groups or [])
+    session.flush()
+    return _to_read(ctx, user, groups_of(session, [user.id])[user.id])
+
+
+def delete_user(session: Session, ctx: RequestContext, user_id: int) -> None:
+    user = _get(session, user_id)
+    authorize(ctx.principal, ctx.org, "delete", Resource(kind="user", id=user.id))
+    session.delete(user)
