@@ -75,7 +75,6 @@ class InvalidInput(AppError):
     def __init__(
         self,
         fields: Mapping[str, Sequence[str]] | str | None = None,
-        *,
         field: str | None = None,
     ) -> None:
         if isinstance(fields, str):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from storage.schemas.common import BasicUser, CountedLink, Link, StorageRead, WriteModel
+from storage.schemas.common import BasicUser, CountedLink, DbId, Link, StorageRead, WriteModel
 
 JobStage = Literal["annotation", "validation", "acceptance"]
 JobState = Literal["new", "in progress", "completed", "rejected"]
@@ -49,6 +49,6 @@ class JobRead(BaseModel):
 
 
 class JobPatch(WriteModel):
-    assignee: int | None = None
+    assignee: DbId | None = None
     stage: JobStage | None = None
     state: JobState | None = None

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from storage.schemas.common import WriteModel
+from storage.schemas.common import DbId, WriteModel
 
 LabelType = Literal[
     "any",
@@ -34,7 +34,7 @@ class AttributeRead(BaseModel):
 
 
 class AttributeWrite(WriteModel):
-    id: int | None = None
+    id: DbId | None = None
     name: str | None = Field(default=None, min_length=1, max_length=64)
     mutable: bool | None = None
     input_type: InputType | None = None
@@ -70,7 +70,7 @@ class LabelWrite(WriteModel):
     """A label in a task/project create or patch (``PatchedLabelRequest``), also used for
     skeleton sublabels."""
 
-    id: int | None = None
+    id: DbId | None = None
     name: str | None = Field(default=None, min_length=1, max_length=64)
     color: str | None = Field(default=None, max_length=8)
     type: LabelType | None = None

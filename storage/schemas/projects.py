@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from storage.schemas.common import (
     BasicUser,
     CountedLink,
+    DbId,
     Link,
     StorageRead,
     StorageWrite,
@@ -42,8 +43,8 @@ class ProjectRead(BaseModel):
 class ProjectWrite(WriteModel):
     name: str = Field(min_length=1, max_length=256)
     labels: list[LabelWrite] = Field(default_factory=list)
-    owner_id: int | None = None
-    assignee_id: int | None = None
+    owner_id: DbId | None = None
+    assignee_id: DbId | None = None
     bug_tracker: str = Field(default="", max_length=2000)
     source_storage: StorageWrite | None = None
     target_storage: StorageWrite | None = None
@@ -52,9 +53,9 @@ class ProjectWrite(WriteModel):
 class ProjectPatch(WriteModel):
     name: str | None = Field(default=None, min_length=1, max_length=256)
     labels: list[LabelWrite] = Field(default_factory=list)
-    owner_id: int | None = None
-    assignee_id: int | None = None
+    owner_id: DbId | None = None
+    assignee_id: DbId | None = None
     bug_tracker: str | None = Field(default=None, max_length=2000)
-    organization_id: int | None = None
+    organization_id: DbId | None = None
     source_storage: StorageWrite | None = None
     target_storage: StorageWrite | None = None

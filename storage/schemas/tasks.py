@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from storage.schemas.common import BasicUser, Link, StorageRead, StorageWrite, WriteModel
+from storage.schemas.common import BasicUser, DbId, Link, StorageRead, StorageWrite, WriteModel
 from storage.schemas.labels import LabelWrite
 
 
@@ -57,10 +57,10 @@ class TaskRead(BaseModel):
 
 class TaskWrite(WriteModel):
     name: str = Field(min_length=1, max_length=256)
-    project_id: int | None = None
+    project_id: DbId | None = None
     labels: list[LabelWrite] = Field(default_factory=list)
-    owner_id: int | None = None
-    assignee_id: int | None = None
+    owner_id: DbId | None = None
+    assignee_id: DbId | None = None
     bug_tracker: str = Field(default="", max_length=2000)
     overlap: int | None = Field(default=None, ge=0, le=2147483647)
     segment_size: int = Field(default=0, ge=0, le=2147483647)
@@ -72,12 +72,12 @@ class TaskWrite(WriteModel):
 
 class TaskPatch(WriteModel):
     name: str | None = Field(default=None, min_length=1, max_length=256)
-    project_id: int | None = None
+    project_id: DbId | None = None
     labels: list[LabelWrite] = Field(default_factory=list)
-    owner_id: int | None = None
-    assignee_id: int | None = None
+    owner_id: DbId | None = None
+    assignee_id: DbId | None = None
     bug_tracker: str | None = Field(default=None, max_length=2000)
     subset: str | None = Field(default=None, max_length=64)
-    organization_id: int | None = None
+    organization_id: DbId | None = None
     source_storage: StorageWrite | None = None
     target_storage: StorageWrite | None = None
