@@ -1,0 +1,145 @@
+"""The ``cvat-ray`` CLI: migrate, createsuperuser, and the real ``up`` on a local Ray head."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from cvat_sdk import make_client
+from sqlalchemy import select
+
+from cluster.cli import main
+from cluster.runtime import free_port
+from storage.db import Database
+from storage.models import User
+
+CLI = str(Path(sys.executable).parent / "cvat-ray")
+
+
+def test_help_everywhere() -> None:
+    for args in ([], ["up"], ["migrate"], ["createsuperuser"], ["status"]):
+        out = subprocess.run([CLI, *args, "--help"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "usage: cvat-ray" in out.stdout
+
+
+def test_migrate_and_createsuperuser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.delenv("CVAT_RAY_DATA_DIR", raising=False)
+    data = tmp_path / "data"
+    assert main(["migrate", "--data-dir", str(data)]) == 0
+    assert main(["migrate", "--data-dir", str(data)]) == 0  # idempotent
+    assert "revision 0001" in capsys.readouterr().out
+    args = ["createsuperuser", "--data-dir", str(data), "--username", "boss", "--password", "Very-secret-1", "--no-input"]
+    assert main(args) == 0
+    assert main(args) == 1  # taken
+    assert "already exists" in capsys.readouterr().err
+    assert main(["createsuperuser", "--data-dir", str(data), "--username", "x", "--password", "short", "--no-input"]) == 1
+    db = Database(f"sqlite:///{data / 'cvat.db'}")
+    with db.session() as session:
+        boss = session.scalar(select(User).where(User.username == "boss"))
+        assert boss is not None and boss.is_superuser
+    db.dispose()
+
+
+def test_status_when_not_running(tmp_path: Path) -> None:
+    assert main(["status", "--data-dir", str(tmp_path)]) == 3
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
+    port, dashboard = free_port(), free_port()
+    temp = Path("/tmp") / f"cvr-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "CVAT_RAY_RAY__DASHBOARD_PORT": str(dashboard),
+        "CVAT_RAY_RAY__TEMP_DIR": str(temp),
+        "CVAT_RAY_RAY__NUM_CPUS": "2",
+        "HOME": str(tmp_path),
+    }
+    env.pop("CVAT_RAY_ADMIN_PASSWORD", None)
+    env.pop("CVAT_RAY_DATABASE__URL", None)
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [CLI, "up", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while "cvat-ray is up" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        text = log.read_text()
+        password = re.search(r"Log in as 'admin' with password '([^']+)'", text)
+        assert password, text
+        assert f"http://127.0.0.1:{dashboard}" in text
+
+        status = subprocess.run(
+            [CLI, "status", "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "RUNNING" in status.stdout and "1 running replica" in status.stdout
+
+        with make_client(f"http://127.0.0.1:{port}", credentials=("admin", password.group(1))) as client:
+            project = client.projects.create({"name": "via serve", "labels": [{"name": "cat"}]})
+            task = client.tasks.create({"name": "t", "labels": [{"name": "dog"}]})
+            assert {t.id for t in client.tasks.list()} == {task.id}
+            assert client.projects.retrieve(project.id).name == "via serve"
+            task.remove()
+            project.remove()
+            assert client.tasks.list() == []
+        tree = _descendants(proc.pid)
+        assert tree, "up should have started Ray processes"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    assert "Stopped." in log.read_text()
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in tree) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    leftovers = [p for p in tree if _alive(p)]
+    assert not leftovers, f"Ray processes left behind: {leftovers}"
+    assert not (tmp_path / "data" / "server.json").exists()
