@@ -11,15 +11,14 @@ import binascii
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Integer, cast, delete, literal_column, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from cluster.errors import InvalidInput, NotAuthenticated, PermissionDenied
 from iam.keys import digest, new_csrf_token, new_session_key, same
 from iam.passwords import burn_verification_time, verify_password
-from iam.principal import AuthMethod, Principal
-from storage.models import AccessToken, AuthSession, Membership, User, utcnow
-from storage.services.users import groups_of
+from iam.principal import PRIVILEGES, AuthMethod, Principal
+from storage.models import AccessToken, AuthSession, Group, Membership, User, user_groups, utcnow
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # last_used_date of an access token is written at most this often (CVAT does the same).
@@ -45,17 +44,26 @@ class LoginSession:
 
 
 def principal_for(session: Session, user: User, auth: AuthMethod, **extra: object) -> Principal:
-    memberships = dict(
-        session.execute(
-            select(Membership.organization_id, Membership.role).where(
-                Membership.user_id == user.id, Membership.is_active.is_(True)
-            )
-        ).all()
+    # Groups and active memberships in one round trip: this runs on every request.
+    groups_q = (
+        select(literal_column("'group'"), Group.name, cast(null(), Integer))
+        .join(user_groups, user_groups.c.group_id == Group.id)
+        .where(user_groups.c.user_id == user.id)
     )
+    members_q = select(
+        literal_column("'member'"), Membership.role, Membership.organization_id
+    ).where(Membership.user_id == user.id, Membership.is_active.is_(True))
+    groups: list[str] = []
+    memberships: dict[int, str] = {}
+    for kind, name, org_id in session.execute(union_all(groups_q, members_q)):
+        if kind == "group":
+            groups.append(name)
+        else:
+            memberships[org_id] = name
     return Principal(
         user_id=user.id,
         username=user.username,
-        groups=tuple(groups_of(session, [user.id])[user.id]),
+        groups=tuple(sorted(groups, key=PRIVILEGES.index)),
         is_superuser=user.is_superuser,
         auth=auth,
         memberships=memberships,

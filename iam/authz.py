@@ -28,7 +28,7 @@ class Resource:
     project_assignee_id: int | None = None
     task_owner_id: int | None = None
     task_assignee_id: int | None = None
-    # users assigned to one of the task's jobs (for tasks)
+    # for tasks: the caller, when assigned to one of the task's jobs
     job_assignee_ids: frozenset[int] = frozenset()
     # organizations the user is a member of (for users)
     member_of: frozenset[int] = frozenset()

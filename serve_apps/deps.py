@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Depends, Path, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from cluster.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
 from cluster.settings import Settings
@@ -21,6 +23,9 @@ from storage.query import ListParams
 # Database ids are 32-bit; anything else in a path cannot name an object.
 ObjectId = Annotated[int, Path(ge=0, le=2_147_483_647)]
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 # Query keys that are not simple equality filters.
 _RESERVED_QUERY = frozenset({"page", "page_size", "filter", "search", "sort", "org", "org_id"})
 
@@ -30,13 +35,9 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-def get_db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-def _session(request: Request) -> Iterator[Session]:
-    """One session per request, committed before the response is sent (so a failing commit
+@contextmanager
+def _unit_of_work(request: Request) -> Iterator[Session]:
+    """One session per request, committed before the response is built (so a failing commit
     becomes an error response) and rolled back on any error."""
     db: Database = request.app.state.db
     session = db.session_factory()
@@ -50,7 +51,78 @@ def _session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-DbSession = Annotated[Session, Depends(_session, scope="function")]
+class Caller:
+    """Runs one service call for a request: in a worker thread (the database driver blocks),
+    inside one unit of work, with the caller authenticated and the org context resolved.
+
+    Routers are ``async def`` and make exactly one ``await call(service_fn, ...)``: one thread
+    hop per request instead of one per sync dependency, handler and response validation.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    async def __call__(
+        self,
+        fn: Callable[Concatenate[Session, RequestContext, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        return await run_in_threadpool(self._authenticated, fn, *args, **kwargs)
+
+    async def optional(
+        self,
+        fn: Callable[Concatenate[Session, Principal | None, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """For endpoints where a caller may or may not be logged in (logout)."""
+        return await run_in_threadpool(self._optional, fn, *args, **kwargs)
+
+    async def anonymous(
+        self, fn: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """For endpoints that ignore credentials (login, register)."""
+        return await run_in_threadpool(self._anonymous, fn, *args, **kwargs)
+
+    def _authenticated(
+        self,
+        fn: Callable[Concatenate[Session, RequestContext, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        with _unit_of_work(self.request) as session:
+            principal = _authenticate(self.request, session)
+            if principal is None:
+                raise NotAuthenticated()
+            ctx = RequestContext(
+                principal=principal,
+                org=_org_context(self.request, session),
+                base_url=_base_url(self.request),
+            )
+            return fn(session, ctx, *args, **kwargs)
+
+    def _anonymous(
+        self, fn: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        with _unit_of_work(self.request) as session:
+            return fn(session, *args, **kwargs)
+
+    def _optional(
+        self,
+        fn: Callable[Concatenate[Session, Principal | None, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        with _unit_of_work(self.request) as session:
+            return fn(session, _authenticate(self.request, session), *args, **kwargs)
+
+
+async def _caller(request: Request) -> Caller:
+    return Caller(request)
+
+
+Call = Annotated[Caller, Depends(_caller)]
 
 
 def _credentials(request: Request) -> Credentials:
@@ -101,31 +173,15 @@ def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def optional_principal(request: Request, session: DbSession) -> Principal | None:
+def _authenticate(request: Request, session: Session) -> Principal | None:
     principal = authenticate(session, _credentials(request))
     if principal is not None and principal.read_only and request.method in UNSAFE_METHODS:
         raise PermissionDenied("This access token is read-only.")
-    request.state.principal = principal
     return principal
 
 
-def request_context(
-    request: Request,
-    session: DbSession,
-    principal: Annotated[Principal | None, Depends(optional_principal)],
-) -> RequestContext:
-    if principal is None:
-        raise NotAuthenticated()
-    return RequestContext(
-        principal=principal, org=_org_context(request, session), base_url=_base_url(request)
-    )
-
-
-Ctx = Annotated[RequestContext, Depends(request_context)]
-MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
-
-
-def list_params(request: Request) -> ListParams:
+async def list_params(request: Request) -> ListParams:
+    # async: pure parsing, so no thread hop
     settings: Settings = request.app.state.settings
     query = request.query_params
     page_raw = query.get("page", "1")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from cluster.errors import PermissionDenied
-from iam.authn import end_session, start_session
-from serve_apps.deps import Ctx, DbSession, Listing, MaybePrincipal, ObjectId, get_settings_dep
+from serve_apps.deps import Call, Listing, ObjectId, get_settings_dep
 from serve_apps.pagination import paginated
 from storage.schemas.common import Detail, Paginated
 from storage.schemas.users import (
@@ -45,20 +44,22 @@ def _set_login_cookies(request: Request, response: Response, key: str, csrf: str
 
 
 @router.post("/login", response_model=TokenResponse)
-def login(
-    data: LoginRequest, request: Request, response: Response, session: DbSession
+async def login(
+    data: LoginRequest, request: Request, response: Response, call: Call
 ) -> TokenResponse:
     """CVAT ``POST /api/auth/login``: sets the ``sessionid`` and ``csrftoken`` cookies."""
     settings = get_settings_dep(request)
-    login_session = accounts.login(session, data, settings.auth.session_ttl_s)
-    _set_login_cookies(request, response, login_session.key, login_session.csrf_token)
-    return TokenResponse(key=login_session.key)
+    session = await call.anonymous(accounts.login, data, settings.auth.session_ttl_s)
+    _set_login_cookies(request, response, session.key, session.csrf_token)
+    return TokenResponse(key=session.key)
 
 
 @router.post("/logout", response_model=Detail)
-def logout(request: Request, response: Response, session: DbSession, _: MaybePrincipal) -> Detail:
+async def logout(request: Request, response: Response, call: Call) -> Detail:
     """CVAT ``POST /api/auth/logout``: ends the session and clears the cookies."""
-    end_session(session, request.cookies.get("sessionid"), request.headers.get("authorization"))
+    await call.optional(
+        accounts.logout, request.cookies.get("sessionid"), request.headers.get("authorization")
+    )
     response.headers.append(
         "Set-Cookie", _cookie("csrftoken", "", 0, http_only=False, secure=False)
     )
@@ -67,74 +68,72 @@ def logout(request: Request, response: Response, session: DbSession, _: MaybePri
 
 
 @router.post("/register", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
-def register(
-    data: RegisterRequest, request: Request, response: Response, session: DbSession
+async def register(
+    data: RegisterRequest, request: Request, response: Response, call: Call
 ) -> RegisterResponse:
     """CVAT ``POST /api/auth/register``: creates a ``user`` account and logs it in."""
     settings = get_settings_dep(request)
     if not settings.auth.allow_registration:
         raise PermissionDenied("Registration is disabled on this server.")
-    user = accounts.register(session, data, settings.auth.password_min_length)
-    login_session = start_session(session, user, settings.auth.session_ttl_s)
-    _set_login_cookies(request, response, login_session.key, login_session.csrf_token)
+    user, session = await call.anonymous(
+        accounts.register, data, settings.auth.password_min_length, settings.auth.session_ttl_s
+    )
+    _set_login_cookies(request, response, session.key, session.csrf_token)
     return RegisterResponse(
         username=user.username,
         email=user.email,
         first_name=user.first_name,
         last_name=user.last_name,
-        key=login_session.key,
+        key=session.key,
     )
 
 
 @router.post("/password/change", response_model=Detail)
-def change_password(
-    data: PasswordChangeRequest, request: Request, session: DbSession, ctx: Ctx
-) -> Detail:
+async def change_password(data: PasswordChangeRequest, request: Request, call: Call) -> Detail:
     """CVAT ``POST /api/auth/password/change``."""
     settings = get_settings_dep(request)
-    accounts.change_password(session, ctx, data, settings.auth.password_min_length)
+    await call(accounts.change_password, data, settings.auth.password_min_length)
     return Detail(detail="New password has been saved.")
 
 
 @router.get("/access_tokens", response_model=Paginated[AccessTokenRead])
-def list_access_tokens(
-    request: Request, session: DbSession, ctx: Ctx, params: Listing
+async def list_access_tokens(
+    request: Request, call: Call, params: Listing
 ) -> Paginated[AccessTokenRead]:
     """CVAT ``GET /api/auth/access_tokens``: the caller's tokens (values are never shown)."""
-    return paginated(
-        request, params, accounts.list_access_tokens(session, ctx, params.page, params.page_size)
-    )
+    page = await call(accounts.list_access_tokens, params.page, params.page_size)
+    return paginated(request, params, page)
 
 
 @router.post(
     "/access_tokens", response_model=AccessTokenCreated, status_code=status.HTTP_201_CREATED
 )
-def create_access_token(data: AccessTokenWrite, session: DbSession, ctx: Ctx) -> AccessTokenCreated:
+async def create_access_token(data: AccessTokenWrite, call: Call) -> AccessTokenCreated:
     """CVAT ``POST /api/auth/access_tokens``: the value is shown once; only its hash is kept."""
-    return accounts.create_access_token(session, ctx, data)
+    return await call(accounts.create_access_token, data)
 
 
 @router.get("/access_tokens/self", response_model=AccessTokenRead)
-def retrieve_current_access_token(session: DbSession, ctx: Ctx) -> AccessTokenRead:
+async def retrieve_current_access_token(call: Call) -> AccessTokenRead:
     """CVAT ``GET /api/auth/access_tokens/self``: the token this request was made with."""
-    return accounts.retrieve_current_access_token(session, ctx)
+    return await call(accounts.retrieve_current_access_token)
 
 
 @router.get("/access_tokens/{token_id}", response_model=AccessTokenRead)
-def retrieve_access_token(token_id: ObjectId, session: DbSession, ctx: Ctx) -> AccessTokenRead:
+async def retrieve_access_token(token_id: ObjectId, call: Call) -> AccessTokenRead:
     """CVAT ``GET /api/auth/access_tokens/{id}``."""
-    return accounts.retrieve_access_token(session, ctx, token_id)
+    return await call(accounts.retrieve_access_token, token_id)
 
 
 @router.patch("/access_tokens/{token_id}", response_model=AccessTokenRead)
-def partial_update_access_token(
-    token_id: ObjectId, data: AccessTokenPatch, session: DbSession, ctx: Ctx
+async def partial_update_access_token(
+    token_id: ObjectId, data: AccessTokenPatch, call: Call
 ) -> AccessTokenRead:
     """CVAT ``PATCH /api/auth/access_tokens/{id}``."""
-    return accounts.partial_update_access_token(session, ctx, token_id, data)
+    return await call(accounts.partial_update_access_token, token_id, data)
 
 
 @router.delete("/access_tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_access_token(token_id: ObjectId, session: DbSession, ctx: Ctx) -> None:
+async def delete_access_token(token_id: ObjectId, call: Call) -> None:
     """CVAT ``DELETE /api/auth/access_tokens/{id}``: revokes the token."""
-    accounts.delete_access_token(session, ctx, token_id)
+    await call(accounts.delete_access_token, token_id)

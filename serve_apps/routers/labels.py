@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from serve_apps.deps import Ctx, DbSession, Listing, ObjectId
+from serve_apps.deps import Call, Listing, ObjectId
 from serve_apps.pagination import paginated
 from storage.schemas.common import Paginated
 from storage.schemas.labels import LabelPatch, LabelRead
@@ -18,37 +18,34 @@ OptionalId = Annotated[int | None, Query(ge=0, le=2_147_483_647)]
 
 
 @router.get("", response_model=Paginated[LabelRead])
-def list_labels(
+async def list_labels(
     request: Request,
-    session: DbSession,
-    ctx: Ctx,
+    call: Call,
     params: Listing,
     task_id: OptionalId = None,
     project_id: OptionalId = None,
     job_id: OptionalId = None,
 ) -> Paginated[LabelRead]:
     """CVAT ``GET /api/labels`` (``task_id``, ``project_id`` or ``job_id``)."""
-    page = label_api.list_labels(
-        session, ctx, params, task_id=task_id, project_id=project_id, job_id=job_id
+    page = await call(
+        label_api.list_labels, params, task_id=task_id, project_id=project_id, job_id=job_id
     )
     return paginated(request, params, page)
 
 
 @router.get("/{label_id}", response_model=LabelRead)
-def retrieve_label(label_id: ObjectId, session: DbSession, ctx: Ctx) -> LabelRead:
+async def retrieve_label(label_id: ObjectId, call: Call) -> LabelRead:
     """CVAT ``GET /api/labels/{id}``."""
-    return label_api.retrieve_label(session, ctx, label_id)
+    return await call(label_api.retrieve_label, label_id)
 
 
 @router.patch("/{label_id}", response_model=LabelRead)
-def partial_update_label(
-    label_id: ObjectId, data: LabelPatch, session: DbSession, ctx: Ctx
-) -> LabelRead:
+async def partial_update_label(label_id: ObjectId, data: LabelPatch, call: Call) -> LabelRead:
     """CVAT ``PATCH /api/labels/{id}``."""
-    return label_api.partial_update_label(session, ctx, label_id, data)
+    return await call(label_api.partial_update_label, label_id, data)
 
 
 @router.delete("/{label_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_label(label_id: ObjectId, session: DbSession, ctx: Ctx) -> None:
+async def delete_label(label_id: ObjectId, call: Call) -> None:
     """CVAT ``DELETE /api/labels/{id}``."""
-    label_api.delete_label(session, ctx, label_id)
+    await call(label_api.delete_label, label_id)

@@ -12,7 +12,7 @@ VERSION = "2.80.0"
 
 
 @router.get("/about", response_model=About)
-def about() -> About:
+async def about() -> About:
     """CVAT ``GET /api/server/about``: public; cvat-sdk checks ``version`` before logging in."""
     return About(
         name="cvat-ray",

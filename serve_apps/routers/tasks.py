@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from serve_apps.deps import Ctx, DbSession, Listing, ObjectId
+from serve_apps.deps import Call, Listing, ObjectId
 from serve_apps.pagination import paginated
 from storage.schemas.common import Paginated
 from storage.schemas.tasks import TaskPatch, TaskRead, TaskWrite
@@ -14,34 +14,30 @@ router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
 
 @router.get("", response_model=Paginated[TaskRead])
-def list_tasks(
-    request: Request, session: DbSession, ctx: Ctx, params: Listing
-) -> Paginated[TaskRead]:
+async def list_tasks(request: Request, call: Call, params: Listing) -> Paginated[TaskRead]:
     """CVAT ``GET /api/tasks``."""
-    return paginated(request, params, task_service.list_tasks(session, ctx, params))
+    return paginated(request, params, await call(task_service.list_tasks, params))
 
 
 @router.post("", response_model=TaskRead, status_code=status.HTTP_201_CREATED)
-def create_task(data: TaskWrite, session: DbSession, ctx: Ctx) -> TaskRead:
+async def create_task(data: TaskWrite, call: Call) -> TaskRead:
     """CVAT ``POST /api/tasks``: with labels, or inside a project (``project_id``)."""
-    return task_service.create_task(session, ctx, data)
+    return await call(task_service.create_task, data)
 
 
 @router.get("/{task_id}", response_model=TaskRead)
-def retrieve_task(task_id: ObjectId, session: DbSession, ctx: Ctx) -> TaskRead:
+async def retrieve_task(task_id: ObjectId, call: Call) -> TaskRead:
     """CVAT ``GET /api/tasks/{id}``."""
-    return task_service.retrieve_task(session, ctx, task_id)
+    return await call(task_service.retrieve_task, task_id)
 
 
 @router.patch("/{task_id}", response_model=TaskRead)
-def partial_update_task(
-    task_id: ObjectId, data: TaskPatch, session: DbSession, ctx: Ctx
-) -> TaskRead:
+async def partial_update_task(task_id: ObjectId, data: TaskPatch, call: Call) -> TaskRead:
     """CVAT ``PATCH /api/tasks/{id}``."""
-    return task_service.partial_update_task(session, ctx, task_id, data)
+    return await call(task_service.partial_update_task, task_id, data)
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_task(task_id: ObjectId, session: DbSession, ctx: Ctx) -> None:
+async def delete_task(task_id: ObjectId, call: Call) -> None:
     """CVAT ``DELETE /api/tasks/{id}``: with its data record, jobs and labels."""
-    task_service.delete_task(session, ctx, task_id)
+    await call(task_service.delete_task, task_id)

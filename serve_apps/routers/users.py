@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from serve_apps.deps import Ctx, DbSession, Listing, ObjectId
+from serve_apps.deps import Call, Listing, ObjectId
 from serve_apps.pagination import paginated
 from storage.schemas.common import Paginated
 from storage.schemas.users import UserPatch, UserRead
@@ -14,34 +14,30 @@ router = APIRouter(prefix="/api/users", tags=["users"])
 
 
 @router.get("", response_model=Paginated[UserRead])
-def list_users(
-    request: Request, session: DbSession, ctx: Ctx, params: Listing
-) -> Paginated[UserRead]:
+async def list_users(request: Request, call: Call, params: Listing) -> Paginated[UserRead]:
     """CVAT ``GET /api/users``: admins see everyone, others themselves and fellow members."""
-    return paginated(request, params, user_service.list_users(session, ctx, params))
+    return paginated(request, params, await call(user_service.list_users, params))
 
 
 @router.get("/self", response_model=UserRead)
-def retrieve_self(session: DbSession, ctx: Ctx) -> UserRead:
+async def retrieve_self(call: Call) -> UserRead:
     """CVAT ``GET /api/users/self``."""
-    return user_service.retrieve_self(session, ctx)
+    return await call(user_service.retrieve_self)
 
 
 @router.get("/{user_id}", response_model=UserRead)
-def retrieve_user(user_id: ObjectId, session: DbSession, ctx: Ctx) -> UserRead:
+async def retrieve_user(user_id: ObjectId, call: Call) -> UserRead:
     """CVAT ``GET /api/users/{id}``."""
-    return user_service.retrieve_user(session, ctx, user_id)
+    return await call(user_service.retrieve_user, user_id)
 
 
 @router.patch("/{user_id}", response_model=UserRead)
-def partial_update_user(
-    user_id: ObjectId, data: UserPatch, session: DbSession, ctx: Ctx
-) -> UserRead:
+async def partial_update_user(user_id: ObjectId, data: UserPatch, call: Call) -> UserRead:
     """CVAT ``PATCH /api/users/{id}``: names by the user, e-mail and permissions by admins."""
-    return user_service.partial_update_user(session, ctx, user_id, data)
+    return await call(user_service.partial_update_user, user_id, data)
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_user(user_id: ObjectId, session: DbSession, ctx: Ctx) -> None:
+async def delete_user(user_id: ObjectId, call: Call) -> None:
     """CVAT ``DELETE /api/users/{id}``."""
-    user_service.delete_user(session, ctx, user_id)
+    await call(user_service.delete_user, user_id)

@@ -10,6 +10,7 @@ from iam import authn
 from iam.authz import Resource, authorize
 from iam.keys import digest, new_access_token
 from iam.passwords import hash_password, verify_password
+from iam.principal import Principal
 from storage.context import RequestContext
 from storage.models import AccessToken, User, utcnow
 from storage.query import paginate
@@ -48,7 +49,10 @@ def validate_new_password(password: str, min_length: int, field: str, username: 
         raise InvalidInput({field: problems})
 
 
-def register(session: Session, data: RegisterRequest, min_length: int) -> User:
+def register(
+    session: Session, data: RegisterRequest, min_length: int, ttl_s: int
+) -> tuple[User, authn.LoginSession]:
+    """Create a ``user`` account and log it in."""
     if data.password1 != data.password2:
         raise InvalidInput("The two password fields didn't match.", field="password2")
     validate_new_password(data.password1, min_length, "password1", data.username)
@@ -56,7 +60,7 @@ def register(session: Session, data: RegisterRequest, min_length: int) -> User:
         raise InvalidInput("A user with that username already exists.", field="username")
     if data.email and session.scalar(select(exists().where(User.email == data.email))):
         raise InvalidInput("A user is already registered with this e-mail address.", field="email")
-    return create_user(
+    user = create_user(
         session,
         username=data.username,
         password=data.password1,
@@ -64,6 +68,15 @@ def register(session: Session, data: RegisterRequest, min_length: int) -> User:
         first_name=data.first_name,
         last_name=data.last_name,
     )
+    return user, authn.start_session(session, user, ttl_s)
+
+
+def logout(
+    session: Session, _principal: Principal | None, cookie: str | None, authorization: str | None
+) -> None:
+    """End the login session (the caller was authenticated first, so a session-cookie logout
+    passes the CSRF check)."""
+    authn.end_session(session, cookie, authorization)
 
 
 def change_password(

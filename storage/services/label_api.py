@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from cluster.errors import InvalidInput
 from iam.authz import Resource, authorize, list_filter
+from iam.principal import Principal
 from storage.context import RequestContext
 from storage.models import Label, Project, Task
 from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
@@ -46,12 +47,12 @@ LABEL_LIST = ListSpec(
 )
 
 
-def _parent_resource(session: Session, label: Label) -> Resource:
+def _parent_resource(session: Session, label: Label, principal: Principal) -> Resource:
     root = label
     if label.parent_id is not None:
         root = label_service.get_label(session, label.parent_id)
     if root.task_id is not None:
-        return task_resource(session, get_task(session, root.task_id))
+        return task_resource(session, get_task(session, root.task_id), principal)
     assert root.project_id is not None
     return project_resource(get_project(session, root.project_id))
 
@@ -96,7 +97,7 @@ def list_labels(
         condition = label_service.owner_of(get_task(session, job.task_id)).condition()
     elif task_id is not None:
         task = get_task(session, task_id)
-        authorize(ctx.principal, ctx.org, "view", task_resource(session, task))
+        authorize(ctx.principal, ctx.org, "view", task_resource(session, task, ctx.principal))
         condition = label_service.owner_of(task).condition()
     elif project_id is not None:
         project = get_project(session, project_id)
@@ -115,7 +116,7 @@ def list_labels(
 
 def retrieve_label(session: Session, ctx: RequestContext, label_id: int) -> LabelRead:
     label = label_service.get_label(session, label_id)
-    authorize(ctx.principal, ctx.org, "view", _parent_resource(session, label))
+    authorize(ctx.principal, ctx.org, "view", _parent_resource(session, label, ctx.principal))
     return label_service.read_labels(session, [label])[0]
 
 
@@ -123,7 +124,9 @@ def partial_update_label(
     session: Session, ctx: RequestContext, label_id: int, patch: LabelPatch
 ) -> LabelRead:
     label = label_service.get_label(session, label_id)
-    authorize(ctx.principal, ctx.org, "update:desc", _parent_resource(session, label))
+    authorize(
+        ctx.principal, ctx.org, "update:desc", _parent_resource(session, label, ctx.principal)
+    )
     owner = label_service.LabelOwner(task_id=label.task_id, project_id=label.project_id)
     label_service.update_label(session, owner, label, patch)
     label_service.touch_owner(session, owner)
@@ -133,7 +136,9 @@ def partial_update_label(
 
 def delete_label(session: Session, ctx: RequestContext, label_id: int) -> None:
     label = label_service.get_label(session, label_id)
-    authorize(ctx.principal, ctx.org, "update:desc", _parent_resource(session, label))
+    authorize(
+        ctx.principal, ctx.org, "update:desc", _parent_resource(session, label, ctx.principal)
+    )
     owner = label_service.LabelOwner(task_id=label.task_id, project_id=label.project_id)
     session.delete(label)
     label_service.touch_owner(session, owner)

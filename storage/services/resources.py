@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from cluster.errors import NotFound
 from iam.authz import Resource
+from iam.principal import Principal
 from storage.models import Job, Project, Task
 
 
@@ -56,16 +57,28 @@ def project_resource(project: Project) -> Resource:
     )
 
 
-def task_resource(session: Session, task: Task) -> Resource:
+def task_resource(session: Session, task: Task, principal: Principal) -> Resource:
+    """The task as the policy sees it. Whether the caller works on one of its jobs is looked
+    up only when nothing else relates them (it is one more query on a hot path)."""
     project_owner = project_assignee = None
     if task.project_id is not None:
         row = session.execute(
             select(Project.owner_id, Project.assignee_id).where(Project.id == task.project_id)
         ).one()
         project_owner, project_assignee = row
-    job_assignees = session.scalars(
-        select(Job.assignee_id).where(Job.task_id == task.id, Job.assignee_id.is_not(None))
-    ).all()
+    me = principal.user_id
+    job_assignees: frozenset[int] = frozenset()
+    if not principal.is_admin and me not in (
+        task.owner_id,
+        task.assignee_id,
+        project_owner,
+        project_assignee,
+    ):
+        works_on_a_job = session.scalar(
+            select(Job.id).where(Job.task_id == task.id, Job.assignee_id == me).limit(1)
+        )
+        if works_on_a_job is not None:
+            job_assignees = frozenset({me})
     return Resource(
         kind="task",
         id=task.id,
@@ -74,7 +87,7 @@ def task_resource(session: Session, task: Task) -> Resource:
         organization_id=task.organization_id,
         project_owner_id=project_owner,
         project_assignee_id=project_assignee,
-        job_assignee_ids=frozenset(j for j in job_assignees if j is not None),
+        job_assignee_ids=job_assignees,
     )
 
 

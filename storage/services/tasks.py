@@ -93,19 +93,22 @@ TASK_LIST = ListSpec(
 def _to_reads(session: Session, ctx: RequestContext, tasks: Sequence[Task]) -> list[TaskRead]:
     ids = [t.id for t in tasks]
     users = basic_users(session, ctx, [u for t in tasks for u in (t.owner_id, t.assignee_id)])
-    project_names: dict[int, str] = dict(
-        session.execute(  # type: ignore[arg-type]
-            select(Project.id, Project.name).where(
-                Project.id.in_({t.project_id for t in tasks if t.project_id})
-            )
-        ).all()
-    )
-    data: dict[int, Data] = {
-        d.id: d
-        for d in session.scalars(
-            select(Data).where(Data.id.in_({t.data_id for t in tasks if t.data_id}))
+    project_ids = {t.project_id for t in tasks if t.project_id}
+    project_names: dict[int, str] = (
+        dict(
+            session.execute(  # type: ignore[arg-type]
+                select(Project.id, Project.name).where(Project.id.in_(project_ids))
+            ).all()
         )
-    }
+        if project_ids
+        else {}
+    )
+    data_ids = {t.data_id for t in tasks if t.data_id}
+    data: dict[int, Data] = (
+        {d.id: d for d in session.scalars(select(Data).where(Data.id.in_(data_ids)))}
+        if data_ids
+        else {}
+    )
     summary: dict[int, tuple[int, int, int]] = {
         row[0]: (row[1], row[2], row[3])
         for row in session.execute(
@@ -241,7 +244,7 @@ def list_tasks(session: Session, ctx: RequestContext, params: ListParams) -> Pag
 
 def retrieve_task(session: Session, ctx: RequestContext, task_id: int) -> TaskRead:
     task = get_task(session, task_id)
-    authorize(ctx.principal, ctx.org, "view", task_resource(session, task))
+    authorize(ctx.principal, ctx.org, "view", task_resource(session, task, ctx.principal))
     return _to_reads(session, ctx, [task])[0]
 
 
@@ -249,7 +252,7 @@ def partial_update_task(
     session: Session, ctx: RequestContext, task_id: int, patch: TaskPatch
 ) -> TaskRead:
     task = get_task(session, task_id, for_update=True)
-    resource = task_resource(session, task)
+    resource = task_resource(session, task, ctx.principal)
     fields = patch.model_fields_set
     if fields & {"name", "bug_tracker", "labels", "subset"}:
         authorize(ctx.principal, ctx.org, "update:desc", resource)
@@ -315,7 +318,7 @@ def _move_to_project(
 def delete_task(session: Session, ctx: RequestContext, task_id: int) -> None:
     """Deletes the task with its data record, segments, jobs and labels."""
     task = get_task(session, task_id, for_update=True)
-    authorize(ctx.principal, ctx.org, "delete", task_resource(session, task))
+    authorize(ctx.principal, ctx.org, "delete", task_resource(session, task, ctx.principal))
     data_id = task.data_id
     session.delete(task)
     session.flush()

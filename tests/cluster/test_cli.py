@@ -29,17 +29,42 @@ def test_help_everywhere() -> None:
         assert out.returncode == 0 and "usage: cvat-ray" in out.stdout
 
 
-def test_migrate_and_createsuperuser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_migrate_and_createsuperuser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     monkeypatch.delenv("CVAT_RAY_DATA_DIR", raising=False)
     data = tmp_path / "data"
     assert main(["migrate", "--data-dir", str(data)]) == 0
     assert main(["migrate", "--data-dir", str(data)]) == 0  # idempotent
     assert "revision 0001" in capsys.readouterr().out
-    args = ["createsuperuser", "--data-dir", str(data), "--username", "boss", "--password", "Very-secret-1", "--no-input"]
+    args = [
+        "createsuperuser",
+        "--data-dir",
+        str(data),
+        "--username",
+        "boss",
+        "--password",
+        "Very-secret-1",
+        "--no-input",
+    ]
     assert main(args) == 0
     assert main(args) == 1  # taken
     assert "already exists" in capsys.readouterr().err
-    assert main(["createsuperuser", "--data-dir", str(data), "--username", "x", "--password", "short", "--no-input"]) == 1
+    assert (
+        main(
+            [
+                "createsuperuser",
+                "--data-dir",
+                str(data),
+                "--username",
+                "x",
+                "--password",
+                "short",
+                "--no-input",
+            ]
+        )
+        == 1
+    )
     db = Database(f"sqlite:///{data / 'cvat.db'}")
     with db.session() as session:
         boss = session.scalar(select(User).where(User.username == "boss"))
@@ -113,12 +138,18 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{dashboard}" in text
 
         status = subprocess.run(
-            [CLI, "status", "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, env=env, timeout=60
+            [CLI, "status", "--data-dir", str(tmp_path / "data")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
         )
         assert status.returncode == 0, status.stdout + status.stderr
         assert "RUNNING" in status.stdout and "1 running replica" in status.stdout
 
-        with make_client(f"http://127.0.0.1:{port}", credentials=("admin", password.group(1))) as client:
+        with make_client(
+            f"http://127.0.0.1:{port}", credentials=("admin", password.group(1))
+        ) as client:
             project = client.projects.create({"name": "via serve", "labels": [{"name": "cat"}]})
             task = client.tasks.create({"name": "t", "labels": [{"name": "dog"}]})
             assert {t.id for t in client.tasks.list()} == {task.id}

@@ -28,7 +28,9 @@ class LiveServer:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     db: Database = request.getfixturevalue(f"{request.param}_db")
     _empty_tables(db)
     settings = Settings(data_dir=Path(tmp_path_factory.mktemp("compat-data")))

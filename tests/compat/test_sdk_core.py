@@ -23,15 +23,21 @@ def _client(server: LiveServer, tmp_path: Path) -> Client:
     # allow_unsupported_server=False turns a version mismatch into an exception.
     client = Client(
         server.url,
-        config=Config(allow_unsupported_server=False, cache_dir=tmp_path / "cache", status_check_period=0.1),
+        config=Config(
+            allow_unsupported_server=False, cache_dir=tmp_path / "cache", status_check_period=0.1
+        ),
     )
     client.login((server.user.username, server.password))
     return client
 
 
-def test_password_login_without_version_warning(live_server: LiveServer, tmp_path: Path, caplog) -> None:
+def test_password_login_without_version_warning(
+    live_server: LiveServer, tmp_path: Path, caplog
+) -> None:
     caplog.set_level(logging.WARNING)
-    with make_client(live_server.url, credentials=(live_server.user.username, live_server.password)) as client:
+    with make_client(
+        live_server.url, credentials=(live_server.user.username, live_server.password)
+    ) as client:
         assert client.api_client.configuration.api_key["csrfHeaderAuth"]
         assert str(client.get_server_version()) == "2.80.0"
         user, _ = client.api_client.users_api.retrieve_self()
@@ -57,14 +63,19 @@ def test_projects_tasks_labels_jobs(live_server: LiveServer, tmp_path: Path) -> 
     with _client(live_server, tmp_path) as client:
         project = client.projects.create({"name": "sdk project", "labels": LABELS})
         assert project.id and project.name == "sdk project"
-        task = client.tasks.create({"name": "sdk task", "project_id": project.id, "segment_size": 5})
+        task = client.tasks.create(
+            {"name": "sdk task", "project_id": project.id, "segment_size": 5}
+        )
         own = client.tasks.create({"name": "own labels", "labels": LABELS})
         assert {t.id for t in client.tasks.list()} >= {task.id, own.id}
         assert [t.id for t in project.get_tasks()] == [task.id]
         labels = task.get_labels()
         assert [lbl.name for lbl in labels] == ["cat", "dog", "person"]
         dog = labels[1]
-        assert str(dog.attributes[0].input_type) == "select" and dog.attributes[0].values == ["a", "b"]
+        assert str(dog.attributes[0].input_type) == "select" and dog.attributes[0].values == [
+            "a",
+            "b",
+        ]
         assert [s.name for s in labels[2].sublabels] == ["head", "hand"]
 
         add_frames(live_server.db, task.id, 12)
@@ -92,14 +103,30 @@ def test_cli_task_ls_and_delete(live_server: LiveServer, tmp_path: Path) -> None
     with _client(live_server, tmp_path) as client:
         task = client.tasks.create({"name": "cli task", "labels": [{"name": "a"}]})
     cli = Path(sys.executable).parent / "cvat-cli"
-    base = [str(cli), "--server-host", live_server.url, "--auth", f"{live_server.user.username}:{live_server.password}"]
+    base = [
+        str(cli),
+        "--server-host",
+        live_server.url,
+        "--auth",
+        f"{live_server.user.username}:{live_server.password}",
+    ]
     env = {**os.environ, "HOME": str(tmp_path)}
-    out = subprocess.run([*base, "task", "ls", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [*base, "task", "ls", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert task.id in [t["id"] for t in json.loads(out.stdout)]
-    out = subprocess.run([*base, "project", "ls"], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [*base, "project", "ls"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
-    out = subprocess.run([*base, "task", "delete", str(task.id)], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [*base, "task", "delete", str(task.id)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     with _client(live_server, tmp_path) as client:
         assert task.id not in {t.id for t in client.tasks.list()}

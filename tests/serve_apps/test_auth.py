@@ -27,7 +27,9 @@ async def test_request_id_is_echoed(anon: httpx.AsyncClient) -> None:
     assert r.headers["x-request-id"] != "bad id\twith spaces"
 
 
-async def test_login_sets_cookies_parseable_by_the_sdk(anon: httpx.AsyncClient, alice: Account) -> None:
+async def test_login_sets_cookies_parseable_by_the_sdk(
+    anon: httpx.AsyncClient, alice: Account
+) -> None:
     r = await anon.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
     assert r.status_code == 200
     assert 0 < len(r.json()["key"]) <= 40
@@ -41,7 +43,9 @@ async def test_login_sets_cookies_parseable_by_the_sdk(anon: httpx.AsyncClient, 
 
 
 async def test_login_by_email_and_bad_credentials(anon: httpx.AsyncClient, alice: Account) -> None:
-    r = await anon.post("/api/auth/login", json={"email": "alice@example.com", "password": PASSWORD})
+    r = await anon.post(
+        "/api/auth/login", json={"email": "alice@example.com", "password": PASSWORD}
+    )
     assert r.status_code == 200
     r = await anon.post("/api/auth/login", json={"username": "alice", "password": "wrong"})
     assert r.status_code == 400
@@ -70,7 +74,9 @@ async def test_session_auth_and_csrf(anon: httpx.AsyncClient, alice: Account) ->
     assert r.status_code == 201
     # logout: an empty JSON body, as the SDK sends it; a JSON object back
     r = await anon.post(
-        "/api/auth/logout", content=b"", headers={"X-CSRFToken": csrf, "Content-Type": "application/json"}
+        "/api/auth/logout",
+        content=b"",
+        headers={"X-CSRFToken": csrf, "Content-Type": "application/json"},
     )
     assert r.status_code == 200
     assert isinstance(r.json(), dict)
@@ -96,7 +102,9 @@ async def test_token_header_and_basic(anon: httpx.AsyncClient, alice: Account) -
     assert r.status_code == 401
 
 
-@pytest.mark.parametrize("path", ["/api/users/self", "/api/tasks", "/api/projects", "/api/jobs", "/api/labels"])
+@pytest.mark.parametrize(
+    "path", ["/api/users/self", "/api/tasks", "/api/projects", "/api/jobs", "/api/labels"]
+)
 async def test_anonymous_gets_401(anon: httpx.AsyncClient, path: str) -> None:
     r = await anon.get(path)
     assert r.status_code == 401
@@ -147,7 +155,12 @@ async def test_access_token_expiry_and_isolation(client_for, alice: Account, bob
 
 
 async def test_register_and_password_change(anon: httpx.AsyncClient) -> None:
-    body = {"username": "carol", "email": "c@example.com", "password1": "Sup3r-secret", "password2": "Sup3r-secret"}
+    body = {
+        "username": "carol",
+        "email": "c@example.com",
+        "password1": "Sup3r-secret",
+        "password2": "Sup3r-secret",
+    }
     r = await anon.post("/api/auth/register", json=body)
     assert r.status_code == 201, r.text
     r = await anon.get("/api/users/self")
@@ -156,13 +169,30 @@ async def test_register_and_password_change(anon: httpx.AsyncClient) -> None:
     assert r.status_code == 400 and "username" in r.json()
     r = await anon.post("/api/auth/register", json={**body, "username": "dave", "password2": "x"})
     assert r.status_code == 400
-    r = await anon.post("/api/auth/register", json={**body, "username": "erin", "email": "e@x.org", "password1": "12345678901", "password2": "12345678901"})
+    r = await anon.post(
+        "/api/auth/register",
+        json={
+            **body,
+            "username": "erin",
+            "email": "e@x.org",
+            "password1": "12345678901",
+            "password2": "12345678901",
+        },
+    )
     assert r.status_code == 400 and "password1" in r.json()
     r = await anon.post("/api/auth/register", json={**body, "username": "bad name!"})
     assert r.status_code == 400 and "username" in r.json()
     csrf = anon.cookies["csrftoken"]
-    change = {"old_password": "Sup3r-secret", "new_password1": "An0ther-secret", "new_password2": "An0ther-secret"}
-    r = await anon.post("/api/auth/password/change", json={**change, "old_password": "no"}, headers={"X-CSRFToken": csrf})
+    change = {
+        "old_password": "Sup3r-secret",
+        "new_password1": "An0ther-secret",
+        "new_password2": "An0ther-secret",
+    }
+    r = await anon.post(
+        "/api/auth/password/change",
+        json={**change, "old_password": "no"},
+        headers={"X-CSRFToken": csrf},
+    )
     assert r.status_code == 400
     r = await anon.post("/api/auth/password/change", json=change, headers={"X-CSRFToken": csrf})
     assert r.status_code == 200
@@ -177,7 +207,9 @@ async def test_registration_can_be_disabled(app, anon: httpx.AsyncClient) -> Non
     assert r.status_code == 403
 
 
-async def test_inactive_user_cannot_log_in(client_for, anon, admin: Account, alice: Account) -> None:
+async def test_inactive_user_cannot_log_in(
+    client_for, anon, admin: Account, alice: Account
+) -> None:
     r = await client_for(admin).patch(f"/api/users/{alice.id}", json={"is_active": False})
     assert r.status_code == 200
     r = await anon.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})

@@ -9,8 +9,14 @@ from tests.conftest import Account
 from tests.serve_apps.test_projects_tasks import add_frames
 
 
-async def _task_with_jobs(api: httpx.AsyncClient, db: Database, frames: int = 6, segment: int = 2) -> dict:
-    task = (await api.post("/api/tasks", json={"name": "t", "labels": [{"name": "a"}], "segment_size": segment})).json()
+async def _task_with_jobs(
+    api: httpx.AsyncClient, db: Database, frames: int = 6, segment: int = 2
+) -> dict:
+    task = (
+        await api.post(
+            "/api/tasks", json={"name": "t", "labels": [{"name": "a"}], "segment_size": segment}
+        )
+    ).json()
     add_frames(db, task["id"], frames)
     return task
 
@@ -26,7 +32,11 @@ async def test_stage_state_and_status(client_for, db: Database, alice: Account) 
     assert r.status_code == 200 and r.json()["state"] == "in progress"
     # a new stage without a state resets the state to "new"
     r = await api.patch(f"/api/jobs/{j0}", json={"stage": "validation"})
-    assert r.json()["stage"] == "validation" and r.json()["state"] == "new" and r.json()["status"] == "validation"
+    assert (
+        r.json()["stage"] == "validation"
+        and r.json()["state"] == "new"
+        and r.json()["status"] == "validation"
+    )
     r = await api.patch(f"/api/jobs/{j0}", json={"stage": "acceptance", "state": "completed"})
     assert r.json()["status"] == "completed"
     task_now = (await api.get(f"/api/tasks/{task['id']}")).json()
@@ -45,7 +55,9 @@ async def test_stage_state_and_status(client_for, db: Database, alice: Account) 
     assert r.status_code == 400
 
 
-async def test_job_assignee_and_filters(client_for, db: Database, alice: Account, bob: Account) -> None:
+async def test_job_assignee_and_filters(
+    client_for, db: Database, alice: Account, bob: Account
+) -> None:
     api: httpx.AsyncClient = client_for(alice)
     task = await _task_with_jobs(api, db)
     jobs = (await api.get(f"/api/jobs?task_id={task['id']}&sort=id")).json()["results"]
@@ -64,11 +76,17 @@ async def test_job_assignee_and_filters(client_for, db: Database, alice: Account
     assert (await bob_api.get(f"/api/tasks/{task['id']}")).status_code == 200
     assert (await bob_api.get("/api/tasks")).json()["count"] == 1
     # the assignee may work on the job (state) but not reassign it or change its stage
-    assert (await bob_api.patch(f"/api/jobs/{jobs[1]['id']}", json={"state": "in progress"})).status_code == 200
-    assert (await bob_api.patch(f"/api/jobs/{jobs[1]['id']}", json={"assignee": None})).status_code == 403
-    assert (await bob_api.patch(f"/api/jobs/{jobs[1]['id']}", json={"stage": "validation"})).status_code == 403
+    assert (
+        await bob_api.patch(f"/api/jobs/{jobs[1]['id']}", json={"state": "in progress"})
+    ).status_code == 200
+    assert (
+        await bob_api.patch(f"/api/jobs/{jobs[1]['id']}", json={"assignee": None})
+    ).status_code == 403
+    assert (
+        await bob_api.patch(f"/api/jobs/{jobs[1]['id']}", json={"stage": "validation"})
+    ).status_code == 403
     assert (await bob_api.delete(f"/api/tasks/{task['id']}")).status_code == 403
-    r = await api.get(f"/api/jobs?filter=" + '{"and":[{"==":[{"var":"state"},"in progress"]}]}')
+    r = await api.get("/api/jobs?filter=" + '{"and":[{"==":[{"var":"state"},"in progress"]}]}')
     assert r.json()["count"] == 1
     r = await api.get("/api/jobs?stage=annotation&sort=-id")
     assert [j["id"] for j in r.json()["results"]] == sorted((j["id"] for j in jobs), reverse=True)

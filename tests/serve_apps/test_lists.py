@@ -13,7 +13,10 @@ from tests.conftest import Account
 async def _tasks(api: httpx.AsyncClient, names: list[str]) -> list[dict]:
     out = []
     for i, name in enumerate(names):
-        r = await api.post("/api/tasks", json={"name": name, "labels": [{"name": "a"}], "subset": "train" if i % 2 else "val"})
+        r = await api.post(
+            "/api/tasks",
+            json={"name": name, "labels": [{"name": "a"}], "subset": "train" if i % 2 else "val"},
+        )
         out.append(r.json())
     return out
 
@@ -47,21 +50,49 @@ async def test_pagination_envelope(client_for, alice: Account) -> None:
 async def test_filter_search_sort(client_for, alice: Account) -> None:
     api: httpx.AsyncClient = client_for(alice)
     await _tasks(api, ["apple", "banana", "cherry", "apricot"])
+
     def f(expr: dict) -> str:
         return "/api/tasks?filter=" + json.dumps(expr)
+
     names = lambda r: [t["name"] for t in r.json()["results"]]  # noqa: E731
     assert names(await api.get(f({"==": [{"var": "name"}, "banana"]}))) == ["banana"]
     assert sorted(names(await api.get(f({"in": ["ap", {"var": "name"}]})))) == ["apple", "apricot"]
-    assert sorted(names(await api.get(f({"in": [{"var": "name"}, ["apple", "cherry"]]})))) == ["apple", "cherry"]
-    assert names(await api.get(f({"and": [{"==": [{"var": "subset"}, "train"]}, {"!": {"==": [{"var": "name"}, "banana"]}}]}))) == ["apricot"]
-    assert sorted(names(await api.get(f({"or": [{"==": [{"var": "name"}, "apple"]}, {"==": [{"var": "name"}, "cherry"]}]})))) == ["apple", "cherry"]
+    assert sorted(names(await api.get(f({"in": [{"var": "name"}, ["apple", "cherry"]]})))) == [
+        "apple",
+        "cherry",
+    ]
+    assert names(
+        await api.get(
+            f(
+                {
+                    "and": [
+                        {"==": [{"var": "subset"}, "train"]},
+                        {"!": {"==": [{"var": "name"}, "banana"]}},
+                    ]
+                }
+            )
+        )
+    ) == ["apricot"]
+    assert sorted(
+        names(
+            await api.get(
+                f({"or": [{"==": [{"var": "name"}, "apple"]}, {"==": [{"var": "name"}, "cherry"]}]})
+            )
+        )
+    ) == ["apple", "cherry"]
     first = (await api.get("/api/tasks?sort=id")).json()["results"][0]["id"]
-    assert names(await api.get(f({"<=": [first + 1, {"var": "id"}, first + 2]}))) == ["cherry", "banana"]
+    assert names(await api.get(f({"<=": [first + 1, {"var": "id"}, first + 2]}))) == [
+        "cherry",
+        "banana",
+    ]
     assert names(await api.get("/api/tasks?search=ERR")) == ["cherry"]
     assert names(await api.get("/api/tasks?sort=name")) == ["apple", "apricot", "banana", "cherry"]
     assert names(await api.get("/api/tasks?sort=-name")) == ["cherry", "banana", "apricot", "apple"]
     assert names(await api.get("/api/tasks?name=apple")) == ["apple"]
-    assert names(await api.get("/api/tasks?owner=alice&subset=val&sort=name")) == ["apple", "cherry"]
+    assert names(await api.get("/api/tasks?owner=alice&subset=val&sort=name")) == [
+        "apple",
+        "cherry",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -73,7 +104,7 @@ async def test_filter_search_sort(client_for, alice: Account) -> None:
         'filter={"==":[{"var":"id"},"abc"]}',
         'filter={"==":[{"var":"id"},99999999999999]}',
         'filter={"==":[1,2]}',
-        'filter=[1]',
+        "filter=[1]",
         "sort=nope",
         "project_id=abc",
         "project_id=99999999999999999",

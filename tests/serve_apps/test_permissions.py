@@ -28,7 +28,9 @@ def accounts(db: Database) -> dict[str, Account]:
 async def world(client_for, db: Database, accounts: dict[str, Account]) -> dict[str, int]:
     """A project with a task (assigned to "assignee") owned by "owner"."""
     api: httpx.AsyncClient = client_for(accounts["owner"])
-    project = (await api.post("/api/projects", json={"name": "p", "labels": [{"name": "a"}]})).json()
+    project = (
+        await api.post("/api/projects", json={"name": "p", "labels": [{"name": "a"}]})
+    ).json()
     task = (
         await api.post(
             "/api/tasks",
@@ -43,32 +45,84 @@ async def world(client_for, db: Database, accounts: dict[str, Account]) -> dict[
 
 CASES = [
     # (method, path template, body, {role: expected status})
-    ("GET", "/api/projects/{project}", None,
-     {"admin": 200, "owner": 200, "assignee": 403, "stranger": 403, "worker": 403}),
-    ("GET", "/api/tasks/{task}", None,
-     {"admin": 200, "owner": 200, "assignee": 200, "stranger": 403, "worker": 403}),
-    ("GET", "/api/jobs/{job}", None,
-     {"admin": 200, "owner": 200, "assignee": 200, "stranger": 403, "worker": 403}),
-    ("GET", "/api/labels/{label}", None,
-     {"admin": 200, "owner": 200, "assignee": 403, "stranger": 403, "worker": 403}),
-    ("PATCH", "/api/tasks/{task}", {"name": "renamed"},
-     {"admin": 200, "owner": 200, "assignee": 200, "stranger": 403, "worker": 403}),
-    ("PATCH", "/api/tasks/{task}", {"assignee_id": None},
-     {"admin": 200, "owner": 200, "assignee": 403, "stranger": 403, "worker": 403}),
-    ("PATCH", "/api/jobs/{job}", {"state": "in progress"},
-     {"admin": 200, "owner": 200, "assignee": 200, "stranger": 403, "worker": 403}),
-    ("PATCH", "/api/projects/{project}", {"name": "x"},
-     {"admin": 200, "owner": 200, "assignee": 403, "stranger": 403, "worker": 403}),
-    ("DELETE", "/api/tasks/{task}", None,
-     {"admin": 204, "owner": 204, "assignee": 403, "stranger": 403, "worker": 403}),
-    ("DELETE", "/api/projects/{project}", None,
-     {"admin": 204, "owner": 204, "assignee": 403, "stranger": 403, "worker": 403}),
-    ("POST", "/api/projects", {"name": "new"},
-     {"admin": 201, "owner": 201, "assignee": 201, "stranger": 201, "worker": 403}),
-    ("POST", "/api/tasks", {"name": "new", "labels": [{"name": "x"}]},
-     {"admin": 201, "owner": 201, "assignee": 201, "stranger": 201, "worker": 403}),
-    ("POST", "/api/tasks", {"name": "new", "project_id": "{project}"},
-     {"admin": 201, "owner": 201, "assignee": 403, "stranger": 403, "worker": 403}),
+    (
+        "GET",
+        "/api/projects/{project}",
+        None,
+        {"admin": 200, "owner": 200, "assignee": 403, "stranger": 403, "worker": 403},
+    ),
+    (
+        "GET",
+        "/api/tasks/{task}",
+        None,
+        {"admin": 200, "owner": 200, "assignee": 200, "stranger": 403, "worker": 403},
+    ),
+    (
+        "GET",
+        "/api/jobs/{job}",
+        None,
+        {"admin": 200, "owner": 200, "assignee": 200, "stranger": 403, "worker": 403},
+    ),
+    (
+        "GET",
+        "/api/labels/{label}",
+        None,
+        {"admin": 200, "owner": 200, "assignee": 403, "stranger": 403, "worker": 403},
+    ),
+    (
+        "PATCH",
+        "/api/tasks/{task}",
+        {"name": "renamed"},
+        {"admin": 200, "owner": 200, "assignee": 200, "stranger": 403, "worker": 403},
+    ),
+    (
+        "PATCH",
+        "/api/tasks/{task}",
+        {"assignee_id": None},
+        {"admin": 200, "owner": 200, "assignee": 403, "stranger": 403, "worker": 403},
+    ),
+    (
+        "PATCH",
+        "/api/jobs/{job}",
+        {"state": "in progress"},
+        {"admin": 200, "owner": 200, "assignee": 200, "stranger": 403, "worker": 403},
+    ),
+    (
+        "PATCH",
+        "/api/projects/{project}",
+        {"name": "x"},
+        {"admin": 200, "owner": 200, "assignee": 403, "stranger": 403, "worker": 403},
+    ),
+    (
+        "DELETE",
+        "/api/tasks/{task}",
+        None,
+        {"admin": 204, "owner": 204, "assignee": 403, "stranger": 403, "worker": 403},
+    ),
+    (
+        "DELETE",
+        "/api/projects/{project}",
+        None,
+        {"admin": 204, "owner": 204, "assignee": 403, "stranger": 403, "worker": 403},
+    ),
+    (
+        "POST",
+        "/api/projects",
+        {"name": "new"},
+        {"admin": 201, "owner": 201, "assignee": 201, "stranger": 201, "worker": 403},
+    ),
+    (
+        "POST",
+        "/api/tasks",
+        {"name": "new", "labels": [{"name": "x"}]},
+        {"admin": 201, "owner": 201, "assignee": 201, "stranger": 201, "worker": 403},
+    ),
+    (
+        "POST",
+        "/api/tasks",
+        {"name": "new", "project_id": "{project}"},
+        {"admin": 201, "owner": 201, "assignee": 403, "stranger": 403, "worker": 403},
+    ),
 ]
 
 
@@ -77,7 +131,10 @@ CASES = [
 async def test_matrix(client_for, accounts, world, role, method, path, body, expected) -> None:
     api: httpx.AsyncClient = client_for(accounts[role])
     if isinstance(body, dict):
-        body = {k: (world[v[1:-1]] if isinstance(v, str) and v.startswith("{") else v) for k, v in body.items()}
+        body = {
+            k: (world[v[1:-1]] if isinstance(v, str) and v.startswith("{") else v)
+            for k, v in body.items()
+        }
     r = await api.request(method, path.format(**world), json=body)
     assert r.status_code == expected[role], r.text
 
@@ -86,7 +143,8 @@ async def test_matrix(client_for, accounts, world, role, method, path, body, exp
 async def test_list_visibility(client_for, accounts, world, role) -> None:
     api: httpx.AsyncClient = client_for(accounts[role])
     counts = {
-        p: (await api.get(f"/api/{p}")).json()["count"] for p in ("projects", "tasks", "jobs", "labels")
+        p: (await api.get(f"/api/{p}")).json()["count"]
+        for p in ("projects", "tasks", "jobs", "labels")
     }
     expected = {
         "admin": {"projects": 1, "tasks": 1, "jobs": 1, "labels": 1},
@@ -105,7 +163,13 @@ def _org(db: Database, slug: str, members: dict[int, str]) -> int:
         session.flush()
         for user_id, role in members.items():
             session.add(
-                Membership(user_id=user_id, organization_id=org.id, role=role, is_active=True, joined_date=utcnow())
+                Membership(
+                    user_id=user_id,
+                    organization_id=org.id,
+                    role=role,
+                    is_active=True,
+                    joined_date=utcnow(),
+                )
             )
         return org.id
 
@@ -115,9 +179,17 @@ async def test_organization_isolation(client_for, db: Database, make_user) -> No
     _org(db, "orga", {a_owner.id: "owner", a_worker.id: "worker"})
     _org(db, "orgb", {b_owner.id: "owner"})
     a_api, b_api, w_api = client_for(a_owner), client_for(b_owner), client_for(a_worker)
-    ta = (await a_api.post("/api/tasks?org=orga", json={"name": "ta", "labels": [{"name": "x"}]})).json()
+    ta = (
+        await a_api.post("/api/tasks?org=orga", json={"name": "ta", "labels": [{"name": "x"}]})
+    ).json()
     assert ta["organization"] is not None
-    tb = (await b_api.post("/api/tasks", json={"name": "tb", "labels": [{"name": "x"}]}, headers={"X-Organization": "orgb"})).json()
+    tb = (
+        await b_api.post(
+            "/api/tasks",
+            json={"name": "tb", "labels": [{"name": "x"}]},
+            headers={"X-Organization": "orgb"},
+        )
+    ).json()
     pa = (await a_api.post("/api/projects?org=orga", json={"name": "pa"})).json()
     # members of A see A's objects in A's context, nothing of B
     assert [t["name"] for t in (await a_api.get("/api/tasks?org=orga")).json()["results"]] == ["ta"]
@@ -131,9 +203,13 @@ async def test_organization_isolation(client_for, db: Database, make_user) -> No
     # an org worker sees nothing unassigned, and may not create
     assert (await w_api.get("/api/tasks?org=orga")).json()["count"] == 0
     assert (await w_api.get(f"/api/tasks/{ta['id']}")).status_code == 403
-    assert (await w_api.post("/api/tasks?org=orga", json={"name": "w", "labels": [{"name": "x"}]})).status_code == 403
+    assert (
+        await w_api.post("/api/tasks?org=orga", json={"name": "w", "labels": [{"name": "x"}]})
+    ).status_code == 403
     # ...until assigned
-    assert (await a_api.patch(f"/api/tasks/{ta['id']}", json={"assignee_id": a_worker.id})).status_code == 200
+    assert (
+        await a_api.patch(f"/api/tasks/{ta['id']}", json={"assignee_id": a_worker.id})
+    ).status_code == 200
     assert (await w_api.get("/api/tasks?org=orga")).json()["count"] == 1
     # assignees must be members
     r = await a_api.patch(f"/api/projects/{pa['id']}", json={"assignee_id": b_owner.id})

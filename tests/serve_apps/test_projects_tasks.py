@@ -15,7 +15,13 @@ LABELS = [
     {
         "name": "dog",
         "attributes": [
-            {"name": "color", "mutable": False, "input_type": "select", "values": ["a", "b"], "default_value": "a"},
+            {
+                "name": "color",
+                "mutable": False,
+                "input_type": "select",
+                "values": ["a", "b"],
+                "default_value": "a",
+            },
             {"name": "age", "mutable": True, "input_type": "number", "values": ["0", "20", "1"]},
             {"name": "good", "mutable": True, "input_type": "checkbox", "values": ["true"]},
             {"name": "note", "mutable": True, "input_type": "text", "values": []},
@@ -56,7 +62,9 @@ async def test_project_crud(client_for, alice: Account) -> None:
     assert [s["name"] for s in person["sublabels"]] == ["head", "hand"]
     assert labels[0]["color"] == "#ff0000" and labels[1]["color"].startswith("#")
 
-    r = await api.patch(f"/api/projects/{project['id']}", json={"name": "renamed", "bug_tracker": "http://bt"})
+    r = await api.patch(
+        f"/api/projects/{project['id']}", json={"name": "renamed", "bug_tracker": "http://bt"}
+    )
     assert r.status_code == 200 and r.json()["name"] == "renamed"
     assert r.json()["updated_date"] > project["updated_date"]
     r = await api.get("/api/projects")
@@ -74,7 +82,12 @@ async def test_task_crud_and_jobs(client_for, db: Database, alice: Account) -> N
     task = r.json()
     assert task["size"] == 0 and task["jobs"]["count"] == 0
     assert task["mode"] == "" and task["status"] == "annotation"
-    assert task["jobs"] == {"url": f"http://testserver/api/jobs?task_id={task['id']}", "count": 0, "completed": 0, "validation": 0}
+    assert task["jobs"] == {
+        "url": f"http://testserver/api/jobs?task_id={task['id']}",
+        "count": 0,
+        "completed": 0,
+        "validation": 0,
+    }
     add_frames(db, task["id"], 10)
     r = await api.get(f"/api/tasks/{task['id']}")
     task2 = r.json()
@@ -102,14 +115,18 @@ async def test_task_in_project(client_for, alice: Account) -> None:
     assert task["project_id"] == project["id"] and task["project_name"] == "p"
     r = await api.get(f"/api/labels?task_id={task['id']}")
     assert [lbl["name"] for lbl in r.json()["results"]] == ["cat", "dog", "person"]
-    r = await api.post("/api/tasks", json={"name": "t2", "project_id": project["id"], "labels": LABELS})
+    r = await api.post(
+        "/api/tasks", json={"name": "t2", "project_id": project["id"], "labels": LABELS}
+    )
     assert r.status_code == 400 and "labels" in r.json()
     r = await api.get(f"/api/tasks?project_id={project['id']}&org=&page=1")
     assert r.json()["count"] == 1
     assert (await api.get(f"/api/projects/{project['id']}")).json()["tasks"]["count"] == 1
 
 
-async def test_deleting_a_project_deletes_its_tasks_and_nothing_else(client_for, db: Database, alice: Account) -> None:
+async def test_deleting_a_project_deletes_its_tasks_and_nothing_else(
+    client_for, db: Database, alice: Account
+) -> None:
     api: httpx.AsyncClient = client_for(alice)
     p1 = (await api.post("/api/projects", json={"name": "p1", "labels": LABELS})).json()
     p2 = (await api.post("/api/projects", json={"name": "p2", "labels": LABELS})).json()
@@ -140,10 +157,19 @@ async def test_task_label_patch(client_for, alice: Account) -> None:
         json={
             "labels": [
                 {"id": cat["id"], "deleted": True},
-                {"id": dog["id"], "name": "doggo", "attributes": [
-                    {"id": color_attr["id"], "values": ["a", "b", "c"]},
-                    {"name": "size", "mutable": False, "input_type": "radio", "values": ["s", "m"]},
-                ]},
+                {
+                    "id": dog["id"],
+                    "name": "doggo",
+                    "attributes": [
+                        {"id": color_attr["id"], "values": ["a", "b", "c"]},
+                        {
+                            "name": "size",
+                            "mutable": False,
+                            "input_type": "radio",
+                            "values": ["s", "m"],
+                        },
+                    ],
+                },
                 {"name": "bird"},
             ]
         },
@@ -157,7 +183,9 @@ async def test_task_label_patch(client_for, alice: Account) -> None:
     # a label of another task is refused
     other = (await api.post("/api/tasks", json={"name": "o", "labels": [{"name": "x"}]})).json()
     other_label = (await api.get(f"/api/labels?task_id={other['id']}")).json()["results"][0]
-    r = await api.patch(f"/api/tasks/{task['id']}", json={"labels": [{"id": other_label["id"], "name": "y"}]})
+    r = await api.patch(
+        f"/api/tasks/{task['id']}", json={"labels": [{"id": other_label["id"], "name": "y"}]}
+    )
     assert r.status_code == 400 and "labels[0].id" in r.json()
 
 
@@ -200,13 +228,121 @@ BAD_TASKS = [
     ({"name": "t", "labels": [{"name": "a", "type": "nonsense"}]}, "labels[0].type"),
     ({"name": "t", "labels": [{"name": "a", "type": "skeleton"}]}, "labels[0].sublabels"),
     ({"name": "t", "labels": [{"name": "a", "sublabels": [{"name": "b"}]}]}, "labels[0].sublabels"),
-    ({"name": "t", "labels": [{"name": "a", "attributes": [{"name": "s", "mutable": False, "input_type": "select", "values": []}]}]}, "labels[0].attributes[0].values"),
-    ({"name": "t", "labels": [{"name": "a", "attributes": [{"name": "s", "mutable": False, "input_type": "select", "values": ["x"], "default_value": "y"}]}]}, "labels[0].attributes[0].default_value"),
-    ({"name": "t", "labels": [{"name": "a", "attributes": [{"name": "n", "mutable": False, "input_type": "number", "values": ["1", "a", "1"]}]}]}, "labels[0].attributes[0].values"),
-    ({"name": "t", "labels": [{"name": "a", "attributes": [{"name": "n", "mutable": False, "input_type": "number", "values": ["5", "1", "1"]}]}]}, "labels[0].attributes[0].values"),
-    ({"name": "t", "labels": [{"name": "a", "attributes": [{"name": "c", "mutable": False, "input_type": "checkbox", "values": ["maybe"]}]}]}, "labels[0].attributes[0].values"),
-    ({"name": "t", "labels": [{"name": "a", "attributes": [{"name": "c", "input_type": "wrong", "values": []}]}]}, "labels[0].attributes[0].input_type"),
-    ({"name": "t", "labels": [{"name": "a", "attributes": [{"name": "c", "input_type": "text", "values": []}, {"name": "c", "input_type": "text", "values": []}]}]}, "labels[0].attributes"),
+    (
+        {
+            "name": "t",
+            "labels": [
+                {
+                    "name": "a",
+                    "attributes": [
+                        {"name": "s", "mutable": False, "input_type": "select", "values": []}
+                    ],
+                }
+            ],
+        },
+        "labels[0].attributes[0].values",
+    ),
+    (
+        {
+            "name": "t",
+            "labels": [
+                {
+                    "name": "a",
+                    "attributes": [
+                        {
+                            "name": "s",
+                            "mutable": False,
+                            "input_type": "select",
+                            "values": ["x"],
+                            "default_value": "y",
+                        }
+                    ],
+                }
+            ],
+        },
+        "labels[0].attributes[0].default_value",
+    ),
+    (
+        {
+            "name": "t",
+            "labels": [
+                {
+                    "name": "a",
+                    "attributes": [
+                        {
+                            "name": "n",
+                            "mutable": False,
+                            "input_type": "number",
+                            "values": ["1", "a", "1"],
+                        }
+                    ],
+                }
+            ],
+        },
+        "labels[0].attributes[0].values",
+    ),
+    (
+        {
+            "name": "t",
+            "labels": [
+                {
+                    "name": "a",
+                    "attributes": [
+                        {
+                            "name": "n",
+                            "mutable": False,
+                            "input_type": "number",
+                            "values": ["5", "1", "1"],
+                        }
+                    ],
+                }
+            ],
+        },
+        "labels[0].attributes[0].values",
+    ),
+    (
+        {
+            "name": "t",
+            "labels": [
+                {
+                    "name": "a",
+                    "attributes": [
+                        {
+                            "name": "c",
+                            "mutable": False,
+                            "input_type": "checkbox",
+                            "values": ["maybe"],
+                        }
+                    ],
+                }
+            ],
+        },
+        "labels[0].attributes[0].values",
+    ),
+    (
+        {
+            "name": "t",
+            "labels": [
+                {"name": "a", "attributes": [{"name": "c", "input_type": "wrong", "values": []}]}
+            ],
+        },
+        "labels[0].attributes[0].input_type",
+    ),
+    (
+        {
+            "name": "t",
+            "labels": [
+                {
+                    "name": "a",
+                    "attributes": [
+                        {"name": "c", "input_type": "text", "values": []},
+                        {"name": "c", "input_type": "text", "values": []},
+                    ],
+                }
+            ],
+        },
+        "labels[0].attributes",
+    ),
     ({"name": "t", "labels": [{"name": "a"}], "project_id": 999}, "project_id"),
     ({"name": "t", "labels": [{"name": "a"}], "assignee_id": 999}, "assignee_id"),
     ({"name": "t", "labels": [{"name": "a"}], "assignee_id": 99999999999999}, "assignee_id"),
@@ -216,7 +352,9 @@ BAD_TASKS = [
 
 
 @pytest.mark.parametrize(("body", "field"), BAD_TASKS)
-async def test_bad_task_input_is_a_400_and_writes_nothing(client_for, alice: Account, body, field) -> None:
+async def test_bad_task_input_is_a_400_and_writes_nothing(
+    client_for, alice: Account, body, field
+) -> None:
     api: httpx.AsyncClient = client_for(alice)
     r = await api.post("/api/tasks", json=body)
     assert r.status_code == 400, r.text
@@ -237,8 +375,16 @@ async def test_malformed_bodies(client_for, alice: Account, raw: bytes, status: 
 
 async def test_unknown_ids_are_404(client_for, alice: Account) -> None:
     api: httpx.AsyncClient = client_for(alice)
-    for path in ("/api/tasks/123", "/api/projects/123", "/api/jobs/123", "/api/labels/123", "/api/users/123",
-                 "/api/tasks/abc", "/api/tasks/99999999999999999999", "/api/requests/nope"):
+    for path in (
+        "/api/tasks/123",
+        "/api/projects/123",
+        "/api/jobs/123",
+        "/api/labels/123",
+        "/api/users/123",
+        "/api/tasks/abc",
+        "/api/tasks/99999999999999999999",
+        "/api/requests/nope",
+    ):
         r = await api.get(path)
         assert r.status_code == 404, (path, r.text)
     r = await api.patch("/api/tasks/123", json={"name": "x"})

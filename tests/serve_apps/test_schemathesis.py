@@ -29,8 +29,12 @@ def test_no_request_produces_a_server_error(app, db: Database, admin: Account) -
 
     with TestClient(app) as client:
         auth = {"Authorization": f"Token {admin.token}"}
-        project = client.post("/api/projects", json={"name": "p", "labels": LABELS}, headers=auth).json()
-        task = client.post("/api/tasks", json={"name": "t", "project_id": project["id"]}, headers=auth).json()
+        project = client.post(
+            "/api/projects", json={"name": "p", "labels": LABELS}, headers=auth
+        ).json()
+        task = client.post(
+            "/api/tasks", json={"name": "t", "project_id": project["id"]}, headers=auth
+        ).json()
         add_frames(db, task["id"], 4)
 
     schema = schemathesis.openapi.from_asgi("/api/schema", app)
@@ -52,7 +56,9 @@ def test_no_request_produces_a_server_error(app, db: Database, admin: Account) -
             token = _fresh_token(db, admin.id)
             response = case.call(headers={"Authorization": f"Token {token}"})
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"
+                )
 
         run()
     assert not failures, "\n".join(failures[:20])

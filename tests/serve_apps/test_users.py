@@ -12,7 +12,9 @@ async def test_self_and_list(client_for, admin: Account, alice: Account, bob: Ac
     assert me["username"] == "alice" and me["groups"] == ["user"] and me["is_superuser"] is False
     assert me["email"] == "alice@example.com"
     # a plain user lists only themselves; an admin lists everyone
-    assert [u["username"] for u in (await client_for(alice).get("/api/users")).json()["results"]] == ["alice"]
+    assert [
+        u["username"] for u in (await client_for(alice).get("/api/users")).json()["results"]
+    ] == ["alice"]
     everyone = (await client_for(admin).get("/api/users?sort=username")).json()
     assert [u["username"] for u in everyone["results"]] == ["admin1", "alice", "bob"]
     assert (await client_for(admin).get("/api/users?search=bo")).json()["count"] == 1
@@ -24,7 +26,9 @@ async def test_patch_rules(client_for, admin: Account, alice: Account, bob: Acco
     api: httpx.AsyncClient = client_for(alice)
     r = await api.patch(f"/api/users/{alice.id}", json={"first_name": "Alice"})
     assert r.status_code == 200 and r.json()["first_name"] == "Alice"
-    assert (await api.patch(f"/api/users/{alice.id}", json={"groups": ["admin"]})).status_code == 403
+    assert (
+        await api.patch(f"/api/users/{alice.id}", json={"groups": ["admin"]})
+    ).status_code == 403
     assert (await api.patch(f"/api/users/{alice.id}", json={"email": "x@y.z"})).status_code == 403
     assert (await api.patch(f"/api/users/{bob.id}", json={"first_name": "B"})).status_code == 403
     r = await client_for(admin).patch(f"/api/users/{bob.id}", json={"groups": ["worker"]})
@@ -37,7 +41,9 @@ async def test_patch_rules(client_for, admin: Account, alice: Account, bob: Acco
 
 
 async def test_delete(client_for, admin: Account, alice: Account, bob: Account) -> None:
-    task = (await client_for(bob).post("/api/tasks", json={"name": "t", "labels": [{"name": "a"}]})).json()
+    task = (
+        await client_for(bob).post("/api/tasks", json={"name": "t", "labels": [{"name": "a"}]})
+    ).json()
     assert (await client_for(alice).delete(f"/api/users/{bob.id}")).status_code == 403
     assert (await client_for(admin).delete(f"/api/users/{bob.id}")).status_code == 204
     assert (await client_for(admin).get(f"/api/users/{bob.id}")).status_code == 404

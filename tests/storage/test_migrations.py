@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import inspect, select
 
 from storage.db import Database
@@ -51,5 +50,3 @@ def test_drift_is_detected(tmp_path: Path) -> None:
     diffs = drift(db.engine)
     db.dispose()
     assert any("subset" in repr(d) for d in diffs)
-
-
