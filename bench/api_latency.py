@@ -111,14 +111,18 @@ def main() -> int:
             f"Ray Serve, 1 replica each ({settings.api.num_cpus} CPU), {args.seconds:.0f} s per run,"
         )
         print(f"database {settings.database_url.split(':')[0]}; load from a separate process\n")
-        print(f"{'endpoint':<10}{'conc':>5}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+        print(
+            f"{'endpoint':<10}{'conc':>5}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
+            f"{'app p50':>10}{'errors':>8}"
+        )
         for concurrency in args.concurrency:
             results: dict[str, LoadResult] = {}
             for name, (url, headers) in targets.items():
                 results[name] = load(url, headers, concurrency, args.seconds)
                 r = results[name]
                 print(
-                    f"{name:<10}{concurrency:>5}{r.rps:>10.1f}{r.p50:>10.2f}{r.p99:>10.2f}{r.errors:>8}"
+                    f"{name:<10}{concurrency:>5}{r.rps:>10.1f}{r.p50:>10.2f}{r.p99:>10.2f}"
+                    f"{r.server_p50:>10.2f}{r.errors:>8}"
                 )
             ratio = results["api"].rps / results["trivial"].rps
             print(

@@ -16,6 +16,8 @@ class LoadResult:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    # from the Server-Timing header, when the server sends one
+    server_ms: list[float]
 
     @property
     def rps(self) -> float:
@@ -35,11 +37,16 @@ class LoadResult:
     def p99(self) -> float:
         return self.percentile(99)
 
+    @property
+    def server_p50(self) -> float:
+        return statistics.median(self.server_ms) if self.server_ms else float("nan")
+
 
 async def _run(url: str, headers: dict[str, str], concurrency: int, seconds: float) -> LoadResult:
     import aiohttp
 
     latencies: list[float] = []
+    server: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -55,11 +62,14 @@ async def _run(url: str, headers: dict[str, str], concurrency: int, seconds: flo
                         errors += 1
                         continue
                 latencies.append((time.perf_counter() - start) * 1000)
+                timing = response.headers.get("Server-Timing", "")
+                if "dur=" in timing:
+                    server.append(float(timing.split("dur=", 1)[1].split(",")[0]))
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
-    return LoadResult(len(latencies), errors, elapsed, latencies)
+    return LoadResult(len(latencies), errors, elapsed, latencies, server)
 
 
 def _child(

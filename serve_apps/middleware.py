@@ -1,8 +1,11 @@
-"""Request ids: every response carries ``X-Request-Id`` (the client's own, or a new one)."""
+"""Request ids and timing: every response carries ``X-Request-Id`` (the client's own, or a
+new one) and ``Server-Timing: app;dur=<ms>``, the time spent in the application itself (so
+proxy and network time can be told apart from ours)."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from starlette.datastructures import MutableHeaders
@@ -26,10 +29,14 @@ class RequestIdMiddleware:
                 break
         request_id = incoming if incoming and _SAFE_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["X-Request-Id"] = request_id
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-Id"] = request_id
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"
             await send(message)
 
         await self.app(scope, receive, send_with_id)

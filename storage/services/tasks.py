@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, delete, exists, func, select
+from sqlalchemy import ColumnElement, delete, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from cluster.errors import InvalidInput
+from cluster.errors import InvalidInput, NotFound
 from iam.authz import Resource, authorize, list_filter
 from storage.context import RequestContext
 from storage.models import Data, Job, Project, Task, User, utcnow
 from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
-from storage.schemas.common import Link, Page
+from storage.schemas.common import BasicUser, Link, Page
 from storage.schemas.tasks import JobsSummary, TaskPatch, TaskRead, TaskWrite
 from storage.services import labels as label_service
 from storage.services.projects import (
@@ -23,7 +22,7 @@ from storage.services.projects import (
     storage_read,
 )
 from storage.services.resources import get_task, project_resource, task_resource
-from storage.services.users import basic_users, require_user
+from storage.services.users import require_user
 
 _Owner = aliased(User, name="task_owner")
 _Assignee = aliased(User, name="task_assignee")
@@ -90,85 +89,115 @@ TASK_LIST = ListSpec(
 )
 
 
-def _to_reads(session: Session, ctx: RequestContext, tasks: Sequence[Task]) -> list[TaskRead]:
-    ids = [t.id for t in tasks]
-    users = basic_users(session, ctx, [u for t in tasks for u in (t.owner_id, t.assignee_id)])
-    project_ids = {t.project_id for t in tasks if t.project_id}
-    project_names: dict[int, str] = (
-        dict(
-            session.execute(  # type: ignore[arg-type]
-                select(Project.id, Project.name).where(Project.id.in_(project_ids))
-            ).all()
-        )
-        if project_ids
-        else {}
+def _jobs(*conditions: ColumnElement[bool]) -> Any:
+    return (
+        select(func.count(Job.id))
+        .where(Job.task_id == Task.id, *conditions)
+        .correlate(Task)
+        .scalar_subquery()
     )
-    data_ids = {t.data_id for t in tasks if t.data_id}
-    data: dict[int, Data] = (
-        {d.id: d for d in session.scalars(select(Data).where(Data.id.in_(data_ids)))}
-        if data_ids
-        else {}
+
+
+# Everything a TaskRead needs, in one row per task (one query per page).
+_READ_COLUMNS = (
+    _Owner.username.label("owner_username"),
+    _Owner.first_name.label("owner_first_name"),
+    _Owner.last_name.label("owner_last_name"),
+    _Assignee.username.label("assignee_username"),
+    _Assignee.first_name.label("assignee_first_name"),
+    _Assignee.last_name.label("assignee_last_name"),
+    _Project.name.label("project_name"),
+    _Project.owner_id.label("project_owner_id"),
+    _Project.assignee_id.label("project_assignee_id"),
+    Data.size.label("data_size"),
+    Data.chunk_size.label("data_chunk_size"),
+    Data.image_quality.label("data_image_quality"),
+    Data.compressed_chunk_type.label("data_compressed_chunk_type"),
+    Data.original_chunk_type.label("data_original_chunk_type"),
+    Data.cloud_storage_id.label("data_cloud_storage_id"),
+    _jobs().label("jobs_count"),
+    _jobs(Job.status == "completed").label("jobs_completed"),
+    _jobs(Job.stage == "validation").label("jobs_validation"),
+)
+
+
+def list_statement() -> Any:
+    """Tasks with their owner, assignee, project, data record and job counts."""
+    return (
+        select(Task, *_READ_COLUMNS)
+        .outerjoin(_Owner, _Owner.id == Task.owner_id)
+        .outerjoin(_Assignee, _Assignee.id == Task.assignee_id)
+        .outerjoin(_Project, _Project.id == Task.project_id)
+        .outerjoin(Data, Data.id == Task.data_id)
     )
-    summary: dict[int, tuple[int, int, int]] = {
-        row[0]: (row[1], row[2], row[3])
-        for row in session.execute(
-            select(
-                Job.task_id,
-                func.count(),
-                func.sum(case((Job.status == "completed", 1), else_=0)),
-                func.sum(case((Job.stage == "validation", 1), else_=0)),
-            )
-            .where(Job.task_id.in_(ids))
-            .group_by(Job.task_id)
-        )
-    }
-    reads = []
-    for t in tasks:
-        d = data.get(t.data_id) if t.data_id else None
-        count, completed, validation = summary.get(t.id, (0, 0, 0))
-        reads.append(
-            TaskRead(
-                url=ctx.url(f"/api/tasks/{t.id}"),
-                id=t.id,
-                name=t.name,
-                project_id=t.project_id,
-                project_name=project_names.get(t.project_id) if t.project_id else None,
-                mode=t.mode,
-                owner=users.get(t.owner_id) if t.owner_id else None,
-                assignee=users.get(t.assignee_id) if t.assignee_id else None,
-                assignee_updated_date=t.assignee_updated_date,
-                bug_tracker=t.bug_tracker,
-                created_date=t.created_date,
-                updated_date=t.updated_date,
-                overlap=t.overlap,
-                segment_size=t.segment_size,
-                status=t.status,
-                data_chunk_size=d.chunk_size if d else None,
-                data_compressed_chunk_type=d.compressed_chunk_type if d else None,
-                data_original_chunk_type=d.original_chunk_type if d else None,
-                data_cloud_storage_id=d.cloud_storage_id if d else None,
-                image_quality=d.image_quality if d else 70,
-                data=t.data_id,
-                dimension=t.dimension,
-                media_type=t.media_type,
-                subset=t.subset,
-                organization=t.organization_id,
-                organization_id=t.organization_id,
-                size=d.size if d else 0,
-                source_storage=storage_read(t.source_storage),
-                target_storage=storage_read(t.target_storage),
-                jobs=JobsSummary(
-                    url=ctx.url(f"/api/jobs?task_id={t.id}"),
-                    count=count,
-                    completed=int(completed or 0),
-                    validation=int(validation or 0),
-                ),
-                labels=Link(url=ctx.url(f"/api/labels?task_id={t.id}")),
-                consensus_enabled=t.consensus_replicas > 0,
-                initial_replicas=t.consensus_replicas,
-            )
-        )
-    return reads
+
+
+def _user(ctx: RequestContext, user_id: int | None, row: Any, prefix: str) -> BasicUser | None:
+    if user_id is None:
+        return None
+    return BasicUser(
+        url=ctx.url(f"/api/users/{user_id}"),
+        id=user_id,
+        username=getattr(row, f"{prefix}_username"),
+        first_name=getattr(row, f"{prefix}_first_name"),
+        last_name=getattr(row, f"{prefix}_last_name"),
+    )
+
+
+def _to_read(ctx: RequestContext, row: Any) -> TaskRead:
+    t: Task = row.Task
+    has_data = t.data_id is not None
+    return TaskRead(
+        url=ctx.url(f"/api/tasks/{t.id}"),
+        id=t.id,
+        name=t.name,
+        project_id=t.project_id,
+        project_name=row.project_name,
+        mode=t.mode,
+        owner=_user(ctx, t.owner_id, row, "owner"),
+        assignee=_user(ctx, t.assignee_id, row, "assignee"),
+        assignee_updated_date=t.assignee_updated_date,
+        bug_tracker=t.bug_tracker,
+        created_date=t.created_date,
+        updated_date=t.updated_date,
+        overlap=t.overlap,
+        segment_size=t.segment_size,
+        status=t.status,
+        data_chunk_size=row.data_chunk_size,
+        data_compressed_chunk_type=row.data_compressed_chunk_type,
+        data_original_chunk_type=row.data_original_chunk_type,
+        data_cloud_storage_id=row.data_cloud_storage_id,
+        image_quality=row.data_image_quality if has_data else 70,
+        data=t.data_id,
+        dimension=t.dimension,
+        media_type=t.media_type,
+        subset=t.subset,
+        organization=t.organization_id,
+        organization_id=t.organization_id,
+        size=row.data_size or 0,
+        source_storage=storage_read(t.source_storage),
+        target_storage=storage_read(t.target_storage),
+        jobs=JobsSummary(
+            url=ctx.url(f"/api/jobs?task_id={t.id}"),
+            count=row.jobs_count,
+            completed=row.jobs_completed,
+            validation=row.jobs_validation,
+        ),
+        labels=Link(url=ctx.url(f"/api/labels?task_id={t.id}")),
+        consensus_enabled=t.consensus_replicas > 0,
+        initial_replicas=t.consensus_replicas,
+    )
+
+
+def _read_row(session: Session, task_id: int) -> Any:
+    row = session.execute(list_statement().where(Task.id == task_id)).first()
+    if row is None:
+        raise NotFound("Task not found.")
+    return row
+
+
+def _read_one(session: Session, ctx: RequestContext, task_id: int) -> TaskRead:
+    return _to_read(ctx, _read_row(session, task_id))
 
 
 def _project_for_task(session: Session, project_id: int, field: str) -> Project:
@@ -222,16 +251,7 @@ def create_task(session: Session, ctx: RequestContext, data: TaskWrite) -> TaskR
         label_service.create_labels(session, label_service.LabelOwner(task_id=task.id), data.labels)
     else:
         project.updated_date = now
-    return _to_reads(session, ctx, [task])[0]
-
-
-def list_statement() -> Any:
-    return (
-        select(Task)
-        .outerjoin(_Owner, _Owner.id == Task.owner_id)
-        .outerjoin(_Assignee, _Assignee.id == Task.assignee_id)
-        .outerjoin(_Project, _Project.id == Task.project_id)
-    )
+    return _read_one(session, ctx, task.id)
 
 
 def list_tasks(session: Session, ctx: RequestContext, params: ListParams) -> Page[TaskRead]:
@@ -239,13 +259,16 @@ def list_tasks(session: Session, ctx: RequestContext, params: ListParams) -> Pag
     policy = compile_policy(list_filter(ctx.principal, ctx.org, "task"), TASK_LIST.policy_paths)
     stmt = apply_list_params(list_statement().where(policy), TASK_LIST, params)
     count, rows = paginate(session, stmt, params.page, params.page_size)
-    return Page(count=count, results=_to_reads(session, ctx, [r[0] for r in rows]))
+    return Page(count=count, results=[_to_read(ctx, r) for r in rows])
 
 
 def retrieve_task(session: Session, ctx: RequestContext, task_id: int) -> TaskRead:
-    task = get_task(session, task_id)
-    authorize(ctx.principal, ctx.org, "view", task_resource(session, task, ctx.principal))
-    return _to_reads(session, ctx, [task])[0]
+    row = _read_row(session, task_id)
+    people = (row.project_owner_id, row.project_assignee_id)
+    authorize(
+        ctx.principal, ctx.org, "view", task_resource(session, row.Task, ctx.principal, people)
+    )
+    return _to_read(ctx, row)
 
 
 def partial_update_task(
@@ -293,7 +316,7 @@ def partial_update_task(
         task.target_storage = storage_json(patch.target_storage)
     task.updated_date = utcnow()
     session.flush()
-    return _to_reads(session, ctx, [task])[0]
+    return _read_one(session, ctx, task.id)
 
 
 def _move_to_project(
