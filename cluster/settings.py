@@ -72,6 +72,12 @@ class ApiSettings(BaseModel):
     max_ongoing_requests: int = Field(
         default=32, ge=1, description="Requests a replica accepts at once before queueing"
     )
+    db_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Worker threads per API replica for database work (scale with replicas)",
+    )
     default_page_size: int = Field(default=10, ge=1, description="List page size")
     max_page_size: int = Field(default=1000, ge=1, description="Largest page_size accepted")
     access_log: bool = Field(default=False, description="Serve access log per request")

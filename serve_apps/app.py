@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from cluster.settings import Settings, get_settings
 from serve_apps import errors
 from serve_apps.compat import TrailingSlashMiddleware
+from serve_apps.deps import DbWorkers
 from serve_apps.middleware import RequestIdMiddleware
 from serve_apps.routers import auth, jobs, labels, projects, requests, server, tasks, users
 from storage.db import Database
@@ -20,7 +23,21 @@ def build_app(settings: Settings | None = None, db: Database | None = None) -> F
     """The API app. Settings are read here (in the replica), never at import time."""
     settings = settings or get_settings()
     logging.getLogger("cvat_ray").setLevel(settings.log_level.upper())
+    db = db or Database(
+        settings.database_url,
+        pool_size=settings.database.pool_size,
+        echo=settings.database.echo,
+    )
+    workers = DbWorkers(settings.api.db_threads)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        workers.close()
+        db.dispose()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="cvat-ray",
         version=server.VERSION,
         description="CVAT 2.80-compatible REST API served by Ray Serve",
@@ -29,11 +46,8 @@ def build_app(settings: Settings | None = None, db: Database | None = None) -> F
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.db = db or Database(
-        settings.database_url,
-        pool_size=settings.database.pool_size,
-        echo=settings.database.echo,
-    )
+    app.state.db = db
+    app.state.workers = workers
     for module in ROUTERS:
         app.include_router(module.router)
     errors.install(app)

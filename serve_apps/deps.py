@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Annotated, Concatenate, ParamSpec, TypeVar
+from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Depends, Path, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from cluster.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
 from cluster.settings import Settings
@@ -26,6 +28,8 @@ ObjectId = Annotated[int, Path(ge=0, le=2_147_483_647)]
 P = ParamSpec("P")
 R = TypeVar("R")
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 # Query keys that are not simple equality filters.
 _RESERVED_QUERY = frozenset({"page", "page_size", "filter", "search", "sort", "org", "org_id"})
 
@@ -40,7 +44,12 @@ def _unit_of_work(request: Request) -> Iterator[Session]:
     """One session per request, committed before the response is built (so a failing commit
     becomes an error response) and rolled back on any error."""
     db: Database = request.app.state.db
-    session = db.session_factory()
+    # Safe methods only read (what they write, like a token's last-use time, needs no
+    # transaction), so they skip the BEGIN/COMMIT round trips.
+    factory = (
+        db.autocommit_session_factory if request.method in SAFE_METHODS else db.session_factory
+    )
+    session = factory()
     try:
         yield session
         session.commit()
@@ -51,16 +60,44 @@ def _unit_of_work(request: Request) -> Iterator[Session]:
         session.close()
 
 
+class DbWorkers:
+    """The app's small pool of threads for database work, (re)created on first use."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._executor: ThreadPoolExecutor | None = None
+
+    def get(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="cvat-db")
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+
 class Caller:
     """Runs one service call for a request: in a worker thread (the database driver blocks),
     inside one unit of work, with the caller authenticated and the org context resolved.
 
     Routers are ``async def`` and make exactly one ``await call(service_fn, ...)``: one thread
     hop per request instead of one per sync dependency, handler and response validation.
+    The hop goes to the app's own small pool (``api.db_threads``), not to the shared
+    threadpool: handlers are CPU-bound Python under the GIL, so many threads only contend
+    (measured in bench/api_latency.py); more throughput comes from more replicas.
     """
 
     def __init__(self, request: Request) -> None:
         self.request = request
+        self.workers: DbWorkers = request.app.state.workers
+
+    async def _run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.workers.get(), functools.partial(fn, *args, **kwargs)
+        )
 
     async def __call__(
         self,
@@ -68,7 +105,7 @@ class Caller:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> R:
-        return await run_in_threadpool(self._authenticated, fn, *args, **kwargs)
+        return await self._run(self._authenticated, fn, *args, **kwargs)
 
     async def optional(
         self,
@@ -77,13 +114,13 @@ class Caller:
         **kwargs: P.kwargs,
     ) -> R:
         """For endpoints where a caller may or may not be logged in (logout)."""
-        return await run_in_threadpool(self._optional, fn, *args, **kwargs)
+        return await self._run(self._optional, fn, *args, **kwargs)
 
     async def anonymous(
         self, fn: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """For endpoints that ignore credentials (login, register)."""
-        return await run_in_threadpool(self._anonymous, fn, *args, **kwargs)
+        return await self._run(self._anonymous, fn, *args, **kwargs)
 
     def _authenticated(
         self,
