@@ -10,8 +10,9 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Integer, cast, delete, literal_column, null, or_, select, union_all
+from sqlalchemy import String, cast, delete, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from cluster.errors import InvalidInput, NotAuthenticated, PermissionDenied
@@ -43,27 +44,54 @@ class LoginSession:
     expiry_date: datetime
 
 
-def principal_for(session: Session, user: User, auth: AuthMethod, **extra: object) -> Principal:
-    # Groups and active memberships in one round trip: this runs on every request.
-    groups_q = (
-        select(literal_column("'group'"), Group.name, cast(null(), Integer))
+def _roles_columns() -> tuple[Any, Any]:
+    """A user's groups and active memberships as two correlated subqueries (comma-joined
+    ``name`` and ``org_id:role``), so a credential lookup reads everything in one query."""
+    groups = (
+        select(func.aggregate_strings(Group.name, ","))
         .join(user_groups, user_groups.c.group_id == Group.id)
-        .where(user_groups.c.user_id == user.id)
+        .where(user_groups.c.user_id == User.id)
+        .correlate(User)
+        .scalar_subquery()
     )
-    members_q = select(
-        literal_column("'member'"), Membership.role, Membership.organization_id
-    ).where(Membership.user_id == user.id, Membership.is_active.is_(True))
-    groups: list[str] = []
+    memberships = (
+        select(
+            func.aggregate_strings(
+                cast(Membership.organization_id, String) + literal_column("':'") + Membership.role,
+                ",",
+            )
+        )
+        .where(Membership.user_id == User.id, Membership.is_active.is_(True))
+        .correlate(User)
+        .scalar_subquery()
+    )
+    return groups.label("group_names"), memberships.label("membership_roles")
+
+
+def principal_for(
+    session: Session,
+    user: User,
+    auth: AuthMethod,
+    roles: tuple[str | None, str | None] | None = None,
+    **extra: object,
+) -> Principal:
+    """The principal of ``user``; ``roles`` are the two columns of :func:`_roles_columns`
+    when the caller already read them."""
+    if roles is None:
+        group_col, member_col = _roles_columns()
+        row = session.execute(select(group_col, member_col).where(User.id == user.id)).one()
+        roles = (row[0], row[1])
+    group_names, membership_roles = roles
+    groups = [g for g in (group_names or "").split(",") if g]
     memberships: dict[int, str] = {}
-    for kind, name, org_id in session.execute(union_all(groups_q, members_q)):
-        if kind == "group":
-            groups.append(name)
-        else:
-            memberships[org_id] = name
+    for item in (membership_roles or "").split(","):
+        if item:
+            org_id, _, role = item.partition(":")
+            memberships[int(org_id)] = role
     return Principal(
         user_id=user.id,
         username=user.username,
-        groups=tuple(sorted(groups, key=PRIVILEGES.index)),
+        groups=tuple(sorted((g for g in groups if g in PRIVILEGES), key=PRIVILEGES.index)),
         is_superuser=user.is_superuser,
         auth=auth,
         memberships=memberships,
@@ -93,43 +121,45 @@ def authenticate(session: Session, creds: Credentials) -> Principal | None:
         found = _session_row(session, creds.session_cookie)
         if found is None:
             return None
-        row, user = found
+        auth_session, user, roles = found
         if creds.method in UNSAFE_METHODS:
             header = creds.csrf_header or ""
-            if not header or not same(header, row.csrf_token):
+            if not header or not same(header, auth_session.csrf_token):
                 raise PermissionDenied("CSRF Failed: CSRF token missing or incorrect.")
-        return principal_for(session, user, "session")
+        return principal_for(session, user, "session", roles)
     return None
 
 
-def _session_row(session: Session, key: str) -> tuple[AuthSession, User] | None:
+def _session_row(
+    session: Session, key: str
+) -> tuple[AuthSession, User, tuple[str | None, str | None]] | None:
     row = session.execute(
-        select(AuthSession, User)
+        select(AuthSession, User, *_roles_columns())
         .join(User, User.id == AuthSession.user_id)
         .where(AuthSession.key_hash == digest(key))
     ).first()
     if row is None:
         return None
-    auth_session, user = row
+    auth_session, user, group_names, membership_roles = row
     if auth_session.expiry_date <= utcnow() or not user.is_active:
         return None
-    return auth_session, user
+    return auth_session, user, (group_names, membership_roles)
 
 
 def _by_session_key(session: Session, key: str, method: AuthMethod) -> Principal | None:
     found = _session_row(session, key)
-    return principal_for(session, found[1], method) if found else None
+    return principal_for(session, found[1], method, found[2]) if found else None
 
 
 def _by_access_token(session: Session, value: str) -> Principal:
     row = session.execute(
-        select(AccessToken, User)
+        select(AccessToken, User, *_roles_columns())
         .join(User, User.id == AccessToken.owner_id)
         .where(AccessToken.key_hash == digest(value))
     ).first()
     if row is None:
         raise NotAuthenticated("Invalid token.")
-    token, user = row
+    token, user, group_names, membership_roles = row
     now = utcnow()
     if token.expiry_date is not None and token.expiry_date <= now:
         raise NotAuthenticated("The token has expired.")
@@ -138,7 +168,12 @@ def _by_access_token(session: Session, value: str) -> Principal:
     if token.last_used_date is None or now - token.last_used_date > _TOKEN_USE_RESOLUTION:
         token.last_used_date = now
     return principal_for(
-        session, user, "access_token", access_token_id=token.id, read_only=token.read_only
+        session,
+        user,
+        "access_token",
+        (group_names, membership_roles),
+        access_token_id=token.id,
+        read_only=token.read_only,
     )
 
 
