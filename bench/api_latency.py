@@ -97,7 +97,7 @@ def main() -> int:
             ray_actor_options={"num_cpus": settings.api.num_cpus},
             max_ongoing_requests=settings.api.max_ongoing_requests,
             logging_config={"enable_access_log": False},
-        ).bind()
+        ).bind()  # type: ignore[attr-defined]
         serve.run(trivial_app, name="trivial", route_prefix="/trivial")
 
         base = f"http://{settings.server.host}:{port}"

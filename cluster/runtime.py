@@ -10,6 +10,7 @@ the first ``import ray`` of the process.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import secrets
 import socket
@@ -17,6 +18,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cluster.names import NAMESPACE
 from cluster.settings import Settings
@@ -51,9 +53,8 @@ def configure_auth(settings: Settings) -> Path | None:
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_path)
     if "ray" in sys.modules:  # already imported: make it re-read the environment
-        from ray._raylet import Config
-
-        Config.initialize("")
+        raylet: Any = importlib.import_module("ray._raylet")
+        raylet.Config.initialize("")
     return token_path
 
 
@@ -115,8 +116,9 @@ def start(settings: Settings) -> RayRuntime:
         log_to_driver=False,
         _temp_dir=str(temp_dir),
     )
+    info: dict[str, Any] = ctx.address_info  # type: ignore[attr-defined]
     return RayRuntime(
-        address=ctx.address_info["gcs_address"],
+        address=info["gcs_address"],
         dashboard_url=_http(ctx.dashboard_url) if settings.ray.include_dashboard else None,
         started_local_head=True,
         token_path=token_path,

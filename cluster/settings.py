@@ -49,9 +49,6 @@ class RaySettings(BaseModel):
     include_dashboard: bool = Field(default=True, description="Start the Ray dashboard")
     dashboard_host: str = Field(default="127.0.0.1", description="Ray dashboard address")
     dashboard_port: int = Field(default=8265, ge=1, le=65535, description="Ray dashboard port")
-    gcs_port: int | None = Field(
-        default=None, description="GCS port of the local head (unset: a free port)"
-    )
     auth_mode: Literal["token", "disabled"] = Field(
         default="token",
         description="Ray token auth for the local head; the token is kept in "
@@ -144,3 +141,34 @@ def get_settings() -> Settings:
 def reset_settings_cache() -> None:
     """Forget the cached settings (tests and the CLI after changing the environment)."""
     get_settings.cache_clear()
+
+
+def env_table() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, for the README."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name.upper()}__")
+                continue
+            default = field.default
+            shown = (
+                ""
+                if default is None
+                else str(default.value if hasattr(default, "value") else default)
+            )
+            rows.append((f"{prefix}{name.upper()}", shown, field.description or ""))
+
+    walk(Settings, "CVAT_RAY_")
+    return rows
+
+
+if __name__ == "__main__":
+    for env, default, description in env_table():
+        print(
+            f"| `{env}` | `{default}` | {description} |"
+            if default
+            else f"| `{env}` | | {description} |"
+        )

@@ -39,4 +39,4 @@ def status() -> dict[str, Any]:
 
 
 def shutdown() -> None:
-    serve.shutdown()
+    serve.shutdown()  # type: ignore[no-untyped-call]

@@ -13,23 +13,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from cluster.errors import InvalidInput, NotFound
 from iam.filters import AllOf, AnyOf, Eq, Everything, Filter, Nothing
 
+# A column or an ORM attribute.
+Column = ColumnElement[Any] | QueryableAttribute[Any]
 # A policy path either maps to a column, or to a function building a condition from a value
 # (for paths that need a subquery, such as "jobs.assignee_id" of a task).
-PolicyPath = ColumnElement[Any] | Callable[[Any], ColumnElement[bool]]
+PolicyPath = Column | Callable[[Any], ColumnElement[bool]]
 
 
 @dataclass(frozen=True)
 class ListSpec:
     policy_paths: Mapping[str, PolicyPath]
     # JSON-logic / equality filter fields -> column
-    fields: Mapping[str, ColumnElement[Any]]
+    fields: Mapping[str, Column]
     search_fields: Sequence[str]
-    sort_fields: Mapping[str, ColumnElement[Any]]
+    sort_fields: Mapping[str, Column]
     default_sort: Sequence[ColumnElement[Any]]
     # simple equality query params that are accepted (subset of ``fields``)
     simple_filters: Sequence[str] = field(default_factory=tuple)
@@ -59,7 +61,10 @@ def compile_policy(flt: Filter, paths: Mapping[str, PolicyPath]) -> ColumnElemen
         target = paths[flt.field]
         if _is_column(target):
             column: Any = target
-            return column.is_(None) if flt.value is None else column == flt.value
+            condition: ColumnElement[bool] = (
+                column.is_(None) if flt.value is None else column == flt.value
+            )
+            return condition
         return target(flt.value)  # type: ignore[operator]
     if isinstance(flt, AnyOf):
         return or_(*(compile_policy(i, paths) for i in flt.items))
@@ -81,7 +86,7 @@ _COMPARISONS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
 class _JsonLogic:
     """Compiles the JSON-logic subset that CVAT clients send (cvat_sdk.core.filters)."""
 
-    def __init__(self, fields: Mapping[str, ColumnElement[Any]]) -> None:
+    def __init__(self, fields: Mapping[str, Column]) -> None:
         self.fields = fields
 
     def operand(self, node: Any) -> Any:
@@ -115,7 +120,8 @@ class _JsonLogic:
         ((op, args),) = node.items()
         if op == "var":
             col = self.operand(node)
-            return col.is_not(None)
+            present: ColumnElement[bool] = col.is_not(None)
+            return present
         if not isinstance(args, list):
             args = [args]
         if op == "and":
@@ -145,7 +151,10 @@ class _JsonLogic:
                 col = self.operand(needle)
                 if not _is_column(col):
                     raise InvalidInput("'in' with a list needs a field first", field="filter")
-                return col.in_([coerce(col, self.operand(v), "filter") for v in hay])
+                member: ColumnElement[bool] = col.in_(
+                    [coerce(col, self.operand(v), "filter") for v in hay]
+                )
+                return member
             col = self.operand(hay)
             value = self.operand(needle)
             if not _is_column(col) or _is_column(value):
@@ -155,7 +164,7 @@ class _JsonLogic:
         raise InvalidInput(f"Unsupported filter operator {op!r}", field="filter")
 
 
-def _json_filter(raw: str, fields: Mapping[str, ColumnElement[Any]]) -> ColumnElement[bool]:
+def _json_filter(raw: str, fields: Mapping[str, Column]) -> ColumnElement[bool]:
     try:
         node = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -187,14 +196,15 @@ def apply_list_params(stmt: Select[Any], spec: ListSpec, params: ListParams) -> 
     return stmt.order_by(*_order_by(spec, params.sort))
 
 
-def _typed_equal(col: ColumnElement[Any], name: str, value: str) -> ColumnElement[bool]:
-    return col == coerce(col, value, name)
+def _typed_equal(col: Column, name: str, value: str) -> ColumnElement[bool]:
+    equal: ColumnElement[bool] = col == coerce(col, value, name)
+    return equal
 
 
 _INT_RANGE = (-(2**31), 2**31 - 1)
 
 
-def coerce(col: ColumnElement[Any], value: Any, field: str) -> Any:
+def coerce(col: Column, value: Any, field: str) -> Any:
     """Turn a query value into the column's type, or raise a 400 (never let the database
     reject it: that would be a 500)."""
     if value is None:

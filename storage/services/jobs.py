@@ -81,7 +81,7 @@ def _to_reads(
 ) -> list[JobRead]:
     users = basic_users(session, ctx, [job.assignee_id for job, _, _ in rows])
     projects: dict[int, str] = dict(
-        session.execute(  # type: ignore[arg-type]
+        session.execute(
             select(Project.id, Project.name).where(
                 Project.id.in_({t.project_id for _, _, t in rows if t.project_id})
             )

@@ -329,7 +329,7 @@ def _patch_attributes(
         merged = AttributeWrite(
             name=a.name if a.name is not None else spec.name,
             mutable=a.mutable if a.mutable is not None else spec.mutable,
-            input_type=a.input_type or spec.input_type,  # type: ignore[arg-type]
+            input_type=a.input_type or spec.input_type,
             default_value=a.default_value if a.default_value is not None else spec.default_value,
             values=a.values if a.values is not None else _split(spec.values),
         )
@@ -443,7 +443,7 @@ def read_labels(session: Session, labels: Sequence[Label]) -> list[LabelRead]:
                 id=spec.id,
                 name=spec.name,
                 mutable=spec.mutable,
-                input_type=spec.input_type,  # type: ignore[arg-type]
+                input_type=spec.input_type,
                 default_value=spec.default_value,
                 values=_split(spec.values),
             )
@@ -456,7 +456,7 @@ def read_labels(session: Session, labels: Sequence[Label]) -> list[LabelRead]:
                 id=c.id,
                 name=c.name,
                 color=c.color,
-                type=c.type,  # type: ignore[arg-type]
+                type=c.type,
                 attributes=attrs[c.id],
             )
         )
@@ -465,7 +465,7 @@ def read_labels(session: Session, labels: Sequence[Label]) -> list[LabelRead]:
             id=lbl.id,
             name=lbl.name,
             color=lbl.color,
-            type=lbl.type,  # type: ignore[arg-type]
+            type=lbl.type,
             svg=lbl.svg,
             attributes=attrs[lbl.id],
             sublabels=subs[lbl.id],

@@ -94,7 +94,8 @@ def _to_reads(
         .distinct()
         .order_by(Task.subset)
     ):
-        subsets[pid].append(subset)
+        if pid is not None:
+            subsets[pid].append(subset)
     return [
         ProjectRead(
             url=ctx.url(f"/api/projects/{p.id}"),

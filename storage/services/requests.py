@@ -130,7 +130,7 @@ def _to_reads(session: Session, rows: list[BackgroundRequest]) -> list[RequestRe
     return [
         RequestRead(
             id=r.id,
-            status=r.status,  # type: ignore[arg-type]
+            status=r.status,
             message=r.message or "",
             progress=r.progress,
             operation=RequestOperation(
