@@ -87,6 +87,19 @@ class AuthSettings(BaseModel):
     password_min_length: int = Field(default=8, ge=1, description="Shortest password accepted")
 
 
+class IamSettings(BaseModel):
+    rules_dir: Path | None = Field(
+        default=None,
+        description="Directory of the .rego permission policies (unset: the built-in iam/rules)",
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, description="Failed logins per account or client address before 429"
+    )
+    login_failure_window_s: int = Field(
+        default=300, ge=1, description="Window in which failed logins are counted"
+    )
+
+
 class Settings(BaseSettings):
     """All server settings. See the configuration table in README.md."""
 
@@ -112,6 +125,7 @@ class Settings(BaseSettings):
     ray: RaySettings = RaySettings()
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
+    iam: IamSettings = IamSettings()
 
     @property
     def database_url(self) -> str:

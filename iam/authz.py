@@ -1,203 +1,213 @@
 """Authorization: every service decision goes through :func:`authorize`, and every list
-through :func:`list_filter`.
+through :func:`list_filter`. Both ask the Rego policies (:mod:`iam.engine`) in-process.
 
-This is the core platform's small rule set (admin, owner, assignee, organization role).
-The permission engine issue replaces the rules behind these two functions with Rego
-policies; their signatures are the contract the services rely on.
+Organization context follows CVAT: a decision about an existing object of an organization is
+taken in that object's organization (the caller must be an active member of it, admins aside);
+creating something or listing uses the organization named by the request (``org``, ``org_id``,
+``X-Organization``), and no organization means the sandbox.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from cluster.errors import PermissionDenied
-from iam.filters import EVERYTHING, NOTHING, Eq, Filter, all_of, any_of
-from iam.principal import OrgContext, Principal, privilege_rank, role_rank
+from cluster.settings import get_settings
+from iam.engine import DEFAULT_RULES_DIR, PolicyEngine, load_engine
+from iam.filters import EVERYTHING, NOTHING, AllOf, AnyOf, Eq, Filter, all_of
+from iam.principal import OrgContext, Principal
+
+# Resource kind -> policy package.
+PACKAGES: dict[str, str] = {
+    "project": "projects",
+    "task": "tasks",
+    "job": "jobs",
+    "issue": "issues",
+    "comment": "comments",
+    "cloudstorage": "cloudstorages",
+    "webhook": "webhooks",
+    "annotationguide": "annotationguides",
+    "user": "users",
+    "membership": "memberships",
+    "invitation": "invitations",
+    "organization": "organizations",
+    "server": "server",
+    "lambda": "lambda",
+    "events": "events",
+    "analytics": "analytics",
+    "request": "requests",
+    "access_token": "access_tokens",
+}
+# Kinds whose objects live in an organization (or in the sandbox when it is None).
+ORG_BOUND = frozenset(
+    {
+        "project",
+        "task",
+        "job",
+        "issue",
+        "comment",
+        "cloudstorage",
+        "webhook",
+        "annotationguide",
+        "membership",
+        "invitation",
+    }
+)
+_MEMBER_REQUIRED = "You should be an active member in the organization."
 
 
 @dataclass(frozen=True)
 class Resource:
-    """What a decision is about, with the relations the rules look at."""
+    """What a decision is about, in the shape the policies read (CVAT's OPA input).
+
+    ``facts`` holds the related objects, e.g. ``{"project": {"owner": {"id": 3}}}``,
+    ``{"task": {...}}``, ``{"job": {"assignee": {"id": 5}}}``, ``{"role": "worker"}``.
+    """
 
     kind: str
     id: int | None = None
     owner_id: int | None = None
     assignee_id: int | None = None
     organization_id: int | None = None
-    project_owner_id: int | None = None
-    project_assignee_id: int | None = None
-    task_owner_id: int | None = None
-    task_assignee_id: int | None = None
-    # for tasks: the caller, when assigned to one of the task's jobs
-    job_assignee_ids: frozenset[int] = frozenset()
-    # organizations the user is a member of (for users)
-    member_of: frozenset[int] = frozenset()
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_input(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, **self.facts}
+        if self.owner_id is not None:
+            data["owner"] = {"id": self.owner_id}
+        if self.assignee_id is not None:
+            data["assignee"] = {"id": self.assignee_id}
+        if self.kind in ORG_BOUND:
+            data["organization"] = (
+                {"id": self.organization_id} if self.organization_id is not None else None
+            )
+        return data
 
 
-# Scopes that only read.
-_READ_PREFIXES = ("view", "export", "list")
-# Scopes that change ownership/structure: a plain assignee may not do them.
-_OWNER_SCOPES = frozenset(
-    {
-        "delete",
-        "update:owner",
-        "update:assignee",
-        "update:project",
-        "update:associated_storage",
-        "update:stage",
-        "update:organization",
+def person(user_id: int | None) -> dict[str, Any] | None:
+    """``{"id": user_id}`` or None, for facts."""
+    return {"id": user_id} if user_id is not None else None
+
+
+def engine() -> PolicyEngine:
+    return load_engine(get_settings().iam.rules_dir or DEFAULT_RULES_DIR)
+
+
+# --------------------------------------------------------------------------- decisions count
+
+_tracker = threading.local()
+
+
+def start_tracking() -> None:
+    """Count decisions on this thread from now on (the API checks each call made one)."""
+    _tracker.count = 0
+
+
+def decisions_made() -> int:
+    count: int = getattr(_tracker, "count", 0)
+    return count
+
+
+def _record() -> None:
+    if hasattr(_tracker, "count"):
+        _tracker.count += 1
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _auth(principal: Principal, org_id: int | None) -> dict[str, Any]:
+    user = {
+        "id": principal.user_id,
+        "privilege": "admin" if principal.is_admin else principal.privilege,
+        "has_analytics_access": principal.has_analytics_access,
     }
-)
-_CREATE_SCOPES = frozenset({"create", "import:backup"})
+    organization = None
+    if org_id is not None:
+        organization = {"id": org_id, "user": {"role": principal.memberships.get(org_id)}}
+    return {"user": user, "organization": organization}
 
 
-def _relations(user_id: int, r: Resource) -> set[str]:
-    rel: set[str] = set()
-    pairs = (
-        ("owner", r.owner_id),
-        ("assignee", r.assignee_id),
-        ("project:owner", r.project_owner_id),
-        ("project:assignee", r.project_assignee_id),
-        ("task:owner", r.task_owner_id),
-        ("task:assignee", r.task_assignee_id),
-    )
-    for name, uid in pairs:
-        if uid is not None and uid == user_id:
-            rel.add(name)
-    if user_id in r.job_assignee_ids:
-        rel.add("job:assignee")
-    return rel
-
-
-def _effective_org(org: OrgContext, resource: Resource | None) -> int | None:
-    if org.specified or resource is None:
-        return org.org_id
-    return resource.organization_id
+def decision_input(
+    principal: Principal, org: OrgContext, scope: str, resource: Resource | None
+) -> dict[str, Any]:
+    """The policy input of a decision, and the organization it is taken in."""
+    kind = resource.kind if resource else "server"
+    org_id = org.org_id
+    if resource is not None and resource.id is not None:
+        if kind in ORG_BOUND:
+            org_id = resource.organization_id
+        elif kind == "organization":
+            org_id = resource.id
+    elif resource is not None and kind in ORG_BOUND and resource.organization_id is not None:
+        # Created inside a parent (a task in a project): it goes to the parent's organization.
+        org_id = resource.organization_id
+    if org_id is not None and not principal.is_admin and org_id not in principal.memberships:
+        if kind != "organization":
+            raise PermissionDenied(_MEMBER_REQUIRED)
+    data = resource.as_input() if resource else {}
+    if resource is not None and resource.id is None and kind in ORG_BOUND:
+        # Something being created lives in the request's organization.
+        data["organization"] = {"id": org_id} if org_id is not None else None
+    return {"scope": scope, "auth": _auth(principal, org_id), "resource": data}
 
 
 def authorize(
     principal: Principal, org: OrgContext, scope: str, resource: Resource | None = None
 ) -> None:
-    """Allow or raise :class:`PermissionDenied` with the reason."""
-    if principal.is_admin:
-        return
+    """Allow or raise :class:`PermissionDenied`."""
+    _record()
     kind = resource.kind if resource else "server"
-    # Servers, users, requests and tokens are not related to organizations.
-    if kind == "server":
-        return
-    if kind == "user":
-        _authorize_user(principal, scope, resource)
-        return
-    if kind in ("request", "access_token"):
-        if resource is not None and resource.owner_id == principal.user_id:
-            return
-        raise PermissionDenied("Only the owner may access it.")
-
-    if org.specified and resource is not None and resource.id is not None:
-        if resource.organization_id != org.org_id:
-            raise PermissionDenied("The resource belongs to another organization.")
-    org_id = _effective_org(org, resource)
-    role: str | None = None
-    if org_id is not None:
-        role = principal.memberships.get(org_id)
-        if role is None:
-            raise PermissionDenied("You are not a member of this organization.")
-
-    rank = privilege_rank(principal.privilege)
-    if scope == "list":
-        return
-    if scope in _CREATE_SCOPES or scope == "create@project":
-        if rank < privilege_rank("user"):
-            raise PermissionDenied("Your system group may not create resources.")
-        rel = _relations(principal.user_id, resource) if resource else set()
-        works_on_project = bool(rel & {"project:owner", "project:assignee"})
-        if role is not None and role_rank(role) < role_rank("supervisor") and not works_on_project:
-            raise PermissionDenied("Your organization role may not create resources.")
-        if scope == "create@project" and role is None and not works_on_project:
-            raise PermissionDenied("Only the project's owner or assignee may add tasks to it.")
-        return
-
-    assert resource is not None, f"scope {scope} needs a resource"
-    if role is not None and role_rank(role) >= role_rank("maintainer"):
-        if scope.startswith(_READ_PREFIXES) or rank >= privilege_rank("user"):
-            return
-    rel = _relations(principal.user_id, resource)
-    if not rel:
+    data = decision_input(principal, org, scope, resource)
+    if not engine().allow(PACKAGES[kind], data):
         raise PermissionDenied()
-    if scope.startswith(_READ_PREFIXES):
-        return
-    if rank < privilege_rank("worker"):
-        raise PermissionDenied("Your system group may not change resources.")
-    # A plain assignee (of this object, or of one of a task's jobs) may work on it but not
-    # delete it or change who owns or works on it.
-    if scope in _OWNER_SCOPES and not rel - {"assignee", "job:assignee"}:
-        raise PermissionDenied("Only the owner may do this.")
 
 
-def _authorize_user(principal: Principal, scope: str, resource: Resource | None) -> None:
-    is_self = resource is not None and resource.id == principal.user_id
-    if scope == "list" or (is_self and scope in ("view", "update:personal_data", "delete")):
-        return
-    # Members of an organization see each other.
-    if scope == "view" and resource is not None and resource.member_of & set(principal.memberships):
-        return
-    raise PermissionDenied()
+# --------------------------------------------------------------------------- lists
 
 
-# Ownership paths per listed kind, used by list filters.
-_OWNERSHIP_FIELDS: dict[str, tuple[str, ...]] = {
-    "project": ("owner_id", "assignee_id"),
-    "task": (
-        "owner_id",
-        "assignee_id",
-        "project.owner_id",
-        "project.assignee_id",
-        "jobs.assignee_id",
-    ),
-    "job": (
-        "assignee_id",
-        "task.owner_id",
-        "task.assignee_id",
-        "project.owner_id",
-        "project.assignee_id",
-    ),
-}
+def parse_filter(node: Any) -> Filter:
+    """The policies' filter expression as :mod:`iam.filters` nodes."""
+    if not isinstance(node, dict) or "op" not in node:
+        raise ValueError(f"bad filter node {node!r}")
+    op = node["op"]
+    if op == "all":
+        return EVERYTHING
+    if op == "none":
+        return NOTHING
+    if op == "eq":
+        return Eq(str(node["field"]), node.get("value"))
+    items = tuple(parse_filter(i) for i in node.get("items", ()))
+    if op == "or":
+        return AnyOf(items) if items else NOTHING
+    if op == "and":
+        return AllOf(items) if items else EVERYTHING
+    raise ValueError(f"bad filter operator {op!r}")
 
 
 def list_filter(principal: Principal, org: OrgContext, kind: str) -> Filter:
-    """The rows of ``kind`` the principal may see in this org context, as a filter."""
-    if kind == "user":
-        return _user_list_filter(principal, org)
-    if kind in ("request", "access_token"):
-        return Eq("owner_id", principal.user_id)
-    scope_filter: Filter = EVERYTHING
-    if org.specified:
-        scope_filter = Eq("organization_id", org.org_id)
-    if principal.is_admin:
-        return scope_filter
-    if org.specified and org.org_id is not None:
-        role = principal.memberships.get(org.org_id)
-        if role is None:
-            raise PermissionDenied("You are not a member of this organization.")
-        if role_rank(role) >= role_rank("maintainer"):
-            return scope_filter
-    mine = any_of(*(Eq(path, principal.user_id) for path in _OWNERSHIP_FIELDS[kind]))
-    return all_of(scope_filter, mine)
+    """The rows of ``kind`` the principal may list in the request's organization context."""
+    _record()
+    if org.org_id is not None and not principal.is_admin:
+        if org.org_id not in principal.memberships:
+            raise PermissionDenied(_MEMBER_REQUIRED)
+    data = {
+        "scope": "list",
+        "auth": _auth(principal, org.org_id),
+        "resource": {},
+    }
+    package = PACKAGES[kind]
+    policy = engine()
+    if not policy.allow(package, data):
+        raise PermissionDenied()
+    visible = parse_filter(policy.filter(package, data))
+    # CVAT's organization filter backend: a named workspace restricts every list to it.
+    if org.specified and kind in ORG_BOUND:
+        visible = all_of(Eq("organization_id", org.org_id), visible)
+    return visible
 
 
-def _user_list_filter(principal: Principal, org: OrgContext) -> Filter:
-    if org.specified and org.org_id is not None:
-        if not principal.is_admin and org.org_id not in principal.memberships:
-            raise PermissionDenied("You are not a member of this organization.")
-        return Eq("memberships.organization_id", org.org_id)
-    if principal.is_admin:
-        return EVERYTHING
-    if not principal.memberships:
-        return Eq("id", principal.user_id)
-    return any_of(
-        Eq("id", principal.user_id),
-        *(Eq("memberships.organization_id", oid) for oid in principal.memberships),
-    )
-
-
-__all__ = ["NOTHING", "Resource", "authorize", "list_filter"]
+__all__ = ["NOTHING", "Resource", "authorize", "list_filter", "person"]

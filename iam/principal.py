@@ -56,6 +56,11 @@ class Principal:
     def is_admin(self) -> bool:
         return self.is_superuser or self.privilege == "admin"
 
+    @property
+    def has_analytics_access(self) -> bool:
+        """Admins and the business group see the analytics dashboards."""
+        return self.is_admin or "business" in self.groups
+
 
 @dataclass(frozen=True)
 class OrgContext:

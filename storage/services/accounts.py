@@ -138,19 +138,20 @@ def _token_read(session: Session, ctx: RequestContext, token: AccessToken) -> Ac
     )
 
 
-def _get_token(session: Session, ctx: RequestContext, token_id: int) -> AccessToken:
+def _get_token(
+    session: Session, ctx: RequestContext, token_id: int, scope: str = "view"
+) -> AccessToken:
     token = session.get(AccessToken, token_id)
     if token is None:
         raise NotFound("Access token not found.")
-    authorize(
-        ctx.principal, ctx.org, "view", Resource(kind="access_token", owner_id=token.owner_id)
-    )
+    authorize(ctx.principal, ctx.org, scope, Resource(kind="access_token", owner_id=token.owner_id))
     return token
 
 
 def create_access_token(
     session: Session, ctx: RequestContext, data: AccessTokenWrite
 ) -> AccessTokenCreated:
+    authorize(ctx.principal, ctx.org, "create", Resource(kind="access_token"))
     if ctx.principal.auth == "access_token":
         raise PermissionDenied("An access token cannot create access tokens.")
     if data.expiry_date is not None and data.expiry_date <= utcnow():
@@ -174,6 +175,7 @@ def create_access_token(
 def list_access_tokens(
     session: Session, ctx: RequestContext, page: int, page_size: int
 ) -> Page[AccessTokenRead]:
+    authorize(ctx.principal, ctx.org, "list", Resource(kind="access_token"))
     stmt = (
         select(AccessToken)
         .where(AccessToken.owner_id == ctx.principal.user_id)
@@ -196,7 +198,7 @@ def retrieve_current_access_token(session: Session, ctx: RequestContext) -> Acce
 def partial_update_access_token(
     session: Session, ctx: RequestContext, token_id: int, data: AccessTokenPatch
 ) -> AccessTokenRead:
-    token = _get_token(session, ctx, token_id)
+    token = _get_token(session, ctx, token_id, "update")
     if data.name is not None:
         token.name = data.name
     if "expiry_date" in data.model_fields_set:
@@ -211,4 +213,4 @@ def partial_update_access_token(
 
 
 def delete_access_token(session: Session, ctx: RequestContext, token_id: int) -> None:
-    session.delete(_get_token(session, ctx, token_id))
+    session.delete(_get_token(session, ctx, token_id, "delete"))

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from cluster.errors import InvalidInput
 from iam.authz import Resource, authorize, list_filter
-from iam.principal import Principal
 from storage.context import RequestContext
 from storage.models import Label, Project, Task
 from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
@@ -47,12 +46,12 @@ LABEL_LIST = ListSpec(
 )
 
 
-def _parent_resource(session: Session, label: Label, principal: Principal) -> Resource:
+def _parent_resource(session: Session, label: Label) -> Resource:
     root = label
     if label.parent_id is not None:
         root = label_service.get_label(session, label.parent_id)
     if root.task_id is not None:
-        return task_resource(session, get_task(session, root.task_id), principal)
+        return task_resource(session, get_task(session, root.task_id))
     assert root.project_id is not None
     return project_resource(get_project(session, root.project_id))
 
@@ -97,14 +96,13 @@ def list_labels(
         condition = label_service.owner_of(get_task(session, job.task_id)).condition()
     elif task_id is not None:
         task = get_task(session, task_id)
-        authorize(ctx.principal, ctx.org, "view", task_resource(session, task, ctx.principal))
+        authorize(ctx.principal, ctx.org, "view", task_resource(session, task))
         condition = label_service.owner_of(task).condition()
     elif project_id is not None:
         project = get_project(session, project_id)
         authorize(ctx.principal, ctx.org, "view", project_resource(project))
         condition = Label.project_id == project.id
     else:
-        authorize(ctx.principal, ctx.org, "list", Resource(kind="task"))
         condition = _visible(session, ctx)
     stmt = select(Label).where(condition)
     if "parent_id" not in params.simple:
@@ -116,7 +114,7 @@ def list_labels(
 
 def retrieve_label(session: Session, ctx: RequestContext, label_id: int) -> LabelRead:
     label = label_service.get_label(session, label_id)
-    authorize(ctx.principal, ctx.org, "view", _parent_resource(session, label, ctx.principal))
+    authorize(ctx.principal, ctx.org, "view", _parent_resource(session, label))
     return label_service.read_labels(session, [label])[0]
 
 
@@ -124,9 +122,7 @@ def partial_update_label(
     session: Session, ctx: RequestContext, label_id: int, patch: LabelPatch
 ) -> LabelRead:
     label = label_service.get_label(session, label_id)
-    authorize(
-        ctx.principal, ctx.org, "update:desc", _parent_resource(session, label, ctx.principal)
-    )
+    authorize(ctx.principal, ctx.org, "update:desc", _parent_resource(session, label))
     owner = label_service.LabelOwner(task_id=label.task_id, project_id=label.project_id)
     label_service.update_label(session, owner, label, patch)
     label_service.touch_owner(session, owner)
@@ -136,9 +132,7 @@ def partial_update_label(
 
 def delete_label(session: Session, ctx: RequestContext, label_id: int) -> None:
     label = label_service.get_label(session, label_id)
-    authorize(
-        ctx.principal, ctx.org, "update:desc", _parent_resource(session, label, ctx.principal)
-    )
+    authorize(ctx.principal, ctx.org, "update:desc", _parent_resource(session, label))
     owner = label_service.LabelOwner(task_id=label.task_id, project_id=label.project_id)
     session.delete(label)
     label_service.touch_owner(session, owner)

@@ -153,7 +153,6 @@ def create_project(session: Session, ctx: RequestContext, data: ProjectWrite) ->
 
 
 def list_projects(session: Session, ctx: RequestContext, params: ListParams) -> Page[ProjectRead]:
-    authorize(ctx.principal, ctx.org, "list", Resource(kind="project"))
     policy = compile_policy(
         list_filter(ctx.principal, ctx.org, "project"), PROJECT_LIST.policy_paths
     )

@@ -167,7 +167,6 @@ def retrieve_request(session: Session, ctx: RequestContext, request_id: str) -> 
 
 
 def list_requests(session: Session, ctx: RequestContext, params: ListParams) -> Page[RequestRead]:
-    authorize(ctx.principal, ctx.org, "list", Resource(kind="request"))
     policy = compile_policy(
         list_filter(ctx.principal, ctx.org, "request"), REQUEST_LIST.policy_paths
     )

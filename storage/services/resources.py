@@ -1,7 +1,7 @@
 """Loading projects, tasks and jobs, and describing them to the policy.
 
-The one place that knows how an object relates to users (owner, assignee, project, task),
-so every service asks the policy about the same facts.
+The one place that knows how an object relates to users (owner, assignee, project, task), so
+every service asks the policy about the same facts, in the shape the Rego policies read.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cluster.errors import NotFound
-from iam.authz import Resource
-from iam.principal import Principal
+from iam.authz import Resource, person
 from storage.models import Job, Project, Task
 
 
@@ -45,6 +44,10 @@ def get_job(session: Session, job_id: int, *, for_update: bool = False) -> Job:
     return job
 
 
+def people(owner_id: int | None, assignee_id: int | None) -> dict[str, object]:
+    return {"owner": person(owner_id), "assignee": person(assignee_id)}
+
+
 def project_resource(project: Project) -> Resource:
     return Resource(
         kind="project",
@@ -52,50 +55,45 @@ def project_resource(project: Project) -> Resource:
         owner_id=project.owner_id,
         assignee_id=project.assignee_id,
         organization_id=project.organization_id,
-        project_owner_id=project.owner_id,
-        project_assignee_id=project.assignee_id,
     )
+
+
+def new_task_in(project: Project) -> Resource:
+    """A task about to be created in (or moved to) ``project``: ``create@project``."""
+    return Resource(
+        kind="task",
+        organization_id=project.organization_id,
+        facts={"project": people(project.owner_id, project.assignee_id)},
+    )
+
+
+def _project_people(session: Session, project_id: int | None) -> dict[str, object] | None:
+    if project_id is None:
+        return None
+    row = session.execute(
+        select(Project.owner_id, Project.assignee_id).where(Project.id == project_id)
+    ).one()
+    return people(row[0], row[1])
 
 
 def task_resource(
     session: Session,
     task: Task,
-    principal: Principal,
     project_people: tuple[int | None, int | None] | None = None,
 ) -> Resource:
-    """The task as the policy sees it. ``project_people`` (owner, assignee of its project)
-    saves a query when the caller has them already. Whether the caller works on one of the
-    task's jobs is looked up only when nothing else relates them."""
-    project_owner = project_assignee = None
+    """The task as the policy sees it; ``project_people`` (owner and assignee of its project)
+    saves a query when the caller has them already."""
     if project_people is not None:
-        project_owner, project_assignee = project_people
-    elif task.project_id is not None:
-        row = session.execute(
-            select(Project.owner_id, Project.assignee_id).where(Project.id == task.project_id)
-        ).one()
-        project_owner, project_assignee = row
-    me = principal.user_id
-    job_assignees: frozenset[int] = frozenset()
-    if not principal.is_admin and me not in (
-        task.owner_id,
-        task.assignee_id,
-        project_owner,
-        project_assignee,
-    ):
-        works_on_a_job = session.scalar(
-            select(Job.id).where(Job.task_id == task.id, Job.assignee_id == me).limit(1)
-        )
-        if works_on_a_job is not None:
-            job_assignees = frozenset({me})
+        project = people(*project_people) if task.project_id is not None else None
+    else:
+        project = _project_people(session, task.project_id)
     return Resource(
         kind="task",
         id=task.id,
         owner_id=task.owner_id,
         assignee_id=task.assignee_id,
         organization_id=task.organization_id,
-        project_owner_id=project_owner,
-        project_assignee_id=project_assignee,
-        job_assignee_ids=job_assignees,
+        facts={"project": project},
     )
 
 
@@ -117,8 +115,8 @@ def job_resource(session: Session, job: Job) -> Resource:
         id=job.id,
         assignee_id=job.assignee_id,
         organization_id=org_id,
-        task_owner_id=task_owner,
-        task_assignee_id=task_assignee,
-        project_owner_id=project_owner,
-        project_assignee_id=project_assignee,
+        facts={
+            "task": people(task_owner, task_assignee),
+            "project": people(project_owner, project_assignee),
+        },
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session, aliased
 
 from cluster.errors import InvalidInput, NotFound
@@ -21,16 +21,12 @@ from storage.services.projects import (
     storage_json,
     storage_read,
 )
-from storage.services.resources import get_task, project_resource, task_resource
+from storage.services.resources import get_task, new_task_in, task_resource
 from storage.services.users import require_user
 
 _Owner = aliased(User, name="task_owner")
 _Assignee = aliased(User, name="task_assignee")
 _Project = aliased(Project, name="task_project")
-
-
-def _job_assignee_is(user_id: Any) -> Any:
-    return exists().where(Job.task_id == Task.id, Job.assignee_id == user_id)
 
 
 TASK_LIST = ListSpec(
@@ -40,7 +36,6 @@ TASK_LIST = ListSpec(
         "organization_id": Task.organization_id,
         "project.owner_id": _Project.owner_id,
         "project.assignee_id": _Project.assignee_id,
-        "jobs.assignee_id": _job_assignee_is,
     },
     fields={
         "id": Task.id,
@@ -212,7 +207,7 @@ def create_task(session: Session, ctx: RequestContext, data: TaskWrite) -> TaskR
     project: Project | None = None
     if data.project_id is not None:
         project = _project_for_task(session, data.project_id, "project_id")
-        authorize(ctx.principal, ctx.org, "create@project", project_resource(project))
+        authorize(ctx.principal, ctx.org, "create@project", new_task_in(project))
         org_id = project.organization_id
         if data.labels:
             raise InvalidInput(
@@ -255,7 +250,6 @@ def create_task(session: Session, ctx: RequestContext, data: TaskWrite) -> TaskR
 
 
 def list_tasks(session: Session, ctx: RequestContext, params: ListParams) -> Page[TaskRead]:
-    authorize(ctx.principal, ctx.org, "list", Resource(kind="task"))
     policy = compile_policy(list_filter(ctx.principal, ctx.org, "task"), TASK_LIST.policy_paths)
     stmt = apply_list_params(list_statement().where(policy), TASK_LIST, params)
     count, rows = paginate(session, stmt, params.page, params.page_size)
@@ -265,9 +259,7 @@ def list_tasks(session: Session, ctx: RequestContext, params: ListParams) -> Pag
 def retrieve_task(session: Session, ctx: RequestContext, task_id: int) -> TaskRead:
     row = _read_row(session, task_id)
     people = (row.project_owner_id, row.project_assignee_id)
-    authorize(
-        ctx.principal, ctx.org, "view", task_resource(session, row.Task, ctx.principal, people)
-    )
+    authorize(ctx.principal, ctx.org, "view", task_resource(session, row.Task, people))
     return _to_read(ctx, row)
 
 
@@ -275,7 +267,7 @@ def partial_update_task(
     session: Session, ctx: RequestContext, task_id: int, patch: TaskPatch
 ) -> TaskRead:
     task = get_task(session, task_id, for_update=True)
-    resource = task_resource(session, task, ctx.principal)
+    resource = task_resource(session, task)
     fields = patch.model_fields_set
     if fields & {"name", "bug_tracker", "labels", "subset"}:
         authorize(ctx.principal, ctx.org, "update:desc", resource)
@@ -330,7 +322,7 @@ def _move_to_project(
     if task.project_id is not None:
         raise InvalidInput("The task already belongs to a project.", field="project_id")
     project = _project_for_task(session, project_id, "project_id")
-    authorize(ctx.principal, ctx.org, "create@project", project_resource(project))
+    authorize(ctx.principal, ctx.org, "create@project", new_task_in(project))
     if project.organization_id != task.organization_id:
         raise InvalidInput("The project belongs to another organization.", field="project_id")
     label_service.move_task_labels(session, task.id, project.id)
@@ -341,7 +333,7 @@ def _move_to_project(
 def delete_task(session: Session, ctx: RequestContext, task_id: int) -> None:
     """Deletes the task with its data record, segments, jobs and labels."""
     task = get_task(session, task_id, for_update=True)
-    authorize(ctx.principal, ctx.org, "delete", task_resource(session, task, ctx.principal))
+    authorize(ctx.principal, ctx.org, "delete", task_resource(session, task))
     data_id = task.data_id
     session.delete(task)
     session.flush()

@@ -152,7 +152,6 @@ USER_LIST = ListSpec(
 
 
 def list_users(session: Session, ctx: RequestContext, params: ListParams) -> Page[UserRead]:
-    authorize(ctx.principal, ctx.org, "list", Resource(kind="user"))
     policy = compile_policy(list_filter(ctx.principal, ctx.org, "user"), USER_LIST.policy_paths)
     stmt = apply_list_params(select(User).where(policy), USER_LIST, params)
     count, rows = paginate(session, stmt, params.page, params.page_size)
@@ -170,11 +169,18 @@ def _get(session: Session, user_id: int) -> User:
 
 def retrieve_user(session: Session, ctx: RequestContext, user_id: int) -> UserRead:
     user = _get(session, user_id)
-    member_of = session.scalars(
-        select(Membership.organization_id).where(Membership.user_id == user.id)
-    ).all()
-    resource = Resource(kind="user", id=user.id, member_of=frozenset(member_of))
-    authorize(ctx.principal, ctx.org, "view", resource)
+    facts: dict[str, object] = {}
+    if ctx.org.org_id is not None:
+        # CVAT: inside an organization, its members see each other.
+        role = session.scalar(
+            select(Membership.role).where(
+                Membership.user_id == user.id,
+                Membership.organization_id == ctx.org.org_id,
+                Membership.is_active.is_(True),
+            )
+        )
+        facts["membership"] = {"role": role}
+    authorize(ctx.principal, ctx.org, "view", Resource(kind="user", id=user.id, facts=facts))
     return _to_read(ctx, user, groups_of(session, [user.id])[user.id])
 
 

@@ -218,4 +218,6 @@ async def test_organization_isolation(client_for, db: Database, make_user) -> No
     names = {u["username"] for u in (await a_api.get("/api/users?org=orga")).json()["results"]}
     assert names == {"aowner", "aworker"}
     assert (await a_api.get(f"/api/users/{b_owner.id}")).status_code == 403
-    assert (await a_api.get(f"/api/users/{a_worker.id}")).status_code == 200
+    # ...inside the organization's context, as in CVAT
+    assert (await a_api.get(f"/api/users/{a_worker.id}?org=orga")).status_code == 200
+    assert (await a_api.get(f"/api/users/{a_worker.id}")).status_code == 403

@@ -1,0 +1,88 @@
+"""The Rego policy engine, in-process.
+
+Policies are the ``.rego`` files of a rules directory (``iam/rules`` by default; operators can
+point ``CVAT_RAY_IAM__RULES_DIR`` at their own copy and restart). They are compiled once per
+process into a bundle with an entrypoint per package (``tasks/allow``, ``tasks/filter``, ...)
+and evaluated with regopy, an OPA-compatible interpreter: no policy server, no network hop.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from regopy import Interpreter
+
+DEFAULT_RULES_DIR = Path(__file__).parent / "rules"
+_PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
+_FILTER = re.compile(r"^filter\s*:=", re.MULTILINE)
+
+
+class PolicyError(RuntimeError):
+    """The policies could not be loaded or evaluated (a server misconfiguration)."""
+
+
+class PolicyEngine:
+    """Compiled policies; ``allow`` and ``filter`` are safe to call from any thread."""
+
+    def __init__(self, rules_dir: Path = DEFAULT_RULES_DIR) -> None:
+        files = sorted(rules_dir.glob("*.rego"))
+        if not files:
+            raise PolicyError(f"No .rego files in {rules_dir}")
+        builder = Interpreter()
+        entrypoints: list[str] = []
+        self.packages: set[str] = set()
+        self.filters: set[str] = set()
+        for path in files:
+            text = path.read_text()
+            builder.add_module(path.name, text)
+            match = _PACKAGE.search(text)
+            if match is None:
+                raise PolicyError(f"{path} has no package declaration")
+            package = match.group(1)
+            if package == "utils":
+                continue
+            self.packages.add(package)
+            entrypoints.append(f"{package}/allow")
+            if _FILTER.search(text):
+                self.filters.add(package)
+                entrypoints.append(f"{package}/filter")
+        try:
+            self._bundle = builder.build(None, entrypoints)
+        except Exception as exc:  # regopy raises RegoError with the compiler's message
+            raise PolicyError(f"Cannot compile the policies in {rules_dir}: {exc}") from exc
+        self._local = threading.local()
+
+    def _interpreter(self) -> Interpreter:
+        interpreter: Interpreter | None = getattr(self._local, "interpreter", None)
+        if interpreter is None:
+            interpreter = Interpreter()
+            self._local.interpreter = interpreter
+        return interpreter
+
+    def _query(self, entrypoint: str, data: Mapping[str, Any]) -> Any:
+        interpreter = self._interpreter()
+        interpreter.set_input(dict(data))
+        output = interpreter.query_bundle_entrypoint(self._bundle, entrypoint)
+        if not output.results:
+            return None
+        return output.results[0].expressions[0]
+
+    def allow(self, package: str, data: Mapping[str, Any]) -> bool:
+        if package not in self.packages:
+            raise PolicyError(f"No policy package {package!r}")
+        return self._query(f"{package}/allow", data) is True
+
+    def filter(self, package: str, data: Mapping[str, Any]) -> Any:
+        if package not in self.filters:
+            raise PolicyError(f"Policy package {package!r} defines no filter")
+        return self._query(f"{package}/filter", data)
+
+
+@lru_cache(maxsize=4)
+def load_engine(rules_dir: Path) -> PolicyEngine:
+    return PolicyEngine(rules_dir)
