@@ -98,6 +98,9 @@ class IamSettings(BaseModel):
     login_failure_window_s: int = Field(
         default=300, ge=1, description="Window in which failed logins are counted"
     )
+    invitation_ttl_days: int = Field(
+        default=7, ge=1, description="Days an organization invitation stays valid"
+    )
 
 
 class Settings(BaseSettings):

@@ -145,8 +145,9 @@ def decision_input(
     elif resource is not None and kind in ORG_BOUND and resource.organization_id is not None:
         # Created inside a parent (a task in a project): it goes to the parent's organization.
         org_id = resource.organization_id
+    # Organizations and invitations are decided for non-members too (an invitee joins).
     if org_id is not None and not principal.is_admin and org_id not in principal.memberships:
-        if kind != "organization":
+        if kind not in ("organization", "invitation"):
             raise PermissionDenied(_MEMBER_REQUIRED)
     data = resource.as_input() if resource else {}
     if resource is not None and resource.id is None and kind in ORG_BOUND:

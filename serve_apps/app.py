@@ -13,10 +13,34 @@ from serve_apps import errors
 from serve_apps.compat import TrailingSlashMiddleware
 from serve_apps.deps import DbWorkers
 from serve_apps.middleware import RequestIdMiddleware
-from serve_apps.routers import auth, jobs, labels, projects, requests, server, tasks, users
+from serve_apps.routers import (
+    auth,
+    invitations,
+    jobs,
+    labels,
+    memberships,
+    organizations,
+    projects,
+    requests,
+    server,
+    tasks,
+    users,
+)
 from storage.db import Database
 
-ROUTERS = (server, auth, users, projects, tasks, jobs, labels, requests)
+ROUTERS = (
+    server,
+    auth,
+    users,
+    organizations,
+    memberships,
+    invitations,
+    projects,
+    tasks,
+    jobs,
+    labels,
+    requests,
+)
 
 
 def build_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:

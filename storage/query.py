@@ -18,6 +18,8 @@ from sqlalchemy.orm import QueryableAttribute, Session
 from cluster.errors import InvalidInput, NotFound
 from iam.filters import AllOf, AnyOf, Eq, Everything, Filter, Nothing
 
+# A select of any number of columns.
+AnySelect = Select[*tuple[Any, ...]]
 # A column or an ORM attribute.
 Column = ColumnElement[Any] | QueryableAttribute[Any]
 # A policy path either maps to a column, or to a function building a condition from a value
@@ -172,7 +174,7 @@ def _json_filter(raw: str, fields: Mapping[str, Column]) -> ColumnElement[bool]:
     return _JsonLogic(fields).expr(node)
 
 
-def apply_list_params(stmt: Select[Any], spec: ListSpec, params: ListParams) -> Select[Any]:
+def apply_list_params(stmt: AnySelect, spec: ListSpec, params: ListParams) -> AnySelect:
     conditions: list[ColumnElement[bool]] = []
     for name, value in params.simple.items():
         if name not in spec.simple_filters:
@@ -260,9 +262,7 @@ def _order_by(spec: ListSpec, sort: str | None) -> list[ColumnElement[Any]]:
     return [*order, *spec.default_sort]
 
 
-def paginate(
-    session: Session, stmt: Select[Any], page: int, page_size: int
-) -> tuple[int, list[Any]]:
+def paginate(session: Session, stmt: AnySelect, page: int, page_size: int) -> tuple[int, list[Any]]:
     """Total count and the rows of one page (1-based); a page past the end is a 404, as in DRF."""
     count = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     if page > 1 and (page - 1) * page_size >= count:

@@ -4,7 +4,7 @@ from storage.models.base import Base, UTCDateTime, utcnow
 from storage.models.engine import Data, DataFrame, Job, Project, Segment, Task
 from storage.models.identity import AccessToken, AuthSession, Group, User, user_groups
 from storage.models.labels import AttributeSpec, Label
-from storage.models.organizations import Membership, Organization
+from storage.models.organizations import Invitation, Membership, Organization
 from storage.models.requests import BackgroundRequest
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Data",
     "DataFrame",
     "Group",
+    "Invitation",
     "Job",
     "Label",
     "Membership",

@@ -42,3 +42,19 @@ class Membership(Base):
     role: Mapped[str] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
     joined_date: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Invitation(Base):
+    """An invitation to join an organization: a pending (inactive) membership plus a key."""
+
+    __tablename__ = "invitations"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    membership_id: Mapped[int] = mapped_column(
+        ForeignKey("memberships.id", ondelete="CASCADE"), unique=True
+    )
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_date: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_date: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
