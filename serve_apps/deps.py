@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from cluster.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
 from cluster.settings import Settings
 from iam.authn import UNSAFE_METHODS, Credentials, authenticate
+from iam.authz import decisions_made, start_tracking
 from iam.principal import OrgContext, Principal
 from storage.context import RequestContext
 from storage.db import Database
@@ -137,7 +138,12 @@ class Caller:
                 org=_org_context(self.request, session),
                 base_url=_base_url(self.request),
             )
-            return fn(session, ctx, *args, **kwargs)
+            start_tracking()
+            result = fn(session, ctx, *args, **kwargs)
+            # Fail closed: a service that answers without asking the policy is a bug.
+            if decisions_made() == 0:
+                raise RuntimeError(f"{fn.__qualname__} made no authorization decision")
+            return result
 
     def _anonymous(
         self, fn: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs

@@ -84,6 +84,7 @@ def change_password(
 ) -> None:
     user = session.get(User, ctx.principal.user_id)
     assert user is not None
+    authorize(ctx.principal, ctx.org, "update:personal_data", Resource(kind="user", id=user.id))
     if user.auth_source != "local":
         raise PermissionDenied("This account's password is managed by the directory (LDAP).")
     if not verify_password(user.password_hash, data.old_password):

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from cluster.errors import InvalidInput
 from iam.authz import authorize, list_filter
 from storage.context import RequestContext
 from storage.models import Data, Job, Project, Segment, Task, User, utcnow
@@ -173,18 +174,25 @@ def partial_update_job(
     resource = job_resource(session, job)
     fields = patch.model_fields_set
     now = utcnow()
+    for name in ("stage", "state"):
+        if name in fields and getattr(patch, name) is None:
+            raise InvalidInput("This field may not be null.", field=name)
+    if not fields & {"assignee", "stage", "state"}:
+        # Nothing to change: still only for those who may see the job.
+        authorize(ctx.principal, ctx.org, "view", resource)
     if "assignee" in fields:
         authorize(ctx.principal, ctx.org, "update:assignee", resource)
         check_assignee(session, patch.assignee, resource.organization_id, "assignee")
         if patch.assignee != job.assignee_id:
             job.assignee_id = patch.assignee
             job.assignee_updated_date = now
-    if patch.stage is not None and patch.stage != job.stage:
+    if patch.stage is not None:
         authorize(ctx.principal, ctx.org, "update:stage", resource)
-        job.stage = patch.stage
-        # CVAT: a new stage without an explicit state starts over as "new".
-        if patch.state is None:
-            job.state = "new"
+        if patch.stage != job.stage:
+            job.stage = patch.stage
+            # CVAT: a new stage without an explicit state starts over as "new".
+            if patch.state is None:
+                job.state = "new"
     if patch.state is not None:
         authorize(ctx.principal, ctx.org, "update:state", resource)
         job.state = patch.state

@@ -179,7 +179,8 @@ def partial_update_project(
     project = get_project(session, project_id, for_update=True)
     resource = project_resource(project)
     fields = patch.model_fields_set
-    if fields & {"name", "bug_tracker", "labels"}:
+    # CVAT: a PATCH that names no field is checked as a description update.
+    if fields & {"name", "bug_tracker", "labels"} or not fields:
         authorize(ctx.principal, ctx.org, "update:desc", resource)
     if fields & {"source_storage", "target_storage"}:
         authorize(ctx.principal, ctx.org, "update:associated_storage", resource)

@@ -269,7 +269,8 @@ def partial_update_task(
     task = get_task(session, task_id, for_update=True)
     resource = task_resource(session, task)
     fields = patch.model_fields_set
-    if fields & {"name", "bug_tracker", "labels", "subset"}:
+    # CVAT: a PATCH that names no field is checked as a description update.
+    if fields & {"name", "bug_tracker", "labels", "subset"} or not fields:
         authorize(ctx.principal, ctx.org, "update:desc", resource)
     if fields & {"source_storage", "target_storage"}:
         authorize(ctx.principal, ctx.org, "update:associated_storage", resource)

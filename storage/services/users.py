@@ -186,6 +186,7 @@ def retrieve_user(session: Session, ctx: RequestContext, user_id: int) -> UserRe
 
 def retrieve_self(session: Session, ctx: RequestContext) -> UserRead:
     user = _get(session, ctx.principal.user_id)
+    authorize(ctx.principal, ctx.org, "view", Resource(kind="user", id=user.id))
     return _to_read(ctx, user, groups_of(session, [user.id])[user.id])
 
 
@@ -197,7 +198,8 @@ def partial_update_user(
     resource = Resource(kind="user", id=user.id)
     personal = fields & {"first_name", "last_name"}
     permissions = fields & {"is_active", "is_staff", "is_superuser", "groups"}
-    if personal:
+    # An empty patch changes nothing but is still a personal-data update.
+    if personal or not fields:
         authorize(ctx.principal, ctx.org, "update:personal_data", resource)
     if "email" in fields:
         authorize(ctx.principal, ctx.org, "update:email", resource)
