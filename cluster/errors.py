@@ -53,10 +53,14 @@ class Conflict(AppError):
 
 
 class TooManyRequests(AppError):
-    """The caller is throttled (429)."""
+    """The caller is throttled (429); ``retry_after`` seconds become a Retry-After header."""
 
     status = 429
     default_detail = "Request was throttled."
+
+    def __init__(self, detail: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class Unavailable(AppError):

@@ -9,6 +9,7 @@ environment (Kubernetes Secret -> pod env -> worker) and they never travel throu
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -87,6 +88,63 @@ class AuthSettings(BaseModel):
     password_min_length: int = Field(default=8, ge=1, description="Shortest password accepted")
 
 
+class RedisSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="Redis for state shared by all replicas (login throttling), e.g. "
+        "redis://127.0.0.1:6379/0. Unset: kept in each process",
+    )
+
+
+class LdapSettings(BaseModel):
+    enabled: bool = Field(default=False, description="Log users in against an LDAP directory")
+    server_uri: str = Field(
+        default="ldap://localhost:389", description="ldap://host:389 or ldaps://host:636"
+    )
+    start_tls: bool = Field(default=False, description="Upgrade ldap:// connections with StartTLS")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle to verify the directory's certificate (TLS)"
+    )
+    timeout_s: float = Field(default=5.0, gt=0, description="Connect and operation timeout")
+    bind_dn: str = Field(default="", description="Service account that searches the directory")
+    bind_password: SecretStr | None = Field(default=None, description="Its password")
+    user_search_base: str = Field(default="", description="Where users are searched")
+    user_search_scope: Literal["subtree", "onelevel"] = Field(
+        default="subtree", description="Search depth under the base"
+    )
+    user_search_filter: str = Field(
+        default="(uid={username})",
+        description="User filter; {username} is escaped. AD: (sAMAccountName={username})",
+    )
+    group_search_base: str = Field(default="", description="Where groups are searched")
+    group_type: Literal["group_of_names", "active_directory"] = Field(
+        default="group_of_names",
+        description="groupOfNames (FreeIPA, OpenLDAP) or nested Active Directory groups",
+    )
+    group_search_filter: str = Field(
+        default="(objectClass=groupOfNames)",
+        description="Which entries are groups. AD: (objectClass=group)",
+    )
+    group_member_attribute: str = Field(default="member", description="Group attribute of members")
+    nested_groups: bool = Field(default=True, description="Follow groups that contain groups")
+    attr_username: str = Field(default="uid", description="Username attribute (AD: sAMAccountName)")
+    attr_first_name: str = Field(default="givenName", description="First-name attribute")
+    attr_last_name: str = Field(default="sn", description="Last-name attribute")
+    attr_email: str = Field(default="mail", description="E-mail attribute")
+    admin_groups: list[str] = Field(
+        default_factory=list, description="Group DNs whose members are admins (JSON list)"
+    )
+    business_groups: list[str] = Field(
+        default_factory=list, description="Group DNs mapped to business (JSON list)"
+    )
+    user_groups: list[str] = Field(
+        default_factory=list, description="Group DNs mapped to user (JSON list)"
+    )
+    worker_groups: list[str] = Field(
+        default_factory=list, description="Group DNs mapped to worker (JSON list)"
+    )
+
+
 class IamSettings(BaseModel):
     rules_dir: Path | None = Field(
         default=None,
@@ -129,6 +187,8 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
     iam: IamSettings = IamSettings()
+    ldap: LdapSettings = LdapSettings()
+    redis: RedisSettings = RedisSettings()
 
     @property
     def database_url(self) -> str:
@@ -152,7 +212,10 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings, from the environment and, when ``CVAT_RAY_SETTINGS_FILE`` names one, a
+    dotenv file of ``CVAT_RAY_*`` lines (the environment wins)."""
+    env_file = os.environ.get("CVAT_RAY_SETTINGS_FILE")
+    return Settings(_env_file=env_file) if env_file else Settings()
 
 
 def reset_settings_cache() -> None:

@@ -16,10 +16,13 @@ from sqlalchemy import String, cast, delete, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from cluster.errors import InvalidInput, NotAuthenticated, PermissionDenied
+from cluster.settings import get_settings
 from iam.keys import digest, new_csrf_token, new_session_key, same
+from iam.ldap import LdapDirectory, LdapIdentity, map_groups
 from iam.passwords import burn_verification_time, verify_password
 from iam.principal import PRIVILEGES, AuthMethod, Principal
 from storage.models import AccessToken, AuthSession, Group, Membership, User, user_groups, utcnow
+from storage.services.users import create_user, set_groups
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # last_used_date of an access token is written at most this often (CVAT does the same).
@@ -185,10 +188,56 @@ def _by_basic(session: Session, value: str) -> Principal:
     username, sep, password = decoded.partition(":")
     if not sep:
         raise NotAuthenticated("Invalid basic header.")
-    user = check_password(session, username, password)
+    user = verify_credentials(session, username, password)
     if user is None:
         raise NotAuthenticated("Invalid username/password.")
     return principal_for(session, user, "basic")
+
+
+def verify_credentials(session: Session, username: str, password: str) -> User | None:
+    """The active user with these credentials, or None.
+
+    With LDAP on, local accounts (the superuser created at setup, for instance) still log in
+    with their local password, so an administrator can log in while the directory is down;
+    every other username is checked against the directory, and its account is created or
+    re-synced (names, e-mail, system groups) on each successful login. A directory that
+    cannot be reached raises :class:`Unavailable` (503).
+    """
+    settings = get_settings().ldap
+    if not settings.enabled:
+        return check_password(session, username, password)
+    local = session.scalar(select(User).where(User.username == username))
+    if local is not None and local.auth_source == "local":
+        return check_password(session, username, password)
+    identity = LdapDirectory(settings).authenticate(username, password)
+    if identity is None:
+        return None
+    return sync_ldap_user(session, identity, map_groups(settings, identity.group_dns))
+
+
+def sync_ldap_user(session: Session, identity: LdapIdentity, groups: list[str]) -> User | None:
+    user = session.scalar(select(User).where(User.username == identity.username))
+    if user is None:
+        user = create_user(
+            session,
+            username=identity.username,
+            password=None,
+            email=identity.email,
+            first_name=identity.first_name,
+            last_name=identity.last_name,
+            groups=groups,
+            is_superuser="admin" in groups,
+            auth_source="ldap",
+        )
+    elif user.auth_source != "ldap":
+        return None  # a local account of the same name is not taken over
+    else:
+        user.email = identity.email
+        user.first_name, user.last_name = identity.first_name, identity.last_name
+        user.is_superuser = user.is_staff = "admin" in groups
+        set_groups(session, user.id, groups)
+    session.flush()
+    return user if user.is_active else None
 
 
 def check_password(session: Session, username: str, password: str) -> User | None:

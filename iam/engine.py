@@ -15,11 +15,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from regopy import Interpreter
-
 DEFAULT_RULES_DIR = Path(__file__).parent / "rules"
 _PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
 _FILTER = re.compile(r"^filter\s*:=", re.MULTILINE)
+
+
+def _interpreter_class() -> Any:
+    """regopy's Interpreter, imported on first use.
+
+    Native-library clash: when regopy is loaded before Ray in a process, a later ``ray.init``
+    aborts with "double free or corruption". Loading Ray first is harmless, so it is done here
+    (only the import; nothing of Ray is used), and regopy is not imported by processes that
+    never decide anything, such as the ``cvat-ray up`` driver.
+    """
+    import ray  # noqa: F401
+    from regopy import Interpreter
+
+    return Interpreter
 
 
 class PolicyError(RuntimeError):
@@ -33,7 +45,9 @@ class PolicyEngine:
         files = sorted(rules_dir.glob("*.rego"))
         if not files:
             raise PolicyError(f"No .rego files in {rules_dir}")
-        builder = Interpreter()
+        interpreter_class = _interpreter_class()
+        self._interpreter_class = interpreter_class
+        builder = interpreter_class()
         entrypoints: list[str] = []
         self.packages: set[str] = set()
         self.filters: set[str] = set()
@@ -57,10 +71,10 @@ class PolicyEngine:
             raise PolicyError(f"Cannot compile the policies in {rules_dir}: {exc}") from exc
         self._local = threading.local()
 
-    def _interpreter(self) -> Interpreter:
-        interpreter: Interpreter | None = getattr(self._local, "interpreter", None)
+    def _interpreter(self) -> Any:
+        interpreter = getattr(self._local, "interpreter", None)
         if interpreter is None:
-            interpreter = Interpreter()
+            interpreter = self._interpreter_class()
             self._local.interpreter = interpreter
         return interpreter
 

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cluster.settings import Settings, get_settings
+from iam.throttle import LoginThrottle, MemoryStore, RedisStore, ThrottleStore
 from serve_apps import errors
 from serve_apps.compat import TrailingSlashMiddleware
 from serve_apps.deps import DbWorkers
@@ -43,6 +44,13 @@ ROUTERS = (
 )
 
 
+def make_throttle(settings: Settings) -> LoginThrottle:
+    store: ThrottleStore = RedisStore(settings.redis.url) if settings.redis.url else MemoryStore()
+    return LoginThrottle(
+        store, settings.iam.login_max_failures, settings.iam.login_failure_window_s
+    )
+
+
 def build_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     """The API app. Settings are read here (in the replica), never at import time."""
     settings = settings or get_settings()
@@ -72,6 +80,7 @@ def build_app(settings: Settings | None = None, db: Database | None = None) -> F
     app.state.settings = settings
     app.state.db = db
     app.state.workers = workers
+    app.state.throttle = make_throttle(settings)
     for module in ROUTERS:
         app.include_router(module.router)
     errors.install(app)

@@ -49,7 +49,10 @@ async def login(
 ) -> TokenResponse:
     """CVAT ``POST /api/auth/login``: sets the ``sessionid`` and ``csrftoken`` cookies."""
     settings = get_settings_dep(request)
-    session = await call.anonymous(accounts.login, data, settings.auth.session_ttl_s)
+    client = request.client.host if request.client else None
+    session = await call.anonymous(
+        accounts.login, data, settings.auth.session_ttl_s, request.app.state.throttle, client
+    )
     _set_login_cookies(request, response, session.key, session.csrf_token)
     return TokenResponse(key=session.key)
 

@@ -6,11 +6,13 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from cluster.errors import InvalidInput, NotFound, PermissionDenied
+from cluster.settings import get_settings
 from iam import authn
 from iam.authz import Resource, authorize
 from iam.keys import digest, new_access_token
 from iam.passwords import hash_password, verify_password
 from iam.principal import Principal
+from iam.throttle import LoginThrottle
 from storage.context import RequestContext
 from storage.models import AccessToken, User, utcnow
 from storage.query import paginate
@@ -27,11 +29,21 @@ from storage.schemas.users import (
 from storage.services.users import basic_users, create_user, groups_of, set_groups
 
 
-def login(session: Session, data: LoginRequest, ttl_s: int) -> authn.LoginSession:
+def login(
+    session: Session,
+    data: LoginRequest,
+    ttl_s: int,
+    throttle: LoginThrottle,
+    client: str | None,
+) -> authn.LoginSession:
     username = authn.find_login_user(session, data.username, data.email)
-    user = authn.check_password(session, username, data.password)
+    keys = throttle.keys(username, client)
+    throttle.check(keys)
+    user = authn.verify_credentials(session, username, data.password)
     if user is None:
+        throttle.failed(keys)
         raise InvalidInput("Unable to log in with provided credentials.")
+    throttle.succeeded(keys)
     return authn.start_session(session, user, ttl_s)
 
 
@@ -49,10 +61,15 @@ def validate_new_password(password: str, min_length: int, field: str, username: 
         raise InvalidInput({field: problems})
 
 
+LDAP_MANAGED = "Accounts and passwords are managed in the LDAP directory of this server."
+
+
 def register(
     session: Session, data: RegisterRequest, min_length: int, ttl_s: int
 ) -> tuple[User, authn.LoginSession]:
     """Create a ``user`` account and log it in."""
+    if get_settings().ldap.enabled:
+        raise PermissionDenied(f"Registration is disabled. {LDAP_MANAGED}")
     if data.password1 != data.password2:
         raise InvalidInput("The two password fields didn't match.", field="password2")
     validate_new_password(data.password1, min_length, "password1", data.username)
@@ -85,8 +102,8 @@ def change_password(
     user = session.get(User, ctx.principal.user_id)
     assert user is not None
     authorize(ctx.principal, ctx.org, "update:personal_data", Resource(kind="user", id=user.id))
-    if user.auth_source != "local":
-        raise PermissionDenied("This account's password is managed by the directory (LDAP).")
+    if user.auth_source != "local" or get_settings().ldap.enabled:
+        raise PermissionDenied(f"Passwords cannot be changed here. {LDAP_MANAGED}")
     if not verify_password(user.password_hash, data.old_password):
         raise InvalidInput("Your old password was entered incorrectly.", field="old_password")
     if data.new_password1 != data.new_password2:

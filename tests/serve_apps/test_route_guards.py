@@ -95,7 +95,9 @@ async def objects(client_for, db: Database, admin: Account) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("who", ["admin", "stranger"])
-async def test_no_route_answers_500(app, client_for, objects, admin: Account, make_user, who) -> None:
+async def test_no_route_answers_500(
+    app, client_for, objects, admin: Account, make_user, who
+) -> None:
     account = admin if who == "admin" else make_user("stranger")
     api: httpx.AsyncClient = client_for(account)
     failures = []
@@ -108,7 +110,7 @@ async def test_no_route_answers_500(app, client_for, objects, admin: Account, ma
         for name, value in objects.items():
             url = url.replace("{" + name + "}", value)
         assert "{" not in url, f"no object for {path}"
-        body = {} if method in ("POST", "PATCH", "PUT") else None
+        body: dict[str, Any] | None = {} if method in ("POST", "PATCH", "PUT") else None
         r = await api.request(method, url, json=body)
         if r.status_code >= 500:
             failures.append(f"{method} {url} -> {r.status_code} {r.text[:200]}")
