@@ -264,7 +264,9 @@ def _order_by(spec: ListSpec, sort: str | None) -> list[ColumnElement[Any]]:
 
 def paginate(session: Session, stmt: AnySelect, page: int, page_size: int) -> tuple[int, list[Any]]:
     """Total count and the rows of one page (1-based); a page past the end is a 404, as in DRF."""
-    count = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    # Count over the ids only: the page's columns (subqueries, joined names) are not needed.
+    lean = stmt.with_only_columns(*stmt.selected_columns[:1]).order_by(None)
+    count = session.scalar(select(func.count()).select_from(lean.subquery())) or 0
     if page > 1 and (page - 1) * page_size >= count:
         raise NotFound("Invalid page.")
     rows = session.execute(stmt.limit(page_size).offset((page - 1) * page_size)).all()

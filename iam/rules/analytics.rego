@@ -1,6 +1,6 @@
 # The analytics dashboards.
-# The rule rows are CVAT's permission table for this resource (tests/iam/permission_tables/analytics.csv);
-# edit them here to change who may do what. See utils.rego for how rows are matched.
+# Its rules are the rows of CVAT's permission table, in tables/analytics.json (keyed by scope);
+# edit them there to change who may do what. See utils.rego for how rows are matched.
 
 package analytics
 
@@ -8,9 +8,7 @@ import rego.v1
 
 import data.utils
 
-rules := [
-	{"scope": "view", "context": "na", "ownership": ["na"], "privilege": "none", "membership": "na", "analytics": true},
-]
+rules := data.tables.analytics
 
 relations := set()
 

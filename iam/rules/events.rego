@@ -1,6 +1,6 @@
 # Analytics events (client events and CSV export).
-# The rule rows are CVAT's permission table for this resource (tests/iam/permission_tables/events.csv);
-# edit them here to change who may do what. See utils.rego for how rows are matched.
+# Its rules are the rows of CVAT's permission table, in tables/events.json (keyed by scope);
+# edit them there to change who may do what. See utils.rego for how rows are matched.
 
 package events
 
@@ -8,11 +8,7 @@ import rego.v1
 
 import data.utils
 
-rules := [
-	{"scope": "send:events", "context": "na", "ownership": ["na"], "privilege": "none", "membership": "na"},
-	{"scope": "dump:events", "context": "sandbox", "ownership": ["na"], "privilege": "worker", "membership": "na"},
-	{"scope": "dump:events", "context": "organization", "ownership": ["na"], "privilege": "worker", "membership": "worker"},
-]
+rules := data.tables.events
 
 relations := set()
 

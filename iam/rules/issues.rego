@@ -1,6 +1,6 @@
 # Review issues of jobs.
-# The rule rows are CVAT's permission table for this resource (tests/iam/permission_tables/issues.csv);
-# edit them here to change who may do what. See utils.rego for how rows are matched.
+# Its rules are the rows of CVAT's permission table, in tables/issues.json (keyed by scope);
+# edit them there to change who may do what. See utils.rego for how rows are matched.
 
 package issues
 
@@ -8,26 +8,7 @@ import rego.v1
 
 import data.utils
 
-rules := [
-	{"scope": "list", "context": "sandbox", "ownership": ["na"], "privilege": "none", "membership": "na"},
-	{"scope": "list", "context": "organization", "ownership": ["na"], "privilege": "none", "membership": "worker"},
-	{"scope": "create@job", "context": "sandbox", "ownership": ["na"], "privilege": "admin", "membership": "na"},
-	{"scope": "create@job", "context": "sandbox", "ownership": ["job:assignee", "project:assignee", "project:owner", "task:assignee", "task:owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "create@job", "context": "organization", "ownership": ["na"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "create@job", "context": "organization", "ownership": ["job:assignee", "project:assignee", "project:owner", "task:assignee", "task:owner"], "privilege": "worker", "membership": "worker"},
-	{"scope": "view", "context": "sandbox", "ownership": ["na"], "privilege": "admin", "membership": "na"},
-	{"scope": "view", "context": "sandbox", "ownership": ["assignee", "job:assignee", "owner", "project:assignee", "project:owner", "task:assignee", "task:owner"], "privilege": "none", "membership": "na"},
-	{"scope": "view", "context": "organization", "ownership": ["na"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "view", "context": "organization", "ownership": ["assignee", "job:assignee", "owner", "project:assignee", "project:owner", "task:assignee", "task:owner"], "privilege": "none", "membership": "worker"},
-	{"scope": "update", "context": "sandbox", "ownership": ["na"], "privilege": "admin", "membership": "na"},
-	{"scope": "update", "context": "sandbox", "ownership": ["assignee", "job:assignee", "owner", "project:assignee", "project:owner", "task:assignee", "task:owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "update", "context": "organization", "ownership": ["na"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "update", "context": "organization", "ownership": ["assignee", "job:assignee", "owner", "project:assignee", "project:owner", "task:assignee", "task:owner"], "privilege": "worker", "membership": "worker"},
-	{"scope": "delete", "context": "sandbox", "ownership": ["na"], "privilege": "admin", "membership": "na"},
-	{"scope": "delete", "context": "sandbox", "ownership": ["owner", "project:assignee", "project:owner", "task:assignee", "task:owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "delete", "context": "organization", "ownership": ["na"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "delete", "context": "organization", "ownership": ["owner", "project:assignee", "project:owner", "task:assignee", "task:owner"], "privilege": "worker", "membership": "worker"},
-]
+rules := data.tables.issues
 
 relations contains "owner" if utils.is_user(input.resource.owner)
 

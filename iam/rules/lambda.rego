@@ -1,6 +1,6 @@
 # Models (lambda functions) and their online calls.
-# The rule rows are CVAT's permission table for this resource (tests/iam/permission_tables/lambda.csv);
-# edit them here to change who may do what. See utils.rego for how rows are matched.
+# Its rules are the rows of CVAT's permission table, in tables/lambda.json (keyed by scope);
+# edit them there to change who may do what. See utils.rego for how rows are matched.
 
 package lambda
 
@@ -8,11 +8,7 @@ import rego.v1
 
 import data.utils
 
-rules := [
-	{"scope": "list", "context": "na", "ownership": ["na"], "privilege": "none", "membership": "na"},
-	{"scope": "view", "context": "na", "ownership": ["na"], "privilege": "none", "membership": "na"},
-	{"scope": "call:online", "context": "na", "ownership": ["na"], "privilege": "worker", "membership": "na"},
-]
+rules := data.tables.lambda
 
 relations := set()
 

@@ -1,6 +1,6 @@
 # Organizations. The caller's relation is their role in the organization.
-# The rule rows are CVAT's permission table for this resource (tests/iam/permission_tables/organizations.csv);
-# edit them here to change who may do what. See utils.rego for how rows are matched.
+# Its rules are the rows of CVAT's permission table, in tables/organizations.json (keyed by scope);
+# edit them there to change who may do what. See utils.rego for how rows are matched.
 
 package organizations
 
@@ -8,16 +8,7 @@ import rego.v1
 
 import data.utils
 
-rules := [
-	{"scope": "create", "context": "na", "ownership": ["na"], "privilege": "user", "membership": "na"},
-	{"scope": "list", "context": "na", "ownership": ["na"], "privilege": "none", "membership": "na"},
-	{"scope": "view", "context": "na", "ownership": ["maintainer", "owner", "supervisor", "worker"], "privilege": "none", "membership": "na"},
-	{"scope": "view", "context": "na", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "update", "context": "na", "ownership": ["maintainer", "owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "update", "context": "na", "ownership": ["none", "supervisor", "worker"], "privilege": "admin", "membership": "na"},
-	{"scope": "delete", "context": "na", "ownership": ["owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "delete", "context": "na", "ownership": ["maintainer", "none", "supervisor", "worker"], "privilege": "admin", "membership": "na"},
-]
+rules := data.tables.organizations
 
 relations contains "owner" if utils.is_user(input.resource.owner)
 

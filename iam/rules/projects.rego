@@ -1,6 +1,6 @@
 # Projects.
-# The rule rows are CVAT's permission table for this resource (tests/iam/permission_tables/projects.csv);
-# edit them here to change who may do what. See utils.rego for how rows are matched.
+# Its rules are the rows of CVAT's permission table, in tables/projects.json (keyed by scope);
+# edit them there to change who may do what. See utils.rego for how rows are matched.
 
 package projects
 
@@ -8,63 +8,7 @@ import rego.v1
 
 import data.utils
 
-rules := [
-	{"scope": "create", "context": "sandbox", "ownership": ["na"], "privilege": "user", "membership": "na"},
-	{"scope": "create", "context": "organization", "ownership": ["na"], "privilege": "user", "membership": "supervisor"},
-	{"scope": "import:backup", "context": "sandbox", "ownership": ["na"], "privilege": "user", "membership": "na"},
-	{"scope": "import:backup", "context": "organization", "ownership": ["na"], "privilege": "user", "membership": "supervisor"},
-	{"scope": "list", "context": "sandbox", "ownership": ["na"], "privilege": "none", "membership": "na"},
-	{"scope": "list", "context": "organization", "ownership": ["na"], "privilege": "none", "membership": "worker"},
-	{"scope": "view", "context": "sandbox", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "view", "context": "sandbox", "ownership": ["assignee", "owner"], "privilege": "none", "membership": "na"},
-	{"scope": "view", "context": "organization", "ownership": ["none"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "view", "context": "organization", "ownership": ["assignee", "owner"], "privilege": "none", "membership": "worker"},
-	{"scope": "delete", "context": "sandbox", "ownership": ["assignee", "none"], "privilege": "admin", "membership": "na"},
-	{"scope": "delete", "context": "sandbox", "ownership": ["owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "delete", "context": "organization", "ownership": ["owner"], "privilege": "worker", "membership": "worker"},
-	{"scope": "delete", "context": "organization", "ownership": ["assignee", "none"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "update:desc", "context": "sandbox", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "update:desc", "context": "sandbox", "ownership": ["assignee", "owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "update:desc", "context": "organization", "ownership": ["assignee", "owner"], "privilege": "worker", "membership": "worker"},
-	{"scope": "update:desc", "context": "organization", "ownership": ["none"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "update:assignee", "context": "sandbox", "ownership": ["assignee", "none"], "privilege": "admin", "membership": "na"},
-	{"scope": "update:assignee", "context": "sandbox", "ownership": ["owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "update:assignee", "context": "organization", "ownership": ["owner"], "privilege": "worker", "membership": "worker"},
-	{"scope": "update:assignee", "context": "organization", "ownership": ["assignee", "none"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "update:owner", "context": "sandbox", "ownership": ["assignee", "none", "owner"], "privilege": "admin", "membership": "na"},
-	{"scope": "update:owner", "context": "organization", "ownership": ["assignee", "none"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "update:owner", "context": "organization", "ownership": ["owner"], "privilege": "worker", "membership": "maintainer"},
-	{"scope": "export:annotations", "context": "sandbox", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "export:annotations", "context": "sandbox", "ownership": ["assignee", "owner"], "privilege": "none", "membership": "na"},
-	{"scope": "export:annotations", "context": "organization", "ownership": ["owner"], "privilege": "none", "membership": "worker"},
-	{"scope": "export:annotations", "context": "organization", "ownership": ["assignee", "owner"], "privilege": "none", "membership": "supervisor"},
-	{"scope": "export:annotations", "context": "organization", "ownership": ["none"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "export:dataset", "context": "sandbox", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "export:dataset", "context": "sandbox", "ownership": ["assignee", "owner"], "privilege": "none", "membership": "na"},
-	{"scope": "export:dataset", "context": "organization", "ownership": ["owner"], "privilege": "none", "membership": "worker"},
-	{"scope": "export:dataset", "context": "organization", "ownership": ["assignee", "owner"], "privilege": "none", "membership": "supervisor"},
-	{"scope": "export:dataset", "context": "organization", "ownership": ["none"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "import:dataset", "context": "sandbox", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "import:dataset", "context": "sandbox", "ownership": ["assignee", "owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "import:dataset", "context": "organization", "ownership": ["assignee", "owner"], "privilege": "worker", "membership": "worker"},
-	{"scope": "import:dataset", "context": "organization", "ownership": ["none"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "export:backup", "context": "sandbox", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "export:backup", "context": "sandbox", "ownership": ["assignee", "owner"], "privilege": "none", "membership": "na"},
-	{"scope": "export:backup", "context": "organization", "ownership": ["owner"], "privilege": "none", "membership": "worker"},
-	{"scope": "export:backup", "context": "organization", "ownership": ["assignee", "owner"], "privilege": "none", "membership": "supervisor"},
-	{"scope": "export:backup", "context": "organization", "ownership": ["none"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "update:associated_storage", "context": "sandbox", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "update:associated_storage", "context": "sandbox", "ownership": ["owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "update:associated_storage", "context": "organization", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "update:associated_storage", "context": "organization", "ownership": ["assignee", "none"], "privilege": "user", "membership": "maintainer"},
-	{"scope": "update:associated_storage", "context": "organization", "ownership": ["owner"], "privilege": "worker", "membership": "worker"},
-	# Our extension (CVAT's policies have it, its tables do not): moving to another
-	# workspace needs the same rights as deleting.
-	{"scope": "update:organization", "context": "sandbox", "ownership": ["assignee", "none"], "privilege": "admin", "membership": "na"},
-	{"scope": "update:organization", "context": "sandbox", "ownership": ["owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "update:organization", "context": "organization", "ownership": ["owner"], "privilege": "worker", "membership": "worker"},
-	{"scope": "update:organization", "context": "organization", "ownership": ["assignee", "none"], "privilege": "user", "membership": "maintainer"},
-]
+rules := data.tables.projects
 
 relations contains "owner" if utils.is_user(input.resource.owner)
 

@@ -1,6 +1,6 @@
 # Server information and the share.
-# The rule rows are CVAT's permission table for this resource (tests/iam/permission_tables/server.csv);
-# edit them here to change who may do what. See utils.rego for how rows are matched.
+# Its rules are the rows of CVAT's permission table, in tables/server.json (keyed by scope);
+# edit them there to change who may do what. See utils.rego for how rows are matched.
 
 package server
 
@@ -8,10 +8,7 @@ import rego.v1
 
 import data.utils
 
-rules := [
-	{"scope": "view", "context": "na", "ownership": ["na"], "privilege": "none", "membership": "na"},
-	{"scope": "list:content", "context": "na", "ownership": ["na"], "privilege": "user", "membership": "na"},
-]
+rules := data.tables.server
 
 relations := set()
 

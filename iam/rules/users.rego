@@ -1,6 +1,6 @@
 # User accounts. Not related to organizations.
-# The rule rows are CVAT's permission table for this resource (tests/iam/permission_tables/users.csv);
-# edit them here to change who may do what. See utils.rego for how rows are matched.
+# Its rules are the rows of CVAT's permission table, in tables/users.json (keyed by scope);
+# edit them there to change who may do what. See utils.rego for how rows are matched.
 
 package users
 
@@ -8,19 +8,7 @@ import rego.v1
 
 import data.utils
 
-rules := [
-	{"scope": "list", "context": "sandbox", "ownership": ["na"], "privilege": "none", "membership": "na"},
-	{"scope": "list", "context": "organization", "ownership": ["na"], "privilege": "none", "membership": "worker"},
-	{"scope": "view", "context": "sandbox", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "view", "context": "na", "ownership": ["self"], "privilege": "none", "membership": "na"},
-	{"scope": "view", "context": "organization", "ownership": ["none"], "privilege": "none", "membership": "worker", "limit": "target_is_member"},
-	{"scope": "update:email", "context": "na", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "update:permissions", "context": "na", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "update:personal_data", "context": "na", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "update:personal_data", "context": "na", "ownership": ["self"], "privilege": "none", "membership": "na"},
-	{"scope": "delete", "context": "na", "ownership": ["none"], "privilege": "admin", "membership": "na"},
-	{"scope": "delete", "context": "na", "ownership": ["self"], "privilege": "none", "membership": "na"},
-]
+rules := data.tables.users
 
 relations contains "self" if input.resource.id == input.auth.user.id
 

@@ -7,10 +7,10 @@
 #   resource  the object, in CVAT's shape: {"id", "owner": {"id"}, "assignee": {"id"},
 #              "organization": {"id"} or null, "project": {...}, "task": {...}, ...}
 #
-# A package lists its rules as rows of CVAT's permission tables:
-#   {"scope", "context": sandbox|organization|na, "ownership": [relations or "na"/"none"],
+# A package lists its rules as rows of CVAT's permission tables, keyed by scope:
+#   {"<scope>": [{"context": sandbox|organization|na, "ownership": [relations or "na"/"none"],
 #    "privilege": admin|business|user|worker|none, "membership": owner|maintainer|supervisor|worker|na,
-#    optional "limit", "strict" (privilege must match exactly), "analytics"}
+#    optional "limit", "strict" (privilege must match exactly), "analytics"}, ...], ...}
 # and defines `relations`, the caller's relations to the resource ("owner", "project:assignee", ...).
 # A request is allowed when the caller is an admin, or when some row of its scope matches:
 # context fits, one of the row's relations holds ("na" and "none" require none), the system group
@@ -127,8 +127,7 @@ allowed(_, _) if is_admin
 
 allowed(rules, relations) if {
 	same_org
-	some rule in rules
-	rule.scope == input.scope
+	some rule in rules[input.scope]
 	context_ok(rule.context)
 	ownership_ok(rule.ownership, relations)
 	privilege_ok(rule)

@@ -1,6 +1,6 @@
 # Webhooks (of an organization or of a project).
-# The rule rows are CVAT's permission table for this resource (tests/iam/permission_tables/webhooks.csv);
-# edit them here to change who may do what. See utils.rego for how rows are matched.
+# Its rules are the rows of CVAT's permission table, in tables/webhooks.json (keyed by scope);
+# edit them there to change who may do what. See utils.rego for how rows are matched.
 
 package webhooks
 
@@ -8,28 +8,7 @@ import rego.v1
 
 import data.utils
 
-rules := [
-	{"scope": "create@project", "context": "sandbox", "ownership": ["na"], "privilege": "admin", "membership": "na"},
-	{"scope": "create@project", "context": "sandbox", "ownership": ["project:owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "create@project", "context": "organization", "ownership": ["na"], "privilege": "worker", "membership": "maintainer"},
-	{"scope": "create@project", "context": "organization", "ownership": ["project:owner"], "privilege": "worker", "membership": "worker"},
-	{"scope": "create@organization", "context": "organization", "ownership": ["na"], "privilege": "admin", "membership": "na"},
-	{"scope": "create@organization", "context": "organization", "ownership": ["na"], "privilege": "worker", "membership": "maintainer"},
-	{"scope": "update", "context": "sandbox", "ownership": ["na"], "privilege": "admin", "membership": "na"},
-	{"scope": "update", "context": "sandbox", "ownership": ["owner", "project:owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "update", "context": "organization", "ownership": ["na"], "privilege": "worker", "membership": "maintainer"},
-	{"scope": "update", "context": "organization", "ownership": ["owner", "project:owner"], "privilege": "worker", "membership": "worker"},
-	{"scope": "delete", "context": "sandbox", "ownership": ["na"], "privilege": "admin", "membership": "na"},
-	{"scope": "delete", "context": "sandbox", "ownership": ["owner", "project:owner"], "privilege": "worker", "membership": "na"},
-	{"scope": "delete", "context": "organization", "ownership": ["na"], "privilege": "worker", "membership": "maintainer"},
-	{"scope": "delete", "context": "organization", "ownership": ["owner", "project:owner"], "privilege": "worker", "membership": "worker"},
-	{"scope": "view", "context": "sandbox", "ownership": ["na"], "privilege": "admin", "membership": "na"},
-	{"scope": "view", "context": "sandbox", "ownership": ["owner", "project:owner"], "privilege": "none", "membership": "na"},
-	{"scope": "view", "context": "organization", "ownership": ["na"], "privilege": "worker", "membership": "maintainer"},
-	{"scope": "view", "context": "organization", "ownership": ["owner", "project:owner"], "privilege": "none", "membership": "worker"},
-	{"scope": "list", "context": "sandbox", "ownership": ["na"], "privilege": "none", "membership": "na"},
-	{"scope": "list", "context": "organization", "ownership": ["na"], "privilege": "none", "membership": "worker"},
-]
+rules := data.tables.webhooks
 
 relations contains "owner" if utils.is_user(input.resource.owner)
 

@@ -6,6 +6,8 @@ every service asks the policy about the same facts, in the shape the Rego polici
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -42,6 +44,16 @@ def get_job(session: Session, job_id: int, *, for_update: bool = False) -> Job:
     if job is None:
         raise NotFound("Job not found.")
     return job
+
+
+def project_owned_by(user_id: object) -> Any:
+    """``project_id`` condition for policy path ``project.owner_id``: a subquery rather than a
+    join condition, so the database can use the index on ``project_id``."""
+    return select(Project.id).where(Project.owner_id == user_id)
+
+
+def project_assigned_to(user_id: object) -> Any:
+    return select(Project.id).where(Project.assignee_id == user_id)
 
 
 def people(owner_id: int | None, assignee_id: int | None) -> dict[str, object]:

@@ -21,7 +21,13 @@ from storage.services.projects import (
     storage_json,
     storage_read,
 )
-from storage.services.resources import get_task, new_task_in, task_resource
+from storage.services.resources import (
+    get_task,
+    new_task_in,
+    project_assigned_to,
+    project_owned_by,
+    task_resource,
+)
 from storage.services.users import require_user
 
 _Owner = aliased(User, name="task_owner")
@@ -34,8 +40,8 @@ TASK_LIST = ListSpec(
         "owner_id": Task.owner_id,
         "assignee_id": Task.assignee_id,
         "organization_id": Task.organization_id,
-        "project.owner_id": _Project.owner_id,
-        "project.assignee_id": _Project.assignee_id,
+        "project.owner_id": lambda uid: Task.project_id.in_(project_owned_by(uid)),
+        "project.assignee_id": lambda uid: Task.project_id.in_(project_assigned_to(uid)),
     },
     fields={
         "id": Task.id,

@@ -85,8 +85,7 @@ class Slapd:
     process: subprocess.Popen[bytes]
 
     def admin(self) -> Connection:
-        conn = Connection(Server(self.uri), ROOT_DN, ROOT_PW, auto_bind=True)
-        return conn
+        return Connection(Server(self.uri), ROOT_DN, ROOT_PW, auto_bind=True)
 
     def add_to_group(self, group: str, member_dn: str) -> None:
         with self.admin() as conn:
@@ -140,7 +139,11 @@ def ad_user(name: str, control: int = 512) -> tuple[str, list[str], dict[str, ob
 def _populate(server: Slapd) -> None:
     entries: list[tuple[str, list[str], dict[str, object]]] = [
         (SUFFIX, ["dcObject", "organization"], {"dc": "example", "o": "Example"}),
-        (BIND_DN, ["organizationalRole", "simpleSecurityObject"], {"cn": "binder", "userPassword": BIND_PW}),
+        (
+            BIND_DN,
+            ["organizationalRole", "simpleSecurityObject"],
+            {"cn": "binder", "userPassword": BIND_PW},
+        ),
         (PEOPLE, ["organizationalUnit"], {"ou": "people"}),
         (AD_USERS, ["organizationalUnit"], {"ou": "ad"}),
         (GROUPS, ["organizationalUnit"], {"ou": "groups"}),
@@ -189,7 +192,9 @@ def start(root: Path, port: int) -> Slapd:
     deadline = time.monotonic() + 20
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"slapd exited: {process.stderr.read().decode() if process.stderr else ''}")
+            raise RuntimeError(
+                f"slapd exited: {process.stderr.read().decode() if process.stderr else ''}"
+            )
         try:
             server.admin().unbind()
             break

@@ -17,7 +17,9 @@ from tests.iam import slapd
 from tests.iam.slapd import PASSWORD
 
 
-async def _login(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> httpx.Response:
+async def _login(
+    client: httpx.AsyncClient, username: str, password: str = PASSWORD
+) -> httpx.Response:
     return await client.post("/api/auth/login", json={"username": username, "password": password})
 
 
@@ -84,13 +86,20 @@ async def test_roles_resync_at_every_login(ldap_env, anon, directory: slapd.Slap
 
 async def test_active_directory_style(ldap_env, anon, monkeypatch) -> None:
     monkeypatch.setenv("CVAT_RAY_LDAP__USER_SEARCH_BASE", slapd.AD_USERS)
-    monkeypatch.setenv("CVAT_RAY_LDAP__USER_SEARCH_FILTER", "(&(objectClass=inetOrgPerson)(sAMAccountName={username}))")
+    monkeypatch.setenv(
+        "CVAT_RAY_LDAP__USER_SEARCH_FILTER",
+        "(&(objectClass=inetOrgPerson)(sAMAccountName={username}))",
+    )
     monkeypatch.setenv("CVAT_RAY_LDAP__ATTR_USERNAME", "sAMAccountName")
     monkeypatch.setenv("CVAT_RAY_LDAP__GROUP_TYPE", "active_directory")
     reset_settings_cache()
     assert (await _login(anon, "jsmith")).status_code == 200
     me = await _me(anon)
-    assert me["username"] == "jsmith" and me["groups"] == ["admin"] and me["email"] == "jsmith@ad.example"
+    assert (
+        me["username"] == "jsmith"
+        and me["groups"] == ["admin"]
+        and me["email"] == "jsmith@ad.example"
+    )
     assert (await _login(anon, "jdoe")).status_code == 200  # contractors, nested in workers
     assert (await _me(anon))["groups"] == ["worker"]
     assert (await _login(anon, "jlocked")).status_code == 400  # userAccountControl 514
@@ -107,13 +116,21 @@ async def test_directory_down(ldap_env, anon, make_user, monkeypatch) -> None:
     assert (await _login(anon, "root", LOCAL_PASSWORD)).status_code == 200
 
 
-async def test_register_and_password_change_are_refused(ldap_env, anon, client_for, alice_local=None) -> None:
+async def test_register_and_password_change_are_refused(
+    ldap_env, anon, client_for, alice_local=None
+) -> None:
     body = {"username": "zoe", "password1": "Sup3r-secret", "password2": "Sup3r-secret"}
     r = await anon.post("/api/auth/register", json=body)
     assert r.status_code == 403 and "LDAP" in r.json()["detail"]
     assert (await _login(anon, "carol")).status_code == 200
-    change = {"old_password": PASSWORD, "new_password1": "N3w-secret-pw", "new_password2": "N3w-secret-pw"}
-    r = await anon.post("/api/auth/password/change", json=change, headers={"X-CSRFToken": anon.cookies["csrftoken"]})
+    change = {
+        "old_password": PASSWORD,
+        "new_password1": "N3w-secret-pw",
+        "new_password2": "N3w-secret-pw",
+    }
+    r = await anon.post(
+        "/api/auth/password/change", json=change, headers={"X-CSRFToken": anon.cookies["csrftoken"]}
+    )
     assert r.status_code == 403 and "LDAP" in r.json()["detail"]
 
 
