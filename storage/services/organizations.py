@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session, aliased
 
-from cluster.errors import InvalidInput, NotFound
+from cluster.errors import InvalidInput
 from iam.authz import Resource, authorize, list_filter
 from storage.context import RequestContext
 from storage.models import Data, Membership, Organization, Task, User, utcnow
 from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
 from storage.schemas.common import Page
 from storage.schemas.organizations import OrganizationPatch, OrganizationRead, OrganizationWrite
+from storage.services.resources import fetch
 from storage.services.users import basic_users
 
 _Owner = aliased(User, name="organization_owner")
@@ -50,13 +51,7 @@ def organization_resource(org: Organization) -> Resource:
 
 
 def get_organization(session: Session, org_id: int, *, for_update: bool = False) -> Organization:
-    stmt = select(Organization).where(Organization.id == org_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    org = session.scalar(stmt)
-    if org is None:
-        raise NotFound("Organization not found.")
-    return org
+    return fetch(session, Organization, org_id, for_update=for_update)
 
 
 def to_reads(

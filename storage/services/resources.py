@@ -6,44 +6,39 @@ every service asks the policy about the same facts, in the shape the Rego polici
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cluster.errors import NotFound
 from iam.authz import Resource, person
-from storage.models import Job, Project, Task
+from storage.models import Job, Organization, Project, Task
+
+M = TypeVar("M", Project, Task, Job, Organization)
+
+
+def fetch(session: Session, model: type[M], object_id: int, *, for_update: bool = False) -> M:
+    """The object, row-locked when ``for_update``, or a 404 naming its kind."""
+    stmt = select(model).where(model.id == object_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    found = session.scalar(stmt)
+    if found is None:
+        raise NotFound(f"{model.__name__} not found.")
+    return found
 
 
 def get_project(session: Session, project_id: int, *, for_update: bool = False) -> Project:
-    stmt = select(Project).where(Project.id == project_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    project = session.scalar(stmt)
-    if project is None:
-        raise NotFound("Project not found.")
-    return project
+    return fetch(session, Project, project_id, for_update=for_update)
 
 
 def get_task(session: Session, task_id: int, *, for_update: bool = False) -> Task:
-    stmt = select(Task).where(Task.id == task_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    task = session.scalar(stmt)
-    if task is None:
-        raise NotFound("Task not found.")
-    return task
+    return fetch(session, Task, task_id, for_update=for_update)
 
 
 def get_job(session: Session, job_id: int, *, for_update: bool = False) -> Job:
-    stmt = select(Job).where(Job.id == job_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    job = session.scalar(stmt)
-    if job is None:
-        raise NotFound("Job not found.")
-    return job
+    return fetch(session, Job, job_id, for_update=for_update)
 
 
 def project_owned_by(user_id: object) -> Any:
