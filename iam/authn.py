@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, delete, func, literal_column, or_, select
+from sqlalchemy import String, bindparam, cast, delete, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from cluster.errors import InvalidInput, NotAuthenticated, PermissionDenied
@@ -71,6 +71,21 @@ def _roles_columns() -> tuple[Any, Any]:
     return groups.label("group_names"), memberships.label("membership_roles")
 
 
+_ROLES = _roles_columns()
+# Built once: these run on every request, and building a statement costs more than running it.
+_SESSION_LOOKUP = (
+    select(AuthSession, User, *_ROLES)
+    .join(User, User.id == AuthSession.user_id)
+    .where(AuthSession.key_hash == bindparam("key_hash"))
+)
+_TOKEN_LOOKUP = (
+    select(AccessToken, User, *_ROLES)
+    .join(User, User.id == AccessToken.owner_id)
+    .where(AccessToken.key_hash == bindparam("key_hash"))
+)
+_ROLES_OF_USER = select(*_ROLES).where(User.id == bindparam("user_id"))
+
+
 def principal_for(
     session: Session,
     user: User,
@@ -81,8 +96,7 @@ def principal_for(
     """The principal of ``user``; ``roles`` are the two columns of :func:`_roles_columns`
     when the caller already read them."""
     if roles is None:
-        group_col, member_col = _roles_columns()
-        row = session.execute(select(group_col, member_col).where(User.id == user.id)).one()
+        row = session.execute(_ROLES_OF_USER, {"user_id": user.id}).one()
         roles = (row[0], row[1])
     group_names, membership_roles = roles
     groups = [g for g in (group_names or "").split(",") if g]
@@ -136,11 +150,7 @@ def authenticate(session: Session, creds: Credentials) -> Principal | None:
 def _session_row(
     session: Session, key: str
 ) -> tuple[AuthSession, User, tuple[str | None, str | None]] | None:
-    row = session.execute(
-        select(AuthSession, User, *_roles_columns())
-        .join(User, User.id == AuthSession.user_id)
-        .where(AuthSession.key_hash == digest(key))
-    ).first()
+    row = session.execute(_SESSION_LOOKUP, {"key_hash": digest(key)}).first()
     if row is None:
         return None
     auth_session, user, group_names, membership_roles = row
@@ -155,11 +165,7 @@ def _by_session_key(session: Session, key: str, method: AuthMethod) -> Principal
 
 
 def _by_access_token(session: Session, value: str) -> Principal:
-    row = session.execute(
-        select(AccessToken, User, *_roles_columns())
-        .join(User, User.id == AccessToken.owner_id)
-        .where(AccessToken.key_hash == digest(value))
-    ).first()
+    row = session.execute(_TOKEN_LOOKUP, {"key_hash": digest(value)}).first()
     if row is None:
         raise NotAuthenticated("Invalid token.")
     token, user, group_names, membership_roles = row

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, bindparam, delete, func, select
 from sqlalchemy.orm import Session, aliased
 
 from cluster.errors import InvalidInput, NotFound
@@ -190,8 +190,11 @@ def _to_read(ctx: RequestContext, row: Any) -> TaskRead:
     )
 
 
+_READ_ONE = list_statement().where(Task.id == bindparam("task_id"))
+
+
 def _read_row(session: Session, task_id: int) -> Any:
-    row = session.execute(list_statement().where(Task.id == task_id)).first()
+    row = session.execute(_READ_ONE, {"task_id": task_id}).first()
     if row is None:
         raise NotFound("Task not found.")
     return row
