@@ -13,10 +13,20 @@ from serve_apps import errors
 from serve_apps.compat import TrailingSlashMiddleware
 from serve_apps.deps import DbWorkers
 from serve_apps.middleware import RequestIdMiddleware
-from serve_apps.routers import auth, jobs, labels, projects, requests, server, tasks, users
+from serve_apps.routers import (
+    annotations,
+    auth,
+    jobs,
+    labels,
+    projects,
+    requests,
+    server,
+    tasks,
+    users,
+)
 from storage.db import Database
 
-ROUTERS = (server, auth, users, projects, tasks, jobs, labels, requests)
+ROUTERS = (server, auth, users, projects, tasks, jobs, labels, requests, annotations)
 
 
 def build_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
+import anyio
 from fastapi import Depends, Path, Request
+from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cluster.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
+from cluster.errors import (
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+)
 from cluster.settings import Settings
 from iam.authn import UNSAFE_METHODS, Credentials, authenticate
 from iam.principal import OrgContext, Principal
@@ -122,6 +130,64 @@ class Caller:
         """For endpoints that ignore credentials (login, register)."""
         return await self._run(self._anonymous, fn, *args, **kwargs)
 
+    async def stream(
+        self,
+        fn: Callable[Concatenate[Session, RequestContext, P], Iterator[bytes]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> StreamingResponse:
+        """A response streamed from a service generator (``fn`` yields bytes).
+
+        Authentication, the org context and the generator's first chunk (where services
+        authorize and run their first query) happen before the response starts, so errors
+        there are ordinary error responses. Each later chunk is produced in the database
+        thread pool, one ``next()`` at a time, so the replica's event loop never blocks and
+        only one chunk is in memory. The session (one transaction, so that server-side
+        cursors work) closes when the stream ends, fails or the client goes away."""
+        session, chunks, first = await self._run(self._open_stream, fn, *args, **kwargs)
+        return StreamingResponse(self._drain(session, chunks, first), media_type="application/json")
+
+    def _open_stream(
+        self,
+        fn: Callable[Concatenate[Session, RequestContext, P], Iterator[bytes]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> tuple[Session, Iterator[bytes], bytes]:
+        db: Database = self.request.app.state.db
+        session = db.session_factory()
+        try:
+            principal = _authenticate(self.request, session)
+            if principal is None:
+                raise NotAuthenticated()
+            ctx = RequestContext(
+                principal=principal,
+                org=_org_context(self.request, session),
+                base_url=_base_url(self.request),
+            )
+            chunks = fn(session, ctx, *args, **kwargs)
+            first = next(chunks, b"")
+        except BaseException:
+            session.rollback()
+            session.close()
+            raise
+        return session, chunks, first
+
+    async def _drain(
+        self, session: Session, chunks: Iterator[bytes], first: bytes
+    ) -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            while True:
+                chunk = await self._run(next, chunks, None)
+                if chunk is None:
+                    break
+                yield chunk
+        finally:
+            # Shielded: on a client disconnect this runs inside a cancelled scope.
+            with anyio.CancelScope(shield=True):
+                await self._run(_close_stream, session, chunks)
+
     def _authenticated(
         self,
         fn: Callable[Concatenate[Session, RequestContext, P], R],
@@ -153,6 +219,34 @@ class Caller:
     ) -> R:
         with _unit_of_work(self.request) as session:
             return fn(session, _authenticate(self.request, session), *args, **kwargs)
+
+
+def _close_stream(session: Session, chunks: Iterator[bytes]) -> None:
+    try:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+async def read_body(request: Request, limit_mb: int) -> bytes:
+    """The request body, read chunk by chunk and refused with a 413 as soon as it passes
+    ``limit_mb`` MiB (a declared Content-Length over the limit is refused before reading)."""
+    limit = limit_mb * 1024 * 1024
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit_mb} MiB.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit_mb} MiB.")
+    return bytes(body)
 
 
 async def _caller(request: Request) -> Caller:

@@ -128,7 +128,12 @@ def _carry(previous: list[AttributeVal], current: list[AttributeVal]) -> list[At
 
 
 def interpolate(
-    track: SubLabeledTrack, start: int, stop: int, *, include_outside: bool = True
+    track: SubLabeledTrack,
+    start: int,
+    stop: int,
+    *,
+    include_outside: bool = True,
+    with_elements: bool = True,
 ) -> list[FrameShape]:
     """The track's shapes on the frames ``start <= frame < stop``, in frame order.
 
@@ -176,7 +181,7 @@ def interpolate(
                 )
                 for f in range(first, stop)
             )
-    elements = getattr(track, "elements", None)
+    elements = getattr(track, "elements", None) if with_elements else None
     if elements:
         by_frame = {s.frame: s for s in out}
         for element in elements:

@@ -182,3 +182,17 @@ def load_section(
         for batch in stream_section(session, section, job_id, frames=frames)
         for obj in decode(section, batch)
     ]
+
+
+def begin_snapshot(session: Session) -> None:
+    """Read what follows from one consistent snapshot of the database.
+
+    Ends the transaction that authenticated the caller (it wrote nothing), then starts a
+    REPEATABLE READ transaction on PostgreSQL (its server-side cursors need a transaction
+    anyway) or an explicit read transaction on SQLite, so the tags, shapes and tracks of a
+    response, read by separate statements, agree with each other."""
+    session.commit()
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:
+        session.connection().exec_driver_sql("BEGIN")

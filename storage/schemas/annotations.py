@@ -166,3 +166,17 @@ def gc_paused() -> Iterator[None]:
 
 
 _gc_state: list[bool] = []
+
+
+def encode_chunks(data: LabeledData, batch: int = 20_000) -> Iterator[bytes]:
+    """``data`` as JSON in pieces of at most ``batch`` objects, so a response with a million
+    shapes is never one buffer."""
+    yield b'{"version":%d' % data.version
+    for name in ("tags", "shapes", "tracks"):
+        objects: list[Any] = getattr(data, name)
+        yield b',"%s":[' % name.encode()
+        for start in range(0, len(objects), batch):
+            piece = _encoder.encode(objects[start : start + batch])[1:-1]
+            yield piece if start == 0 else b"," + piece
+        yield b"]"
+    yield b',"intervals":[]}'
