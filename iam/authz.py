@@ -28,8 +28,12 @@ class Resource:
     project_assignee_id: int | None = None
     task_owner_id: int | None = None
     task_assignee_id: int | None = None
-    # for tasks: the caller, when assigned to one of the task's jobs
+    # for tasks: the caller, when assigned to one of the task's jobs; for issues and
+    # comments: the assignee of their job
     job_assignee_ids: frozenset[int] = frozenset()
+    # for comments: the owner and assignee of their issue
+    issue_owner_id: int | None = None
+    issue_assignee_id: int | None = None
     # organizations the user is a member of (for users)
     member_of: frozenset[int] = frozenset()
 
@@ -49,6 +53,12 @@ _OWNER_SCOPES = frozenset(
     }
 )
 _CREATE_SCOPES = frozenset({"create", "import:backup"})
+# Creating an object inside another one (an issue in a job, a comment on an issue): anyone
+# who works on the parent may, a worker included (issues.csv, comments.csv).
+_CREATE_INSIDE = frozenset({"create@job", "create@issue"})
+# Kinds whose plain assignees may still delete (comments.csv lets everyone who works on the
+# issue delete its comments).
+_ASSIGNEES_DELETE = frozenset({"comment"})
 
 
 def _relations(user_id: int, r: Resource) -> set[str]:
@@ -60,6 +70,8 @@ def _relations(user_id: int, r: Resource) -> set[str]:
         ("project:assignee", r.project_assignee_id),
         ("task:owner", r.task_owner_id),
         ("task:assignee", r.task_assignee_id),
+        ("issue:owner", r.issue_owner_id),
+        ("issue:assignee", r.issue_assignee_id),
     )
     for name, uid in pairs:
         if uid is not None and uid == user_id:
@@ -118,6 +130,15 @@ def authorize(
         return
 
     assert resource is not None, f"scope {scope} needs a resource"
+    if scope in _CREATE_INSIDE:
+        if role is not None and role_rank(role) >= role_rank("maintainer"):
+            if rank >= privilege_rank("user"):
+                return
+        if not _relations(principal.user_id, resource):
+            raise PermissionDenied()
+        if rank < privilege_rank("worker"):
+            raise PermissionDenied("Your system group may not create resources.")
+        return
     if role is not None and role_rank(role) >= role_rank("maintainer"):
         if scope.startswith(_READ_PREFIXES) or rank >= privilege_rank("user"):
             return
@@ -130,7 +151,11 @@ def authorize(
         raise PermissionDenied("Your system group may not change resources.")
     # A plain assignee (of this object, or of one of a task's jobs) may work on it but not
     # delete it or change who owns or works on it.
-    if scope in _OWNER_SCOPES and not rel - {"assignee", "job:assignee"}:
+    if (
+        scope in _OWNER_SCOPES
+        and kind not in _ASSIGNEES_DELETE
+        and not rel - {"assignee", "job:assignee"}
+    ):
         raise PermissionDenied("Only the owner may do this.")
 
 
@@ -156,6 +181,25 @@ _OWNERSHIP_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "job": (
         "assignee_id",
+        "task.owner_id",
+        "task.assignee_id",
+        "project.owner_id",
+        "project.assignee_id",
+    ),
+    "issue": (
+        "owner_id",
+        "assignee_id",
+        "job.assignee_id",
+        "task.owner_id",
+        "task.assignee_id",
+        "project.owner_id",
+        "project.assignee_id",
+    ),
+    "comment": (
+        "owner_id",
+        "issue.owner_id",
+        "issue.assignee_id",
+        "job.assignee_id",
         "task.owner_id",
         "task.assignee_id",
         "project.owner_id",

@@ -16,6 +16,7 @@ from serve_apps.middleware import RequestIdMiddleware
 from serve_apps.routers import (
     annotations,
     auth,
+    issues,
     jobs,
     labels,
     projects,
@@ -26,7 +27,7 @@ from serve_apps.routers import (
 )
 from storage.db import Database
 
-ROUTERS = (server, auth, users, projects, tasks, jobs, labels, requests, annotations)
+ROUTERS = (server, auth, users, projects, tasks, jobs, labels, requests, annotations, issues)
 
 
 def build_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
