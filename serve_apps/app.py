@@ -14,7 +14,9 @@ from serve_apps.compat import TrailingSlashMiddleware
 from serve_apps.deps import DbWorkers
 from serve_apps.middleware import RequestIdMiddleware
 from serve_apps.routers import (
-    annotations,
+    annotations as annotations_api,
+)
+from serve_apps.routers import (
     auth,
     issues,
     jobs,
@@ -27,7 +29,7 @@ from serve_apps.routers import (
 )
 from storage.db import Database
 
-ROUTERS = (server, auth, users, projects, tasks, jobs, labels, requests, annotations, issues)
+ROUTERS = (server, auth, users, projects, tasks, jobs, labels, requests, annotations_api, issues)
 
 
 def build_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:

@@ -143,9 +143,9 @@ def assign_ids(data: LabeledData, ids: IdAllocator) -> None:
     for t in data.tracks:
         if t.id is None:
             t.id = next(fresh)
-        for e in t.elements:
-            if e.id is None:
-                e.id = next(fresh)
+        for sub in t.elements:
+            if sub.id is None:
+                sub.id = next(fresh)
 
 
 def _fill(objects: Sequence[LabeledImage], fresh: list[int]) -> None:
@@ -166,8 +166,8 @@ def rows_for(job_id: int, data: LabeledData, rows: Rows | None = None) -> Rows:
             rows.add_shape(job_id, e, shape.id)
     for track in data.tracks:
         rows.add_track(job_id, track)
-        for e in track.elements:
-            rows.add_track(job_id, e, track.id)
+        for sub in track.elements:
+            rows.add_track(job_id, sub, track.id)
     return rows
 
 
@@ -267,12 +267,14 @@ def delete_ids(session: Session, table: Table, ids: Sequence[int]) -> None:
 def owners(session: Session, table: Table, ids: Sequence[int]) -> dict[int, int]:
     """id -> job_id of the top-level objects among ``ids`` (elements are not addressable)."""
     found: dict[int, int] = {}
-    cond = table.c.id.in_(bindparam("ids", expanding=True))
+    stmt = select(table.c.id, table.c.job_id).where(
+        table.c.id.in_(bindparam("ids", expanding=True))
+    )
     if "parent_id" in table.c:
-        cond = cond & table.c.parent_id.is_(None)
-    stmt = select(table.c.id, table.c.job_id).where(cond)
+        stmt = stmt.where(table.c.parent_id.is_(None))
     for start in range(0, len(ids), ID_BATCH):
-        found.update(session.execute(stmt, {"ids": list(ids[start : start + ID_BATCH])}).all())  # type: ignore[arg-type]
+        rows = session.execute(stmt, {"ids": list(ids[start : start + ID_BATCH])}).all()
+        found.update((row[0], row[1]) for row in rows)
     return found
 
 
@@ -283,5 +285,6 @@ def element_owners(session: Session, table: Table, ids: Sequence[int]) -> dict[i
         table.c.id.in_(bindparam("ids", expanding=True))
     )
     for start in range(0, len(ids), ID_BATCH):
-        found.update(session.execute(stmt, {"ids": list(ids[start : start + ID_BATCH])}).all())  # type: ignore[arg-type]
+        rows = session.execute(stmt, {"ids": list(ids[start : start + ID_BATCH])}).all()
+        found.update((row[0], row[1]) for row in rows)
     return found

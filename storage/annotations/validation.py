@@ -359,7 +359,12 @@ def _check_number(value: str, spec: SpecInfo, where: str) -> None:
 
 def require_no_ids(data: LabeledData) -> None:
     """Objects to create carry no ids (CVAT: ids are absent on create and PUT)."""
-    for section, objects in (("tags", data.tags), ("shapes", data.shapes), ("tracks", data.tracks)):
+    sections: tuple[tuple[str, Sequence[LabeledImage | LabeledShape | LabeledTrack]], ...] = (
+        ("tags", data.tags),
+        ("shapes", data.shapes),
+        ("tracks", data.tracks),
+    )
+    for section, objects in sections:
         for i, obj in enumerate(objects):
             if obj.id is not None:
                 raise _fail(f"{section}[{i}].id", "must be absent when creating annotations")

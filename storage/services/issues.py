@@ -132,13 +132,14 @@ def _comment_stmt() -> Any:
 
 def _issue_reads(session: Session, ctx: RequestContext, issues: Sequence[Issue]) -> list[IssueRead]:
     ids = [i.id for i in issues]
-    counts: dict[int, int] = dict(
-        session.execute(  # type: ignore[arg-type]
+    counts = {
+        int(issue_id): int(count)
+        for issue_id, count in session.execute(
             select(Comment.issue_id, func.count(Comment.id))
             .where(Comment.issue_id.in_(ids))
             .group_by(Comment.issue_id)
         ).all()
-    )
+    }
     users = basic_users(session, ctx, [u for i in issues for u in (i.owner_id, i.assignee_id)])
     return [
         IssueRead(
