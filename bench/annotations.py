@@ -199,6 +199,7 @@ class PeakRss:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.growth = 0.0
+        self.peak = 0.0
 
     def __enter__(self) -> PeakRss:
         self._stop = threading.Event()
@@ -218,6 +219,7 @@ class PeakRss:
         self._thread.join()
         self._peak = max(self._peak, rss_mb(self.pid))
         self.growth = self._peak - self._start
+        self.peak = self._peak
 
 
 # ---------------------------------------------------------------------------------- runs
@@ -228,6 +230,7 @@ class Result:
     http: list[float] = field(default_factory=list)
     local: list[float] = field(default_factory=list)
     growth: list[float] = field(default_factory=list)
+    peak: list[float] = field(default_factory=list)
     bytes: int = 0
 
 
@@ -351,6 +354,7 @@ def bench_database(args: argparse.Namespace, database: str, workdir: Path) -> li
         local = local_ops(url, key, job_id)
         path = f"/api/jobs/{job_id}/annotations/"
         client.request("GET", path)  # warm up
+        print(f"({database}: API replica RSS at start {rss_mb(pid):.0f} MB)", flush=True)
         sets = [("rect", n) for n in args.sizes] + (
             [("mixed", n) for n in args.sizes] if args.mixed else []
         )
@@ -375,6 +379,7 @@ def bench_database(args: argparse.Namespace, database: str, workdir: Path) -> li
                         )
                     results[op].http.append(seconds)
                     results[op].growth.append(rss.growth)
+                    results[op].peak.append(rss.peak)
                     results[op].bytes = size
                 for op, body in (("PUT", put), ("GET", b""), ("PATCH", patch)):
                     seconds, _ = _timed(lambda op=op, body=body: local[op](body))
@@ -384,7 +389,7 @@ def bench_database(args: argparse.Namespace, database: str, workdir: Path) -> li
                 local_p50 = statistics.median(r.local)
                 row = (
                     database, kind, n, op, http_p50, local_p50, http_p50 / local_p50,
-                    max(r.growth), r.bytes / 1e6,
+                    max(r.growth), max(r.peak), r.bytes / 1e6,
                 )  # fmt: skip
                 rows.append(row)
                 print(_format(row), flush=True)
@@ -399,15 +404,15 @@ def bench_database(args: argparse.Namespace, database: str, workdir: Path) -> li
 
 HEADER = (
     f"{'database':<11}{'set':<6}{'objects':>9}{'op':>7}{'HTTP p50 s':>12}{'in-proc s':>11}"
-    f"{'ratio':>7}{'RSS +MB':>9}{'resp MB':>9}"
+    f"{'ratio':>7}{'RSS +MB':>9}{'peak MB':>9}{'resp MB':>9}"
 )
 
 
 def _format(row: tuple[Any, ...]) -> str:
-    database, kind, n, op, http_p50, local_p50, ratio, growth, size = row
+    database, kind, n, op, http_p50, local_p50, ratio, growth, peak, size = row
     return (
         f"{database:<11}{kind:<6}{n:>9}{op:>7}{http_p50:>12.3f}{local_p50:>11.3f}"
-        f"{ratio:>7.2f}{growth:>9.0f}{size:>9.1f}"
+        f"{ratio:>7.2f}{growth:>9.0f}{peak:>9.0f}{size:>9.1f}"
     )
 
 
@@ -454,6 +459,10 @@ def main() -> int:
         extra = f", RSS +{row[7]:.0f} MB (goal <= 1024)" if n == 1_000_000 else ""
         verdict = "met" if row[4] <= limit and (n < 1_000_000 or row[7] <= 1024) else "MISSED"
         print(f"  {n:>9} {op:<5} {row[4]:.3f} s (goal <= {limit:.0f} s){extra}: {verdict}")
+    print(
+        "RSS +MB: the replica's peak during the operation minus its RSS just before it (after"
+        " the previous operation); peak MB: the replica's absolute peak."
+    )
     return 0
 
 

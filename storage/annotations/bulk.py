@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, select, text
@@ -27,12 +27,6 @@ from storage.schemas.annotations import (
     SubLabeledShape,
     SubLabeledTrack,
     encode,
-)
-from storage.schemas.annotations import (
-    LabeledShape as WireShape,
-)
-from storage.schemas.annotations import (
-    LabeledTrack as WireTrack,
 )
 
 TAGS: Table = LabeledTag.__table__  # type: ignore[assignment]
@@ -66,15 +60,11 @@ class IdAllocator:
         self.postgres = _dialect(session) == "postgresql"
         self._next: dict[str, int] = {}
 
-    def take(self, table: Table, count: int) -> list[int]:
+    def take(self, table: Table, count: int) -> Sequence[int]:
         if count <= 0:
             return []
         if self.postgres:
-            rows = self.session.execute(
-                text("SELECT nextval(CAST(:seq AS regclass)) FROM generate_series(1, :n)"),
-                {"seq": f"{table.name}_id_seq", "n": count},
-            )
-            return [r[0] for r in rows]
+            return self._take_postgres(table.name, count)
         start = self._next.get(table.name)
         if start is None:
             # AUTOINCREMENT keeps the highest id ever used in sqlite_sequence.
@@ -84,43 +74,105 @@ class IdAllocator:
             top = self.session.execute(select(table.c.id).order_by(table.c.id.desc()).limit(1))
             start = max(seq or 0, top.scalar() or 0) + 1
         self._next[table.name] = start + count
-        return list(range(start, start + count))
+        return range(start, start + count)
+
+    def _take_postgres(self, table: str, count: int) -> Sequence[int]:
+        # Draw the values in the database and fetch only their range: they are contiguous
+        # unless another writer drew from the sequence at the same time, and then the values
+        # are fetched one by one (the first draw is left unused; sequences may have gaps).
+        params = {"seq": f"{table}_id_seq", "n": count}
+        low, high = self.session.execute(
+            text(
+                "SELECT min(v), max(v) FROM (SELECT nextval(CAST(:seq AS regclass)) AS v "
+                "FROM generate_series(1, :n)) AS drawn"
+            ),
+            params,
+        ).one()
+        if high - low + 1 == count:
+            return range(low, high + 1)
+        rows = self.session.execute(
+            text("SELECT nextval(CAST(:seq AS regclass)) FROM generate_series(1, :n)"), params
+        )
+        return [r[0] for r in rows]
 
 
 def _attrs(attributes: list[Any]) -> str:
     return encode(attributes).decode() if attributes else "[]"
 
 
-class Rows:
-    """Rows to insert, per table, built from validated wire objects (ids assigned here)."""
+NULL = "\\N"
 
-    def __init__(self) -> None:
-        self.tags: list[tuple[Any, ...]] = []
-        self.shapes: list[tuple[Any, ...]] = []
-        self.tracks: list[tuple[Any, ...]] = []
+
+def _copy_text(value: str) -> str:
+    """Text for COPY's text format: backslash starts an escape. JSON text never holds raw
+    tabs or newlines (JSON escapes them), so backslashes are all there is to double."""
+    return value.replace("\\", "\\\\") if "\\" in value else value
+
+
+class Rows:
+    """Rows to insert, per table, built from validated wire objects whose ids are assigned.
+
+    For PostgreSQL (``copy=True``) each row is built directly as a line of COPY's text
+    format, one f-string per row; for SQLite as a tuple for ``executemany``."""
+
+    def __init__(self, copy: bool = False) -> None:
+        self.copy = copy
+        self.tags: list[Any] = []
+        self.shapes: list[Any] = []
+        self.tracks: list[Any] = []
 
     def add_tag(self, job_id: int, tag: LabeledImage) -> None:
-        self.tags.append(
-            (tag.id, job_id, tag.frame, tag.label_id, tag.group, tag.source, _attrs(tag.attributes))
-        )
+        attrs = _attrs(tag.attributes)
+        if self.copy:
+            self.tags.append(
+                f"{tag.id}\t{job_id}\t{tag.frame}\t{tag.label_id}\t{tag.group}\t{tag.source}"
+                f"\t{_copy_text(attrs)}"
+            )
+        else:
+            self.tags.append(
+                (tag.id, job_id, tag.frame, tag.label_id, tag.group, tag.source, attrs)
+            )
 
     def add_shape(self, job_id: int, shape: SubLabeledShape, parent_id: int | None = None) -> None:
-        self.shapes.append(
-            (
-                shape.id, job_id, parent_id, shape.frame, shape.label_id, shape.type,
-                shape.group, shape.source, shape.occluded, shape.outside, shape.z_order,
-                shape.rotation, shape.score, encode(shape.points).decode(),
-                _attrs(shape.attributes),
+        points = encode(shape.points).decode()
+        attrs = _attrs(shape.attributes)
+        if self.copy:
+            self.shapes.append(
+                f"{shape.id}\t{job_id}\t{NULL if parent_id is None else parent_id}"
+                f"\t{shape.frame}\t{shape.label_id}\t{shape.type}\t{shape.group}"
+                f"\t{shape.source}\t{'t' if shape.occluded else 'f'}"
+                f"\t{'t' if shape.outside else 'f'}\t{shape.z_order}\t{shape.rotation!r}"
+                f"\t{shape.score!r}\t{points}\t{_copy_text(attrs)}"
             )
-        )  # fmt: skip
+        else:
+            self.shapes.append(
+                (
+                    shape.id, job_id, parent_id, shape.frame, shape.label_id, shape.type,
+                    shape.group, shape.source, shape.occluded, shape.outside, shape.z_order,
+                    shape.rotation, shape.score, points, attrs,
+                )
+            )  # fmt: skip
 
     def add_track(self, job_id: int, track: SubLabeledTrack, parent_id: int | None = None) -> None:
-        self.tracks.append(
-            (
-                track.id, job_id, parent_id, track.frame, track.label_id, track.group,
-                track.source, _attrs(track.attributes), encode(track.shapes).decode(),
+        attrs = _attrs(track.attributes)
+        keys = encode(track.shapes).decode()
+        if self.copy:
+            self.tracks.append(
+                f"{track.id}\t{job_id}\t{NULL if parent_id is None else parent_id}"
+                f"\t{track.frame}\t{track.label_id}\t{track.group}\t{track.source}"
+                f"\t{_copy_text(attrs)}\t{_copy_text(keys)}"
             )
-        )  # fmt: skip
+        else:
+            self.tracks.append(
+                (
+                    track.id, job_id, parent_id, track.frame, track.label_id, track.group,
+                    track.source, attrs, keys,
+                )
+            )  # fmt: skip
+
+
+def new_rows(session: Session) -> Rows:
+    return Rows(copy=_dialect(session) == "postgresql")
 
 
 def assign_ids(data: LabeledData, ids: IdAllocator) -> None:
@@ -148,16 +200,15 @@ def assign_ids(data: LabeledData, ids: IdAllocator) -> None:
                 sub.id = next(fresh)
 
 
-def _fill(objects: Sequence[LabeledImage], fresh: list[int]) -> None:
+def _fill(objects: Sequence[LabeledImage], fresh: Sequence[int]) -> None:
     it = iter(fresh)
     for obj in objects:
         if obj.id is None:
             obj.id = next(it)
 
 
-def rows_for(job_id: int, data: LabeledData, rows: Rows | None = None) -> Rows:
+def rows_for(job_id: int, data: LabeledData, rows: Rows) -> Rows:
     """Rows of a validated payload whose ids are assigned."""
-    rows = rows or Rows()
     for tag in data.tags:
         rows.add_tag(job_id, tag)
     for shape in data.shapes:
@@ -171,36 +222,7 @@ def rows_for(job_id: int, data: LabeledData, rows: Rows | None = None) -> Rows:
     return rows
 
 
-def add_shape_rows(rows: Rows, job_id: int, shapes: Iterable[WireShape]) -> None:
-    for shape in shapes:
-        rows.add_shape(job_id, shape)
-        for e in shape.elements:
-            rows.add_shape(job_id, e, shape.id)
-
-
-def add_track_rows(rows: Rows, job_id: int, tracks: Iterable[WireTrack]) -> None:
-    for track in tracks:
-        rows.add_track(job_id, track)
-        for e in track.elements:
-            rows.add_track(job_id, e, track.id)
-
-
 # ---------------------------------------------------------------------------------- inserts
-
-
-def _copy_value(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        # COPY's text format: backslash starts an escape. JSON text never holds raw tabs or
-        # newlines (they are escaped), so backslashes are all there is to double.
-        return value.replace("\\", "\\\\") if "\\" in value else value
-    return str(value)
-
-
-def _copy_lines(rows: Sequence[tuple[Any, ...]]) -> Iterator[str]:
-    for row in rows:
-        yield "\t".join([_copy_value(v) for v in row])
 
 
 def insert_rows(session: Session, rows: Rows) -> None:
@@ -213,9 +235,7 @@ def insert_rows(session: Session, rows: Rows) -> None:
             _insert(session, table, columns, values)
 
 
-def _insert(
-    session: Session, table: Table, columns: Sequence[str], values: Sequence[tuple[Any, ...]]
-) -> None:
+def _insert(session: Session, table: Table, columns: Sequence[str], values: Sequence[Any]) -> None:
     raw = session.connection().connection.dbapi_connection
     assert raw is not None
     names = ", ".join(f'"{c}"' for c in columns)
@@ -224,7 +244,7 @@ def _insert(
         try:
             for start in range(0, len(values), BATCH):
                 batch = values[start : start + BATCH]
-                buffer = io.StringIO("\n".join(_copy_lines(batch)) + "\n")
+                buffer = io.StringIO("\n".join(batch) + "\n")
                 cursor.copy_expert(f"COPY {table.name} ({names}) FROM STDIN", buffer)
         finally:
             cursor.close()

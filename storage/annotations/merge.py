@@ -26,6 +26,7 @@ job (as in CVAT).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,6 +56,30 @@ class JobRange:
 
     def holds(self, frame: int) -> bool:
         return self.start <= frame <= self.stop and (self.frames is None or frame in self.frames)
+
+
+class JobIndex:
+    """Finds the jobs that hold a frame without scanning every job (a task may have
+    thousands; neighbouring jobs overlap by at most half a segment)."""
+
+    def __init__(self, jobs: Sequence[JobRange]) -> None:
+        self.jobs = sorted(jobs, key=lambda j: (j.start, j.id))
+        self.starts = [j.start for j in self.jobs]
+        self.max_length = max((j.stop - j.start + 1 for j in self.jobs), default=0)
+
+    def holding(self, frame: int) -> list[JobRange]:
+        found: list[JobRange] = []
+        k = bisect.bisect_right(self.starts, frame) - 1
+        while k >= 0 and self.jobs[k].start > frame - self.max_length:
+            if self.jobs[k].holds(frame):
+                found.append(self.jobs[k])
+            k -= 1
+        found.reverse()
+        return found
+
+    def from_frame(self, frame: int) -> list[JobRange]:
+        """Jobs that end at or after ``frame``, in order."""
+        return [j for j in self.jobs if j.stop >= frame]
 
 
 # ---------------------------------------------------------------------------------- writes
@@ -117,22 +142,17 @@ def split_for_jobs(data: LabeledData, jobs: Sequence[JobRange]) -> Split:
     """Objects per job. The first job holding a tag or shape gets the object itself (so its
     id is assigned to the caller's object), later ones a copy."""
     per_job = {job.id: LabeledData() for job in jobs}
+    index = JobIndex(jobs)
     for tag in data.tags:
-        first = True
-        for job in jobs:
-            if job.holds(tag.frame):
-                per_job[job.id].tags.append(tag if first else structs.replace(tag, id=None))
-                first = False
+        for k, job in enumerate(index.holding(tag.frame)):
+            per_job[job.id].tags.append(tag if k == 0 else structs.replace(tag, id=None))
     for shape in data.shapes:
-        first = True
-        for job in jobs:
-            if job.holds(shape.frame):
-                per_job[job.id].shapes.append(shape if first else _copy_shape(shape))
-                first = False
+        for k, job in enumerate(index.holding(shape.frame)):
+            per_job[job.id].shapes.append(shape if k == 0 else _copy_shape(shape))
     firsts: list[tuple[LabeledTrack, LabeledTrack]] = []
     for track in data.tracks:
         first = True
-        for job in jobs:
+        for job in index.from_frame(track.shapes[0].frame if track.shapes else track.frame):
             piece = _slice_labeled_track(track, job)
             if piece is not None:
                 per_job[job.id].tracks.append(piece)

@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session
 from cluster.errors import InvalidInput
 from iam.authz import authorize
 from storage.annotations import bulk, reads
-from storage.annotations.merge import JobRange, TrackJoiner, duplicates, split_for_jobs
+from storage.annotations.merge import (
+    JobIndex,
+    JobRange,
+    TrackJoiner,
+    duplicates,
+    split_for_jobs,
+)
 from storage.annotations.validation import (
     Scope,
     Validator,
@@ -154,7 +160,7 @@ def _check_element_ids(session: Session, data: LabeledData) -> None:
 
 def _insert(session: Session, per_job: dict[int, LabeledData]) -> None:
     ids = bulk.IdAllocator(session)
-    rows = bulk.Rows()
+    rows = bulk.new_rows(session)
     for job_id, data in per_job.items():
         bulk.assign_ids(data, ids)
         bulk.rows_for(job_id, data, rows)
@@ -335,9 +341,10 @@ def _task_scope(session: Session, task: Task, jobs: Sequence[JobRange]) -> Scope
 
 def _check_frames_in_jobs(data: LabeledData, jobs: Sequence[JobRange]) -> None:
     """Frames of new objects must be in some job (GT-only frames are not)."""
+    index = JobIndex(jobs)
     for section in ("tags", "shapes"):
         for i, obj in enumerate(getattr(data, section)):
-            if obj.id is None and not any(j.holds(obj.frame) for j in jobs):
+            if obj.id is None and not index.holding(obj.frame):
                 raise InvalidInput(
                     f"frame {obj.frame} is in no annotation job", f"{section}[{i}].frame"
                 )

@@ -59,7 +59,7 @@ def test_rows_round_trip_with_unique_ids(db: Database) -> None:
         first, second = _payload(label), _payload(label)
         bulk.assign_ids(first, ids)
         bulk.assign_ids(second, ids)
-        rows = bulk.rows_for(job_id, first)
+        rows = bulk.rows_for(job_id, first, bulk.new_rows(session))
         bulk.rows_for(job_id, second, rows)
         bulk.insert_rows(session, rows)
     shape_ids = [s.id for d in (first, second) for s in d.shapes] + [
@@ -86,7 +86,7 @@ def test_deleting_a_job_or_a_label_deletes_its_annotations(db: Database) -> None
         data = _payload(label)
         session.execute(select(Job).where(Job.id == job_id).with_for_update())
         bulk.assign_ids(data, bulk.IdAllocator(session))
-        bulk.insert_rows(session, bulk.rows_for(job_id, data))
+        bulk.insert_rows(session, bulk.rows_for(job_id, data, bulk.new_rows(session)))
     with db.session() as session:
         session.execute(delete(Label).where(Label.id == label))
     with db.session() as session:
@@ -98,7 +98,7 @@ def test_deleting_a_job_or_a_label_deletes_its_annotations(db: Database) -> None
         data = _payload(label)
         session.execute(select(Job).where(Job.id == job_id).with_for_update())
         bulk.assign_ids(data, bulk.IdAllocator(session))
-        bulk.insert_rows(session, bulk.rows_for(job_id, data))
+        bulk.insert_rows(session, bulk.rows_for(job_id, data, bulk.new_rows(session)))
     with db.session() as session:
         session.execute(delete(Job).where(Job.id == job_id))
     with db.session() as session:
