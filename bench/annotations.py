@@ -234,12 +234,6 @@ class Result:
     bytes: int = 0
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
-
-
 def prepare(url: str) -> tuple[str, int, int, dict[str, Any]]:
     """A user (session key), a task with one job over FRAMES frames, its labels."""
     from iam.authn import start_session
@@ -354,7 +348,8 @@ def bench_database(args: argparse.Namespace, database: str, workdir: Path) -> li
         local = local_ops(url, key, job_id)
         path = f"/api/jobs/{job_id}/annotations/"
         client.request("GET", path)  # warm up
-        print(f"({database}: API replica RSS at start {rss_mb(pid):.0f} MB)", flush=True)
+        BASELINE[database] = rss_mb(pid)
+        print(f"({database}: API replica RSS at start {BASELINE[database]:.0f} MB)", flush=True)
         sets = [("rect", n) for n in args.sizes] + (
             [("mixed", n) for n in args.sizes] if args.mixed else []
         )
@@ -369,20 +364,19 @@ def bench_database(args: argparse.Namespace, database: str, workdir: Path) -> li
             results = {op: Result() for op in ("PUT", "GET", "PATCH")}
             for _ in range(args.rounds):
                 for op, body in (("PUT", put), ("GET", b""), ("PATCH", patch)):
+                    target = path + ("?action=create" if op == "PATCH" else "")
                     with PeakRss(pid) as rss:
-                        seconds, (_, size) = _timed(
-                            lambda op=op, body=body: client.request(
-                                op,
-                                path + ("?action=create" if op == "PATCH" else ""),
-                                body or None,
-                            )
-                        )
+                        started = time.perf_counter()
+                        _, size = client.request(op, target, body or None)
+                        seconds = time.perf_counter() - started
                     results[op].http.append(seconds)
                     results[op].growth.append(rss.growth)
                     results[op].peak.append(rss.peak)
                     results[op].bytes = size
                 for op, body in (("PUT", put), ("GET", b""), ("PATCH", patch)):
-                    seconds, _ = _timed(lambda op=op, body=body: local[op](body))
+                    started = time.perf_counter()
+                    local[op](body)
+                    seconds = time.perf_counter() - started
                     results[op].local.append(seconds)
             for op, r in results.items():
                 http_p50 = statistics.median(r.http)
@@ -401,6 +395,9 @@ def bench_database(args: argparse.Namespace, database: str, workdir: Path) -> li
             admin.dispose()
     return rows
 
+
+# The API replica's RSS after deploy and a warm-up request, per database.
+BASELINE: dict[str, float] = {}
 
 HEADER = (
     f"{'database':<11}{'set':<6}{'objects':>9}{'op':>7}{'HTTP p50 s':>12}{'in-proc s':>11}"
@@ -453,11 +450,15 @@ def main() -> int:
     goals = {(r[0], r[1], r[2], r[3]): r for r in rows}
     print("\nGoals (PostgreSQL):")
     for op, n, limit in (("PUT", 100_000, 1.0), ("GET", 100_000, 1.0), ("GET", 1_000_000, 5.0)):
-        row = goals.get(("postgresql", "rect", n, op))
-        if row is None:
+        found = goals.get(("postgresql", "rect", n, op))
+        if found is None:
             continue
-        extra = f", RSS +{row[7]:.0f} MB (goal <= 1024)" if n == 1_000_000 else ""
-        verdict = "met" if row[4] <= limit and (n < 1_000_000 or row[7] <= 1024) else "MISSED"
+        row = found
+        # Conservative: the peak during the GET over the replica's RSS at start, so memory
+        # kept from the PUTs before it counts too.
+        growth = row[8] - BASELINE.get("postgresql", 0.0)
+        extra = f", replica peak - start {growth:.0f} MB (goal <= 1024)" if n == 1_000_000 else ""
+        verdict = "met" if row[4] <= limit and (n < 1_000_000 or growth <= 1024) else "MISSED"
         print(f"  {n:>9} {op:<5} {row[4]:.3f} s (goal <= {limit:.0f} s){extra}: {verdict}")
     print(
         "RSS +MB: the replica's peak during the operation minus its RSS just before it (after"

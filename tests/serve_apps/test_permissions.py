@@ -43,7 +43,7 @@ async def world(client_for, db: Database, accounts: dict[str, Account]) -> dict[
     return {"project": project["id"], "task": task["id"], "job": job["id"], "label": label["id"]}
 
 
-CASES = [
+CASES: list[tuple[str, str, dict[str, object] | None, dict[str, int]]] = [
     # (method, path template, body, {role: expected status})
     (
         "GET",
