@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
@@ -14,6 +15,7 @@ from fastapi import Depends, Path, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.types import Receive, Scope, Send
 
 from cluster.errors import (
     InvalidInput,
@@ -144,15 +146,15 @@ class Caller:
         thread pool, one ``next()`` at a time, so the replica's event loop never blocks and
         only one chunk is in memory. The session (one transaction, so that server-side
         cursors work) closes when the stream ends, fails or the client goes away."""
-        session, chunks, first = await self._run(self._open_stream, fn, *args, **kwargs)
-        return StreamingResponse(self._drain(session, chunks, first), media_type="application/json")
+        stream = await self._run(self._open_stream, fn, *args, **kwargs)
+        return _SessionStream(self._drain(stream), stream, self._run)
 
     def _open_stream(
         self,
         fn: Callable[Concatenate[Session, RequestContext, P], Iterator[bytes]],
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> tuple[Session, Iterator[bytes], bytes]:
+    ) -> _Stream:
         db: Database = self.request.app.state.db
         session = db.session_factory()
         try:
@@ -170,23 +172,16 @@ class Caller:
             session.rollback()
             session.close()
             raise
-        return session, chunks, first
+        return _Stream(session, chunks, first)
 
-    async def _drain(
-        self, session: Session, chunks: Iterator[bytes], first: bytes
-    ) -> AsyncIterator[bytes]:
-        try:
-            if first:
-                yield first
-            while True:
-                chunk = await self._run(next, chunks, None)
-                if chunk is None:
-                    break
-                yield chunk
-        finally:
-            # Shielded: on a client disconnect this runs inside a cancelled scope.
-            with anyio.CancelScope(shield=True):
-                await self._run(_close_stream, session, chunks)
+    async def _drain(self, stream: _Stream) -> AsyncIterator[bytes]:
+        if stream.first:
+            yield stream.first
+        while True:
+            chunk = await self._run(stream.next)
+            if chunk is None:
+                break
+            yield chunk
 
     def _authenticated(
         self,
@@ -221,17 +216,61 @@ class Caller:
             return fn(session, _authenticate(self.request, session), *args, **kwargs)
 
 
-def _close_stream(session: Session, chunks: Iterator[bytes]) -> None:
-    try:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+class _Stream:
+    """A service generator and its session, used from pool threads one call at a time: a
+    close that comes while a chunk is being made (the client left) waits for it."""
+
+    def __init__(self, session: Session, chunks: Iterator[bytes], first: bytes) -> None:
+        self.session = session
+        self.chunks = chunks
+        self.first = first
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def next(self) -> bytes | None:
+        with self._lock:
+            if self._closed:
+                return None
+            return next(self.chunks, None)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                close = getattr(self.chunks, "close", None)
+                if close is not None:
+                    close()
+                self.session.commit()
+            except BaseException:
+                self.session.rollback()
+                raise
+            finally:
+                self.session.close()
+
+
+class _SessionStream(StreamingResponse):
+    """Closes its stream's session however the response ends: sent, failed, or cancelled
+    (even before the first chunk)."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        stream: _Stream,
+        run: Callable[..., Awaitable[None]],
+    ) -> None:
+        super().__init__(content, media_type="application/json")
+        self._stream = stream
+        self._run_in_pool = run
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Shielded: after a client disconnect this runs inside a cancelled scope.
+            with anyio.CancelScope(shield=True):
+                await self._run_in_pool(self._stream.close)
 
 
 async def read_body(request: Request, limit_mb: int) -> bytes:

@@ -163,3 +163,38 @@ def test_annotation_crud(live_server: LiveServer, tmp_path: Path, level: str) ->
 
         target.remove_annotations()
         assert _counts(target.get_annotations()) == (0, 0, 0)
+
+
+def test_a_client_leaving_mid_stream_frees_the_session(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A GET stream that the client abandons closes its cursor and returns its connection."""
+    import time
+
+    import httpx
+
+    with _client(live_server, tmp_path) as client:
+        task = client.tasks.create({"name": "stream", "labels": LABELS})
+        add_frames(live_server.db, task.id, 10)
+        cat = next(label for label in task.get_labels() if label.name == "cat")
+        job = task.get_jobs()[0]
+        shapes = [
+            {"type": "rectangle", "frame": i % 10, "label_id": cat.id, "points": [i, 0, 5, 5]}
+            for i in range(30_000)
+        ]
+    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+        auth = {"Authorization": f"Token {live_server.user.token}"}
+        r = http.put(f"/api/jobs/{job.id}/annotations/", json={"shapes": shapes}, headers=auth)
+        assert r.status_code == 200, r.text
+        pool = live_server.db.engine.pool
+        before = pool.checkedout()  # type: ignore[attr-defined]
+        with http.stream("GET", f"/api/jobs/{job.id}/annotations/", headers=auth) as response:
+            assert response.status_code == 200
+            first = next(response.iter_bytes())
+            assert first.startswith(b'{"version":0')
+        deadline = time.monotonic() + 10
+        while pool.checkedout() > before and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.05)
+        assert pool.checkedout() <= before  # type: ignore[attr-defined]
+        whole = http.get(f"/api/jobs/{job.id}/annotations/", headers=auth).json()
+        assert len(whole["shapes"]) == 30_000
