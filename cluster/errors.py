@@ -52,6 +52,13 @@ class Conflict(AppError):
     default_detail = "Conflict."
 
 
+class PayloadTooLarge(AppError):
+    """The request body is larger than the server accepts (413)."""
+
+    status = 413
+    default_detail = "Request body is too large."
+
+
 class TooManyRequests(AppError):
     """The caller is throttled (429); ``retry_after`` seconds become a Retry-After header."""
 

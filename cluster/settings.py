@@ -79,6 +79,12 @@ class ApiSettings(BaseModel):
     default_page_size: int = Field(default=10, ge=1, description="List page size")
     max_page_size: int = Field(default=1000, ge=1, description="Largest page_size accepted")
     access_log: bool = Field(default=False, description="Serve access log per request")
+    max_annotation_payload_mb: int = Field(
+        default=1024,
+        ge=1,
+        description="Largest annotations PUT/PATCH body in MiB (about 200 bytes per shape); "
+        "larger ones get a 413 before they are read whole",
+    )
 
 
 class AuthSettings(BaseModel):

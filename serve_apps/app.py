@@ -15,8 +15,12 @@ from serve_apps.compat import TrailingSlashMiddleware
 from serve_apps.deps import DbWorkers
 from serve_apps.middleware import RequestIdMiddleware
 from serve_apps.routers import (
+    annotations as annotations_api,
+)
+from serve_apps.routers import (
     auth,
     invitations,
+    issues,
     jobs,
     labels,
     memberships,
@@ -41,6 +45,8 @@ ROUTERS = (
     jobs,
     labels,
     requests,
+    annotations_api,
+    issues,
 )
 
 

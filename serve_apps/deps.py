@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
+import anyio
 from fastapi import Depends, Path, Request
+from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.types import Receive, Scope, Send
 
-from cluster.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
+from cluster.errors import (
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+)
 from cluster.settings import Settings
 from iam.authn import UNSAFE_METHODS, Credentials, authenticate
 from iam.authz import decisions_made, start_tracking
@@ -123,6 +133,57 @@ class Caller:
         """For endpoints that ignore credentials (login, register)."""
         return await self._run(self._anonymous, fn, *args, **kwargs)
 
+    async def stream(
+        self,
+        fn: Callable[Concatenate[Session, RequestContext, P], Iterator[bytes]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> StreamingResponse:
+        """A response streamed from a service generator (``fn`` yields bytes).
+
+        Authentication, the org context and the generator's first chunk (where services
+        authorize and run their first query) happen before the response starts, so errors
+        there are ordinary error responses. Each later chunk is produced in the database
+        thread pool, one ``next()`` at a time, so the replica's event loop never blocks and
+        only one chunk is in memory. The session (one transaction, so that server-side
+        cursors work) closes when the stream ends, fails or the client goes away."""
+        stream = await self._run(self._open_stream, fn, *args, **kwargs)
+        return _SessionStream(self._drain(stream), stream, self._run)
+
+    def _open_stream(
+        self,
+        fn: Callable[Concatenate[Session, RequestContext, P], Iterator[bytes]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> _Stream:
+        db: Database = self.request.app.state.db
+        session = db.session_factory()
+        try:
+            principal = _authenticate(self.request, session)
+            if principal is None:
+                raise NotAuthenticated()
+            ctx = RequestContext(
+                principal=principal,
+                org=_org_context(self.request, session),
+                base_url=_base_url(self.request),
+            )
+            chunks = fn(session, ctx, *args, **kwargs)
+            first = next(chunks, b"")
+        except BaseException:
+            session.rollback()
+            session.close()
+            raise
+        return _Stream(session, chunks, first)
+
+    async def _drain(self, stream: _Stream) -> AsyncIterator[bytes]:
+        if stream.first:
+            yield stream.first
+        while True:
+            chunk = await self._run(stream.next)
+            if chunk is None:
+                break
+            yield chunk
+
     def _authenticated(
         self,
         fn: Callable[Concatenate[Session, RequestContext, P], R],
@@ -159,6 +220,78 @@ class Caller:
     ) -> R:
         with _unit_of_work(self.request) as session:
             return fn(session, _authenticate(self.request, session), *args, **kwargs)
+
+
+class _Stream:
+    """A service generator and its session, used from pool threads one call at a time: a
+    close that comes while a chunk is being made (the client left) waits for it."""
+
+    def __init__(self, session: Session, chunks: Iterator[bytes], first: bytes) -> None:
+        self.session = session
+        self.chunks = chunks
+        self.first = first
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def next(self) -> bytes | None:
+        with self._lock:
+            if self._closed:
+                return None
+            return next(self.chunks, None)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                close = getattr(self.chunks, "close", None)
+                if close is not None:
+                    close()
+                self.session.commit()
+            except BaseException:
+                self.session.rollback()
+                raise
+            finally:
+                self.session.close()
+
+
+class _SessionStream(StreamingResponse):
+    """Closes its stream's session however the response ends: sent, failed, or cancelled
+    (even before the first chunk)."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        stream: _Stream,
+        run: Callable[..., Awaitable[None]],
+    ) -> None:
+        super().__init__(content, media_type="application/json")
+        self._stream = stream
+        self._run_in_pool = run
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Shielded: after a client disconnect this runs inside a cancelled scope.
+            with anyio.CancelScope(shield=True):
+                await self._run_in_pool(self._stream.close)
+
+
+async def read_body(request: Request, limit_mb: int) -> bytes:
+    """The request body, read chunk by chunk and refused with a 413 as soon as it passes
+    ``limit_mb`` MiB (a declared Content-Length over the limit is refused before reading)."""
+    limit = limit_mb * 1024 * 1024
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit_mb} MiB.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit_mb} MiB.")
+    return bytes(body)
 
 
 async def _caller(request: Request) -> Caller:

@@ -1,8 +1,10 @@
 """SQLAlchemy models. Importing this package registers every table on ``Base.metadata``."""
 
+from storage.models.annotations import LabeledShape, LabeledTag, LabeledTrack
 from storage.models.base import Base, UTCDateTime, utcnow
 from storage.models.engine import Data, DataFrame, Job, Project, Segment, Task
 from storage.models.identity import AccessToken, AuthSession, Group, User, user_groups
+from storage.models.issues import Comment, Issue
 from storage.models.labels import AttributeSpec, Label
 from storage.models.organizations import Invitation, Membership, Organization
 from storage.models.requests import BackgroundRequest
@@ -13,12 +15,17 @@ __all__ = [
     "AuthSession",
     "BackgroundRequest",
     "Base",
+    "Comment",
     "Data",
     "DataFrame",
     "Group",
     "Invitation",
+    "Issue",
     "Job",
     "Label",
+    "LabeledShape",
+    "LabeledTag",
+    "LabeledTrack",
     "Membership",
     "Organization",
     "Project",

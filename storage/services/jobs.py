@@ -15,6 +15,7 @@ from storage.models import Data, Job, Project, Segment, Task, User, utcnow
 from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
 from storage.schemas.common import CountedLink, Link, Page
 from storage.schemas.jobs import JobPatch, JobRead
+from storage.services.issues import issue_counts
 from storage.services.projects import check_assignee, storage_read
 from storage.services.resources import get_job, get_task, job_resource
 from storage.services.segments import job_status, refresh_task_status
@@ -94,6 +95,7 @@ def _to_reads(
             select(Data).where(Data.id.in_({t.data_id for _, _, t in rows if t.data_id}))
         )
     }
+    issues = issue_counts(session, [job.id for job, _, _ in rows])
     reads = []
     for job, segment, task in rows:
         d = data.get(task.data_id) if task.data_id else None
@@ -127,7 +129,9 @@ def _to_reads(
                 data_original_chunk_type=d.original_chunk_type if d else None,
                 created_date=job.created_date,
                 updated_date=job.updated_date,
-                issues=CountedLink(url=ctx.url(f"/api/issues?job_id={job.id}"), count=0),
+                issues=CountedLink(
+                    url=ctx.url(f"/api/issues?job_id={job.id}"), count=issues.get(job.id, 0)
+                ),
                 labels=Link(url=ctx.url(f"/api/labels?job_id={job.id}")),
                 type=job.type,
                 organization=task.organization_id,

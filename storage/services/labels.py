@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from cluster.errors import InvalidInput, NotFound
+from storage.annotations import maintenance as annotation_maintenance
 from storage.models import AttributeSpec, Label, Project, Task, utcnow
 from storage.schemas.labels import (
     AttributeRead,
@@ -323,6 +324,7 @@ def _patch_attributes(
                 f"Attribute {a.id} does not belong to this label.", field=_at(aw, "id")
             )
         if a.deleted:
+            annotation_maintenance.drop_attribute(session, label, spec.id)
             session.delete(spec)
             del current[a.id]
             continue
@@ -401,6 +403,8 @@ def move_task_labels(session: Session, task_id: int, project_id: int) -> LabelMa
                     f"The project's label lacks the attribute {a.name!r}.", field="project_id"
                 )
             attributes[a.id] = target
+    # Before the task's labels go (their trigger would delete the annotations with them).
+    annotation_maintenance.remap(session, task_id, label_map, attributes)
     for label in session.scalars(
         select(Label).where(Label.task_id == task_id, Label.parent_id.is_(None))
     ):

@@ -325,7 +325,7 @@ def _move_to_project(
     session: Session, ctx: RequestContext, task: Task, resource: Resource, project_id: int | None
 ) -> None:
     """Move a task into a project. Its labels are matched to the project's by name (all must
-    exist there) and then dropped; annotations are re-pointed by the returned mapping."""
+    exist there) and then dropped; its annotations are re-pointed to the project's ids."""
     authorize(ctx.principal, ctx.org, "update:project", resource)
     if project_id is None:
         raise InvalidInput("A task cannot be taken out of its project.", field="project_id")

@@ -43,7 +43,7 @@ async def world(client_for, db: Database, accounts: dict[str, Account]) -> dict[
     return {"project": project["id"], "task": task["id"], "job": job["id"], "label": label["id"]}
 
 
-CASES = [
+CASES: list[tuple[str, str, dict[str, object] | None, dict[str, int]]] = [
     # (method, path template, body, {role: expected status})
     (
         "GET",
@@ -122,6 +122,30 @@ CASES = [
         "/api/tasks",
         {"name": "new", "project_id": "{project}"},
         {"admin": 201, "owner": 201, "assignee": 403, "stranger": 403, "worker": 403},
+    ),
+    (
+        "GET",
+        "/api/jobs/{job}/annotations/",
+        None,
+        {"admin": 200, "owner": 200, "assignee": 200, "stranger": 403, "worker": 403},
+    ),
+    (
+        "PUT",
+        "/api/tasks/{task}/annotations/",
+        {"shapes": []},
+        {"admin": 200, "owner": 200, "assignee": 200, "stranger": 403, "worker": 403},
+    ),
+    (
+        "DELETE",
+        "/api/jobs/{job}/annotations/",
+        None,
+        {"admin": 204, "owner": 204, "assignee": 204, "stranger": 403, "worker": 403},
+    ),
+    (
+        "POST",
+        "/api/issues",
+        {"frame": 0, "position": [0, 0, 1, 1], "job": "{job}", "message": "m"},
+        {"admin": 201, "owner": 201, "assignee": 201, "stranger": 403, "worker": 403},
     ),
 ]
 

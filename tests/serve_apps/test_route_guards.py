@@ -80,7 +80,15 @@ async def objects(client_for, db: Database, admin: Account) -> dict[str, str]:
     label = (await api.get(f"/api/labels?project_id={project['id']}")).json()["results"][0]
     token = (await api.post("/api/auth/access_tokens", json={"name": "t"})).json()
     membership = (await api.get("/api/memberships?org=walk")).json()["results"][0]
+    issue = (
+        await api.post(
+            "/api/issues", json={"job": job["id"], "frame": 0, "position": [1, 2], "message": "m"}
+        )
+    ).json()
+    comment = (await api.get(f"/api/comments?issue_id={issue['id']}")).json()["results"][0]
     return {
+        "issue_id": str(issue["id"]),
+        "comment_id": str(comment["id"]),
         "org_id": str(org["id"]),
         "project_id": str(project["id"]),
         "task_id": str(task["id"]),

@@ -1,0 +1,458 @@
+"""Annotations of jobs and tasks: ``GET/PUT/PATCH/DELETE /api/{jobs|tasks}/{id}/annotations``.
+
+CVAT's semantics: PUT replaces everything (objects carry no ids); PATCH ``action=create``
+adds (no ids), ``update`` replaces the objects with the given ids and creates those without
+one (CVAT's backward compatibility), ``delete`` removes the objects with the given ids; DELETE
+clears. ``group`` null becomes 0; ``source`` and ``score`` are kept. PUT and PATCH return the
+objects they wrote, with their ids. Ids of objects that are not in the job (or task) are
+refused with a 400, and a failing request changes nothing (one transaction).
+
+Concurrency: a write locks the rows of the jobs it changes (``SELECT ... FOR UPDATE`` in id
+order; SQLite serialises writers anyway), so two clients on one job never lose each other's
+changes, and bumps ``updated_date`` of those jobs and of the task (the SDK's dataset cache
+keys on the task's). Reads stream from one snapshot (``storage.annotations.reads``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from cluster.errors import InvalidInput
+from iam.authz import authorize
+from storage.annotations import bulk, reads
+from storage.annotations.merge import (
+    JobIndex,
+    JobRange,
+    TrackJoiner,
+    duplicates,
+    split_for_jobs,
+)
+from storage.annotations.validation import (
+    Scope,
+    Validator,
+    ids_of,
+    load_scope,
+    require_no_ids,
+)
+from storage.context import RequestContext
+from storage.models import Data, Job, Segment, Task, utcnow
+from storage.schemas.annotations import (
+    LabeledData,
+    decode_labeled_data,
+    encode,
+    gc_paused,
+)
+from storage.services.resources import get_job, get_task, job_resource, task_resource
+
+ACTIONS = ("create", "update", "delete")
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _ranges(session: Session, *conditions: object) -> list[JobRange]:
+    rows = session.execute(
+        select(Job.id, Segment.start_frame, Segment.stop_frame, Segment.frames)
+        .join(Segment, Segment.id == Job.segment_id)
+        .where(*conditions)  # type: ignore[arg-type]
+        .order_by(Segment.start_frame, Job.id)
+    ).all()
+    return [
+        JobRange(r.id, r.start_frame, r.stop_frame, frozenset(r.frames) if r.frames else None)
+        for r in rows
+    ]
+
+
+def _task_jobs(session: Session, task_id: int) -> list[JobRange]:
+    # Only annotation jobs make up the task view (ground-truth jobs are reviewed apart).
+    return _ranges(session, Job.task_id == task_id, Job.type == "annotation")
+
+
+def _job_range(session: Session, job: Job) -> JobRange:
+    return _ranges(session, Job.id == job.id)[0]
+
+
+def _task_size(session: Session, task: Task) -> int:
+    if task.data_id is None:
+        return 0
+    return session.scalar(select(Data.size).where(Data.id == task.data_id)) or 0
+
+
+def _job_scope(session: Session, job: Job) -> tuple[Scope, JobRange]:
+    task = get_task(session, job.task_id)
+    rng = _job_range(session, job)
+    stop = min(rng.stop, _task_size(session, task) - 1)
+    scope = load_scope(session, task, rng.start, stop)
+    scope.frames = rng.frames
+    return scope, rng
+
+
+def _lock(session: Session, job_ids: Sequence[int], task_id: int) -> None:
+    """Lock the jobs' rows (id order, so writers never deadlock) and bump their and the
+    task's ``updated_date``. On SQLite the UPDATE takes the database's write lock, which the
+    id allocator relies on."""
+    now = utcnow()
+    ids = sorted(job_ids)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Job.id).where(Job.id.in_(ids)).order_by(Job.id).with_for_update())
+    session.execute(
+        update(Job).where(Job.id.in_(ids)).values(updated_date=now),
+        execution_options={"synchronize_session": False},
+    )
+    session.execute(
+        update(Task).where(Task.id == task_id).values(updated_date=now),
+        execution_options={"synchronize_session": False},
+    )
+
+
+_SECTIONS = (("tags", bulk.TAGS), ("shapes", bulk.SHAPES), ("tracks", bulk.TRACKS))
+
+
+def _owned(
+    session: Session, data: LabeledData, job_ids: set[int], *, ids_required: bool
+) -> dict[str, dict[int, int]]:
+    """id -> job for every object with an id, refusing ids that are not in ``job_ids``."""
+    result: dict[str, dict[int, int]] = {}
+    for section, table in _SECTIONS:
+        objects = getattr(data, section)
+        if ids_required:
+            ids = ids_of(objects, section)
+        else:
+            ids = [o.id for o in objects if o.id is not None]
+            if len(set(ids)) != len(ids):
+                seen: set[int] = set()
+                for i, o in enumerate(objects):
+                    if o.id is not None and o.id in seen:
+                        raise InvalidInput(f"object {o.id} is given twice", f"{section}[{i}].id")
+                    if o.id is not None:
+                        seen.add(o.id)
+        found = bulk.owners(session, table, ids)
+        for i, obj in enumerate(objects):
+            if obj.id is not None and found.get(obj.id) not in job_ids:
+                where = "job" if len(job_ids) == 1 else "task"
+                raise InvalidInput(f"object {obj.id} is not in this {where}", f"{section}[{i}].id")
+        result[section] = found
+    return result
+
+
+def _check_element_ids(session: Session, data: LabeledData) -> None:
+    """Elements of updated objects keep their ids only if they were elements of that object."""
+    for section, table in (("shapes", bulk.SHAPES), ("tracks", bulk.TRACKS)):
+        pairs = [
+            (i, k, obj.id, e.id)
+            for i, obj in enumerate(getattr(data, section))
+            for k, e in enumerate(obj.elements)
+            if e.id is not None
+        ]
+        if not pairs:
+            continue
+        parents = bulk.element_owners(session, table, [p[3] for p in pairs])
+        for i, k, parent, element in pairs:
+            if parent is None or parents.get(element) != parent:
+                raise InvalidInput(
+                    f"element {element} is not an element of this object",
+                    f"{section}[{i}].elements[{k}].id",
+                )
+
+
+def _insert(session: Session, per_job: dict[int, LabeledData]) -> None:
+    ids = bulk.IdAllocator(session)
+    rows = bulk.new_rows(session)
+    for job_id, data in per_job.items():
+        bulk.assign_ids(data, ids)
+        bulk.rows_for(job_id, data, rows)
+    bulk.insert_rows(session, rows)
+
+
+def _delete_by_ids(session: Session, data: LabeledData) -> None:
+    for section, table in _SECTIONS:
+        ids = [o.id for o in getattr(data, section) if o.id is not None]
+        if ids:
+            bulk.delete_ids(session, table, ids)
+
+
+def _action(action: str | None) -> str:
+    if action not in ACTIONS:
+        raise InvalidInput(f"must be one of {', '.join(ACTIONS)}", field="action")
+    return action
+
+
+# ---------------------------------------------------------------------------------- reads
+
+_OPEN = b'{"version":0,"tags":['
+_CLOSE = b'],"intervals":[]}'
+
+
+class _List:
+    """Writes the items of one JSON array across chunks: a comma before all but the first."""
+
+    def __init__(self) -> None:
+        self.empty = True
+
+    def chunk(self, items: Sequence[bytes] | Sequence[str]) -> bytes:
+        text = ",".join(items) if isinstance(items[0], str) else b",".join(items)  # type: ignore[arg-type]
+        data = text.encode() if isinstance(text, str) else text
+        if self.empty:
+            self.empty = False
+            return data
+        return b"," + data
+
+
+def _section_chunks(
+    session: Session, section: str, job_id: int, out: _List, excluded: Collection[int] = ()
+) -> Iterator[bytes]:
+    for batch in reads.stream_section(session, section, job_id, excluded=excluded):
+        if batch:
+            yield out.chunk(batch)
+
+
+def _stream_jobs(session: Session, jobs: Sequence[JobRange]) -> Iterator[bytes]:
+    """The ``LabeledData`` of a job, or of a task as the union of its jobs."""
+    reads.begin_snapshot(session)
+    yield _OPEN
+    for section in ("tags", "shapes"):
+        if section == "shapes":
+            yield b'],"shapes":['
+        out = _List()
+        previous: JobRange | None = None
+        for job in jobs:
+            excluded: set[int] = set()
+            if previous is not None and job.start <= previous.stop:
+                shared = (job.start, previous.stop)
+                excluded = duplicates(
+                    reads.load_section(session, section, previous.id, frames=shared),
+                    reads.load_section(session, section, job.id, frames=shared),
+                )
+            yield from _section_chunks(session, section, job.id, out, excluded)
+            previous = job
+    yield b'],"tracks":['
+    out = _List()
+    if len(jobs) == 1:
+        yield from _section_chunks(session, "tracks", jobs[0].id, out)
+    else:
+        joiner = TrackJoiner()
+        for n, job in enumerate(jobs):
+            tracks = [
+                t
+                for batch in reads.stream_section(session, "tracks", job.id)
+                for t in reads.decode("tracks", batch)
+            ]
+            ready = joiner.job(job, tracks, last=n == len(jobs) - 1)
+            if ready:
+                yield out.chunk([encode(t) for t in ready])
+    yield _CLOSE
+
+
+def job_annotations(session: Session, ctx: RequestContext, job_id: int) -> Iterator[bytes]:
+    """CVAT ``GET /api/jobs/{id}/annotations``, streamed."""
+    job = get_job(session, job_id)
+    authorize(ctx.principal, ctx.org, "view:annotations", job_resource(session, job))
+    yield from _stream_jobs(session, [_job_range(session, job)])
+
+
+def task_annotations(session: Session, ctx: RequestContext, task_id: int) -> Iterator[bytes]:
+    """CVAT ``GET /api/tasks/{id}/annotations``: the union of the task's jobs, streamed."""
+    task = get_task(session, task_id)
+    authorize(ctx.principal, ctx.org, "view:annotations", task_resource(session, task))
+    yield from _stream_jobs(session, _task_jobs(session, task.id))
+
+
+# ---------------------------------------------------------------------------------- job writes
+
+
+def _job_for_write(session: Session, ctx: RequestContext, job_id: int, scope: str) -> Job:
+    job = get_job(session, job_id)
+    authorize(ctx.principal, ctx.org, scope, job_resource(session, job))
+    return job
+
+
+def put_job_annotations(
+    session: Session, ctx: RequestContext, job_id: int, body: bytes
+) -> LabeledData:
+    """CVAT ``PUT /api/jobs/{id}/annotations``: replace everything."""
+    job = _job_for_write(session, ctx, job_id, "update:annotations")
+    with gc_paused():
+        data = decode_labeled_data(body)
+        require_no_ids(data)
+        scope, _ = _job_scope(session, job)
+        Validator(scope).payload(data)
+        _lock(session, [job.id], job.task_id)
+        bulk.clear_jobs(session, [job.id])
+        _insert(session, {job.id: data})
+    return data
+
+
+def patch_job_annotations(
+    session: Session, ctx: RequestContext, job_id: int, action: str | None, body: bytes
+) -> LabeledData:
+    """CVAT ``PATCH /api/jobs/{id}/annotations?action=create|update|delete``."""
+    action = _action(action)
+    job = _job_for_write(session, ctx, job_id, "update:annotations")
+    with gc_paused():
+        data = decode_labeled_data(body)
+        if action == "delete":
+            _owned(session, data, {job.id}, ids_required=True)
+            _lock(session, [job.id], job.task_id)
+            _delete_by_ids(session, data)
+            return data
+        scope, _ = _job_scope(session, job)
+        if action == "create":
+            require_no_ids(data)
+        Validator(scope).payload(data)
+        if action == "update":
+            _owned(session, data, {job.id}, ids_required=False)
+            _check_element_ids(session, data)
+        _lock(session, [job.id], job.task_id)
+        if action == "update":
+            _delete_by_ids(session, data)
+        _insert(session, {job.id: data})
+    return data
+
+
+def delete_job_annotations(session: Session, ctx: RequestContext, job_id: int) -> None:
+    """CVAT ``DELETE /api/jobs/{id}/annotations``."""
+    job = _job_for_write(session, ctx, job_id, "delete:annotations")
+    _lock(session, [job.id], job.task_id)
+    bulk.clear_jobs(session, [job.id])
+
+
+# ---------------------------------------------------------------------------------- task writes
+
+
+def _task_for_write(
+    session: Session, ctx: RequestContext, task_id: int, scope: str
+) -> tuple[Task, list[JobRange]]:
+    task = get_task(session, task_id)
+    authorize(ctx.principal, ctx.org, scope, task_resource(session, task))
+    return task, _task_jobs(session, task.id)
+
+
+def _task_scope(session: Session, task: Task, jobs: Sequence[JobRange]) -> Scope:
+    if not jobs:
+        # No data yet: no frame can hold an annotation.
+        return load_scope(session, task, 0, -1)
+    return load_scope(session, task, min(j.start for j in jobs), max(j.stop for j in jobs))
+
+
+def _check_frames_in_jobs(data: LabeledData, jobs: Sequence[JobRange]) -> None:
+    """Frames of new objects must be in some job (GT-only frames are not)."""
+    index = JobIndex(jobs)
+    for section in ("tags", "shapes"):
+        for i, obj in enumerate(getattr(data, section)):
+            if obj.id is None and not index.holding(obj.frame):
+                raise InvalidInput(
+                    f"frame {obj.frame} is in no annotation job", f"{section}[{i}].frame"
+                )
+
+
+def _write_task(
+    session: Session, task: Task, jobs: Sequence[JobRange], data: LabeledData, *, replace: bool
+) -> None:
+    split = split_for_jobs(data, jobs)
+    _lock(session, [j.id for j in jobs], task.id)
+    if replace:
+        bulk.clear_jobs(session, [j.id for j in jobs])
+    _insert(session, {k: v for k, v in split.per_job.items() if v.tags or v.shapes or v.tracks})
+    split.copy_track_ids()
+
+
+def put_task_annotations(
+    session: Session, ctx: RequestContext, task_id: int, body: bytes
+) -> LabeledData:
+    """CVAT ``PUT /api/tasks/{id}/annotations``: replace the annotations of every job."""
+    task, jobs = _task_for_write(session, ctx, task_id, "update:annotations")
+    with gc_paused():
+        data = decode_labeled_data(body)
+        require_no_ids(data)
+        Validator(_task_scope(session, task, jobs)).payload(data)
+        _check_frames_in_jobs(data, jobs)
+        _write_task(session, task, jobs, data, replace=True)
+    return data
+
+
+def patch_task_annotations(
+    session: Session, ctx: RequestContext, task_id: int, action: str | None, body: bytes
+) -> LabeledData:
+    """CVAT ``PATCH /api/tasks/{id}/annotations?action=...``. New objects are split into the
+    jobs by frame; objects with ids are updated or deleted in the job that holds them."""
+    action = _action(action)
+    task, jobs = _task_for_write(session, ctx, task_id, "update:annotations")
+    job_ids = {j.id for j in jobs}
+    with gc_paused():
+        data = decode_labeled_data(body)
+        if action == "delete":
+            _owned(session, data, job_ids, ids_required=True)
+            _lock(session, sorted(job_ids), task.id)
+            _delete_by_ids(session, data)
+            return data
+        if action == "create":
+            require_no_ids(data)
+        scope = _task_scope(session, task, jobs)
+        Validator(scope).payload(data)
+        _check_frames_in_jobs(data, jobs)
+        if action == "create":
+            _write_task(session, task, jobs, data, replace=False)
+            return data
+        owned = _owned(session, data, job_ids, ids_required=False)
+        _check_element_ids(session, data)
+        by_id = {j.id: j for j in jobs}
+        existing = LabeledData()
+        new = LabeledData()
+        for section in ("tags", "shapes", "tracks"):
+            for i, obj in enumerate(getattr(data, section)):
+                if obj.id is None:
+                    getattr(new, section).append(obj)
+                    continue
+                job = by_id[owned[section][obj.id]]
+                # An updated object stays in its job: its frames must be the job's.
+                checker = Validator(scope.with_frames(job.start, job.stop, job.frames))
+                getattr(checker, section[:-1])(obj, f"{section}[{i}]")
+                getattr(existing, section).append(obj)
+        split = split_for_jobs(new, jobs)
+        _lock(session, sorted(job_ids), task.id)
+        _delete_by_ids(session, existing)
+        per_job: dict[int, LabeledData] = {}
+        for section in ("tags", "shapes", "tracks"):
+            for obj in getattr(existing, section):
+                target = per_job.setdefault(owned[section][obj.id], LabeledData())
+                getattr(target, section).append(obj)
+        for job_id, part in split.per_job.items():
+            target = per_job.setdefault(job_id, LabeledData())
+            target.tags.extend(part.tags)
+            target.shapes.extend(part.shapes)
+            target.tracks.extend(part.tracks)
+        _insert(session, per_job)
+        split.copy_track_ids()
+    return data
+
+
+def delete_task_annotations(session: Session, ctx: RequestContext, task_id: int) -> None:
+    """CVAT ``DELETE /api/tasks/{id}/annotations``: clear every job."""
+    task, jobs = _task_for_write(session, ctx, task_id, "delete:annotations")
+    if jobs:
+        _lock(session, [j.id for j in jobs], task.id)
+        bulk.clear_jobs(session, [j.id for j in jobs])
+
+
+def require_no_format(fmt: str | None) -> None:
+    if fmt:
+        raise InvalidInput(
+            "Importing and exporting annotations in a dataset format is not available yet; "
+            "omit 'format' to read or write annotations as JSON.",
+            field="format",
+        )
+
+
+__all__ = [
+    "delete_job_annotations",
+    "delete_task_annotations",
+    "job_annotations",
+    "patch_job_annotations",
+    "patch_task_annotations",
+    "put_job_annotations",
+    "put_task_annotations",
+    "task_annotations",
+]
