@@ -167,8 +167,12 @@ class Caller:
                 org=_org_context(self.request, session),
                 base_url=_base_url(self.request),
             )
+            start_tracking()
             chunks = fn(session, ctx, *args, **kwargs)
             first = next(chunks, b"")
+            # Fail closed, as for every call: the first chunk must come after a decision.
+            if decisions_made() == 0:
+                raise RuntimeError(f"{fn.__qualname__} made no authorization decision")
         except BaseException:
             session.rollback()
             session.close()
