@@ -4,6 +4,7 @@ from storage.models.base import Base, UTCDateTime, utcnow
 from storage.models.engine import Data, DataFrame, Job, Project, Segment, Task
 from storage.models.identity import AccessToken, AuthSession, Group, User, user_groups
 from storage.models.labels import AttributeSpec, Label
+from storage.models.media import CloudStorage, RelatedFile
 from storage.models.organizations import Membership, Organization
 from storage.models.requests import BackgroundRequest
 
@@ -13,6 +14,7 @@ __all__ = [
     "AuthSession",
     "BackgroundRequest",
     "Base",
+    "CloudStorage",
     "Data",
     "DataFrame",
     "Group",
@@ -21,6 +23,7 @@ __all__ = [
     "Membership",
     "Organization",
     "Project",
+    "RelatedFile",
     "Segment",
     "Task",
     "UTCDateTime",
