@@ -104,6 +104,9 @@ def authorize(
             raise PermissionDenied("You are not a member of this organization.")
 
     rank = privilege_rank(principal.privilege)
+    if kind == "cloudstorage":
+        _authorize_cloudstorage(principal, scope, resource, role, rank)
+        return
     if scope == "list":
         return
     if scope in _CREATE_SCOPES or scope == "create@project":
@@ -134,6 +137,35 @@ def authorize(
         raise PermissionDenied("Only the owner may do this.")
 
 
+def _authorize_cloudstorage(
+    principal: Principal, scope: str, resource: Resource | None, role: str | None, rank: int
+) -> None:
+    """CVAT's cloud storage table: users create their own (maintainers in an organization);
+    the owner sees and manages one; organization supervisors see all, maintainers manage all."""
+    if scope == "list":
+        return
+    if scope == "create":
+        if rank < privilege_rank("user"):
+            raise PermissionDenied("Your system group may not create cloud storages.")
+        if role is not None and role_rank(role) < role_rank("maintainer"):
+            raise PermissionDenied("Only organization maintainers may add cloud storages.")
+        return
+    is_owner = resource is not None and resource.owner_id == principal.user_id
+    if scope in ("view", "list:content"):
+        if is_owner:
+            return
+        if role is not None and role_rank(role) >= role_rank("supervisor"):
+            return
+        raise PermissionDenied()
+    # update, delete
+    if is_owner and rank >= privilege_rank("worker"):
+        return
+    if role is not None and role_rank(role) >= role_rank("maintainer"):
+        if rank >= privilege_rank("user"):
+            return
+    raise PermissionDenied()
+
+
 def _authorize_user(principal: Principal, scope: str, resource: Resource | None) -> None:
     is_self = resource is not None and resource.id == principal.user_id
     if scope == "list" or (is_self and scope in ("view", "update:personal_data", "delete")):
@@ -161,6 +193,7 @@ _OWNERSHIP_FIELDS: dict[str, tuple[str, ...]] = {
         "project.owner_id",
         "project.assignee_id",
     ),
+    "cloudstorage": ("owner_id",),
 }
 
 
@@ -179,7 +212,8 @@ def list_filter(principal: Principal, org: OrgContext, kind: str) -> Filter:
         role = principal.memberships.get(org.org_id)
         if role is None:
             raise PermissionDenied("You are not a member of this organization.")
-        if role_rank(role) >= role_rank("maintainer"):
+        sees_all = "supervisor" if kind == "cloudstorage" else "maintainer"
+        if role_rank(role) >= role_rank(sees_all):
             return scope_filter
     mine = any_of(*(Eq(path, principal.user_id) for path in _OWNERSHIP_FIELDS[kind]))
     return all_of(scope_filter, mine)

@@ -8,19 +8,52 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from actors.launcher import Launcher, make_launcher
 from cluster.settings import Settings, get_settings
 from serve_apps import errors
 from serve_apps.compat import TrailingSlashMiddleware
 from serve_apps.deps import DbWorkers
+from serve_apps.media import MediaRenderer, make_cache
 from serve_apps.middleware import RequestIdMiddleware
-from serve_apps.routers import auth, jobs, labels, projects, requests, server, tasks, users
+from serve_apps.routers import (
+    auth,
+    cloudstorages,
+    job_data,
+    jobs,
+    labels,
+    projects,
+    requests,
+    server,
+    task_data,
+    tasks,
+    users,
+)
 from storage.db import Database
 
-ROUTERS = (server, auth, users, projects, tasks, jobs, labels, requests)
+ROUTERS = (
+    server,
+    auth,
+    users,
+    projects,
+    tasks,
+    task_data,
+    jobs,
+    job_data,
+    labels,
+    requests,
+    cloudstorages,
+)
 
 
-def build_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
-    """The API app. Settings are read here (in the replica), never at import time."""
+def build_app(
+    settings: Settings | None = None,
+    db: Database | None = None,
+    launcher: Launcher | None = None,
+) -> FastAPI:
+    """The API app. Settings are read here (in the replica), never at import time.
+
+    ``launcher`` starts background requests; by default Ray actors when the app runs inside
+    Ray (a Serve replica), threads of this process otherwise (``media.launcher``)."""
     settings = settings or get_settings()
     logging.getLogger("cvat_ray").setLevel(settings.log_level.upper())
     db = db or Database(
@@ -29,10 +62,14 @@ def build_app(settings: Settings | None = None, db: Database | None = None) -> F
         echo=settings.database.echo,
     )
     workers = DbWorkers(settings.api.db_threads)
+    launcher = launcher or make_launcher(settings, db)
+    media = MediaRenderer(make_cache(settings), settings.media.serve_threads)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        media.close()
+        launcher.close()
         workers.close()
         db.dispose()
 
@@ -48,6 +85,8 @@ def build_app(settings: Settings | None = None, db: Database | None = None) -> F
     app.state.settings = settings
     app.state.db = db
     app.state.workers = workers
+    app.state.launcher = launcher
+    app.state.media = media
     for module in ROUTERS:
         app.include_router(module.router)
     errors.install(app)

@@ -14,7 +14,6 @@ from alembic import op
 
 import storage.models.base
 
-
 revision = "0004"
 down_revision = "0001"
 branch_labels = None
