@@ -6,7 +6,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cluster.errors import InvalidInput
 from storage.media.formats import FORMAT_MIME, IMAGE_FORMATS
@@ -55,6 +55,8 @@ def probe_image(data: bytes, name: str, *, max_pixels: int) -> ImageInfo:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidInput(f"{name}: the image is too large ({exc}).") from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidInput(f"{name}: not a valid image (unknown or damaged format).") from exc
     except Exception as exc:  # Pillow raises many types for broken files
         raise InvalidInput(f"{name}: not a valid image ({exc}).") from exc
     if orientation in _TRANSPOSED:
