@@ -161,6 +161,17 @@ class RayLauncher:
     def close(self) -> None:
         self._handles.clear()
 
+    def kill_workers(self) -> None:
+        """End this launcher's workers (tests; a cluster shutdown ends them otherwise)."""
+        import ray
+
+        for index in range(self.settings.media.workers):
+            try:
+                ray.kill(ray.get_actor(self.worker_name(index), namespace=NAMESPACE))
+            except ValueError:
+                pass  # never created, or gone
+        self._handles.clear()
+
 
 def make_launcher(settings: Settings, db: Database) -> Launcher:
     mode = settings.media.launcher

@@ -13,7 +13,11 @@ from PIL import Image
 
 
 def image_bytes(
-    width: int = 64, height: int = 48, color: tuple[int, int, int] = (200, 30, 30), fmt: str = "JPEG", **save: object
+    width: int = 64,
+    height: int = 48,
+    color: tuple[int, int, int] = (200, 30, 30),
+    fmt: str = "JPEG",
+    **save: object,
 ) -> bytes:
     im = Image.new("RGB", (width, height), color)
     # a corner marker, so orientation is testable
@@ -32,7 +36,15 @@ def jpeg_with_orientation(width: int, height: int, orientation: int) -> bytes:
     return buf.getvalue()
 
 
-def write_images(folder: Path, count: int, *, fmt: str = "JPEG", ext: str = ".jpg", width: int = 64, height: int = 48) -> list[Path]:
+def write_images(
+    folder: Path,
+    count: int,
+    *,
+    fmt: str = "JPEG",
+    ext: str = ".jpg",
+    width: int = 64,
+    height: int = 48,
+) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
@@ -43,7 +55,14 @@ def write_images(folder: Path, count: int, *, fmt: str = "JPEG", ext: str = ".jp
 
 
 def write_video(
-    path: Path, frames: int = 20, *, width: int = 64, height: int = 48, fmt: str | None = None, codec: str = "libx264", gop: int = 10
+    path: Path,
+    frames: int = 20,
+    *,
+    width: int = 64,
+    height: int = 48,
+    fmt: str | None = None,
+    codec: str = "libx264",
+    gop: int = 10,
 ) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format=fmt) as out:

@@ -61,7 +61,9 @@ def test_cli_auto_annotate(live_server: LiveServer, tmp_path: Path) -> None:
     client.login((live_server.user.username, live_server.password))
     with client:
         task = client.tasks.create_from_data(
-            spec=models.TaskWriteRequest(name="auto", labels=[models.PatchedLabelRequest(name="cat")]),
+            spec=models.TaskWriteRequest(
+                name="auto", labels=[models.PatchedLabelRequest(name="cat")]
+            ),
             resources=files,
             data_params={"chunk_size": 2},
         )

@@ -157,7 +157,18 @@ def test_cli_task_create_and_frames(live_server: LiveServer, tmp_path: Path) -> 
     ]
     env = {**os.environ, "HOME": str(tmp_path)}
     out = subprocess.run(
-        [*base, "task", "create", "cli data", "local", *map(str, files), "--labels", '[{"name":"cat"}]', "--completion_verification_period", "0.1"],
+        [
+            *base,
+            "task",
+            "create",
+            "cli data",
+            "local",
+            *map(str, files),
+            "--labels",
+            '[{"name":"cat"}]',
+            "--completion_verification_period",
+            "0.1",
+        ],
         capture_output=True,
         text=True,
         env=env,

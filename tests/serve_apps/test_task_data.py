@@ -43,17 +43,21 @@ async def upload(
     api: httpx.AsyncClient, task_id: int, files: dict[str, bytes], **params: object
 ) -> httpx.Response:
     url = f"/api/tasks/{task_id}/data/"
-    r = await api.post(url, headers={"Upload-Start": ""}, content=b"", )
+    r = await api.post(
+        url,
+        headers={"Upload-Start": ""},
+        content=b"",
+    )
     assert r.status_code == 202, r.text
     parts = {
         f"client_files[{i}]": (f"/home/someone/data/{name}", data, "application/octet-stream")
         for i, (name, data) in enumerate(files.items())
     }
-    r = await api.post(url, headers={"Upload-Multiple": ""}, files=parts, data={"image_quality": "70"})
-    assert r.status_code == 200, r.text
-    return await api.post(
-        url, headers={"Upload-Finish": ""}, json={"image_quality": 70, **params}
+    r = await api.post(
+        url, headers={"Upload-Multiple": ""}, files=parts, data={"image_quality": "70"}
     )
+    assert r.status_code == 200, r.text
+    return await api.post(url, headers={"Upload-Finish": ""}, json={"image_quality": 70, **params})
 
 
 async def wait(api: httpx.AsyncClient, rq_id: str, timeout: float = 60) -> dict[str, object]:
@@ -79,7 +83,9 @@ async def create_with(
 
 
 def images(count: int, fmt: str = "JPEG", ext: str = ".jpg") -> dict[str, bytes]:
-    return {f"img_{i:02d}{ext}": image_bytes(64, 48, (i * 20, 50, 50), fmt=fmt) for i in range(count)}
+    return {
+        f"img_{i:02d}{ext}": image_bytes(64, 48, (i * 20, 50, 50), fmt=fmt) for i in range(count)
+    }
 
 
 @pytest.fixture
@@ -197,7 +203,10 @@ async def test_archives(client_for, alice: Account) -> None:
     inner = images(3)
     task_id, rq = await create_with(
         api,
-        {"pack.zip": zip_of({f"sub/{k}": v for k, v in inner.items()}), "more.tar.gz": tar_of({"z.png": image_bytes(fmt="PNG")})},
+        {
+            "pack.zip": zip_of({f"sub/{k}": v for k, v in inner.items()}),
+            "more.tar.gz": tar_of({"z.png": image_bytes(fmt="PNG")}),
+        },
     )
     assert rq["status"] == "finished", rq
     meta = (await api.get(f"/api/tasks/{task_id}/data/meta")).json()
@@ -260,7 +269,10 @@ async def test_upload_errors(client_for, alice: Account, settings: Settings) -> 
     r = await api.post(
         url,
         headers={"Upload-Multiple": ""},
-        files={"client_files[0]": ("/x/ok.jpg", b"\xff" * 10), "client_files[1]": ("/y/ok.jpg", b"\xff")},
+        files={
+            "client_files[0]": ("/x/ok.jpg", b"\xff" * 10),
+            "client_files[1]": ("/y/ok.jpg", b"\xff"),
+        },
     )
     assert r.status_code == 400 and "twice" in r.text
 
@@ -274,7 +286,11 @@ async def test_tus_upload(client_for, alice: Account) -> None:
     name = base64.b64encode(b"big.jpg").decode()
     r = await api.post(
         url,
-        headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(len(data)), "Upload-Metadata": f"filename {name}"},
+        headers={
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": f"filename {name}",
+        },
     )
     assert r.status_code == 201, r.text
     location, filename = r.headers["Location"], r.headers["Upload-Filename"]
@@ -295,14 +311,20 @@ async def test_tus_upload(client_for, alice: Account) -> None:
     assert rq["status"] == "finished", rq
     r = await api.get(f"/api/tasks/{task_id}/data/?type=frame&number=0&quality=original")
     assert r.content == data
-    r = await api.patch(f"/api/tasks/{task_id}/data/0123456789abcdef0123456789abcdef", headers={**tus, "Upload-Offset": "0"}, content=b"x")
+    r = await api.patch(
+        f"/api/tasks/{task_id}/data/0123456789abcdef0123456789abcdef",
+        headers={**tus, "Upload-Offset": "0"},
+        content=b"x",
+    )
     assert r.status_code == 400  # the task has data now
 
 
 async def test_video(client_for, alice: Account, tmp_path: Path) -> None:
     api = client_for(alice)
     video = write_video(tmp_path / "clip.mp4", 30).read_bytes()
-    task_id, rq = await create_with(api, {"clip.mp4": video}, chunk_size=10, start_frame=2, frame_filter="step=2")
+    task_id, rq = await create_with(
+        api, {"clip.mp4": video}, chunk_size=10, start_frame=2, frame_filter="step=2"
+    )
     assert rq["status"] == "finished", rq
     task = (await api.get(f"/api/tasks/{task_id}")).json()
     assert task["size"] == 14 and task["mode"] == "interpolation"
@@ -363,7 +385,11 @@ async def test_share(client_for, alice: Account, media_settings: Settings) -> No
     task_id = await new_task(api)
     r = await api.post(
         f"/api/tasks/{task_id}/data/",
-        json={"server_files": ["set/"], "server_files_exclude": ["set/skip.jpg"], "image_quality": 70},
+        json={
+            "server_files": ["set/"],
+            "server_files_exclude": ["set/skip.jpg"],
+            "image_quality": 70,
+        },
     )
     assert r.status_code == 202, r.text
     assert (await wait(api, r.json()["rq_id"]))["status"] == "finished"
@@ -382,7 +408,7 @@ async def test_share(client_for, alice: Account, media_settings: Settings) -> No
 class _Files(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "/a.jpg")
@@ -409,7 +435,9 @@ def file_server() -> Iterator[str]:
     server.server_close()
 
 
-async def test_remote_files(client_for, alice: Account, settings: Settings, file_server: str) -> None:
+async def test_remote_files(
+    client_for, alice: Account, settings: Settings, file_server: str
+) -> None:
     api = client_for(alice)
     task_id = await new_task(api)
     urls = [f"{file_server}/a.jpg", f"{file_server}/b.png"]
@@ -419,7 +447,9 @@ async def test_remote_files(client_for, alice: Account, settings: Settings, file
         r = await api.post(f"/api/tasks/{task_id}/data/", json={"remote_files": [url]})
         assert r.status_code == 400, url
     settings.media.remote_allowlist = "127.0.0.1/32"
-    r = await api.post(f"/api/tasks/{task_id}/data/", json={"remote_files": [*urls, f"{file_server}/redirect"]})
+    r = await api.post(
+        f"/api/tasks/{task_id}/data/", json={"remote_files": [*urls, f"{file_server}/redirect"]}
+    )
     assert r.status_code == 202, r.text
     rq = await wait(api, r.json()["rq_id"])
     assert rq["status"] == "finished", rq
@@ -428,7 +458,9 @@ async def test_remote_files(client_for, alice: Account, settings: Settings, file
     r = await api.get(f"/api/tasks/{task_id}/data/?type=frame&number=2&quality=original")
     assert r.content == _Files.files["b.png"]
     task2 = await new_task(api)
-    r = await api.post(f"/api/tasks/{task2}/data/", json={"remote_files": [f"{file_server}/missing.jpg"]})
+    r = await api.post(
+        f"/api/tasks/{task2}/data/", json={"remote_files": [f"{file_server}/missing.jpg"]}
+    )
     rq = await wait(api, r.json()["rq_id"])
     assert rq["status"] == "failed" and "404" in str(rq["message"])
 
