@@ -11,6 +11,7 @@ request row atomically, so a request submitted twice is processed once.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import sys
 import uuid
@@ -166,10 +167,8 @@ class RayLauncher:
         import ray
 
         for index in range(self.settings.media.workers):
-            try:
+            with contextlib.suppress(ValueError):  # never created, or gone
                 ray.kill(ray.get_actor(self.worker_name(index), namespace=NAMESPACE))
-            except ValueError:
-                pass  # never created, or gone
         self._handles.clear()
 
 

@@ -6,6 +6,7 @@ import io
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -66,7 +67,7 @@ def write_video(
 ) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=25)
+        stream: Any = out.add_stream(codec, rate=25)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":

@@ -146,8 +146,8 @@ async def test_lost_hand_over_is_swept_up(
         assert row is not None
         row.params = {"source": "local", "data": {"image_quality": 70}}
         row.created_date = utcnow() - timedelta(hours=1)
-    found = await asyncio.to_thread(ray.get, launcher.handle(0).sweep.remote(), timeout=120)
-    assert found >= 1
+    found: Any = await asyncio.to_thread(ray.get, launcher.handle(0).sweep.remote(), timeout=120)
+    assert int(found) >= 1
     assert _row(db, request_id).status == "finished"
     task = (await api.get(f"/api/tasks/{task_id}")).json()
     assert task["size"] == 1
