@@ -111,10 +111,22 @@ class CloudAccess:
         return full[len(prefix) :] if full.startswith(prefix) else full
 
 
-def check_endpoint(attributes: dict[str, str], allow: AllowList) -> None:
+def connection_endpoint(connection_string: str) -> str | None:
+    """The ``BlobEndpoint`` of an Azure connection string (None: Azure's public one)."""
+    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+    return parts.get("BlobEndpoint")
+
+
+def check_endpoint(
+    attributes: dict[str, str], allow: AllowList, connection_string: str = ""
+) -> None:
+    """The SSRF guard for custom endpoints (S3-compatible servers, emulators)."""
     endpoint = attributes.get("endpoint_url")
     if endpoint:
         check_url(endpoint, allow)
+    blob_endpoint = connection_endpoint(connection_string) if connection_string else None
+    if blob_endpoint:
+        check_url(blob_endpoint, allow)
 
 
 _fs_cache: dict[tuple[str, str, str], Any] = {}
@@ -175,7 +187,9 @@ def _make_fs(access: CloudAccess, timeout: float) -> Any:
             kwargs["account_host"] = endpoint
         return adlfs.AzureBlobFileSystem(**kwargs)
     if access.provider == "GOOGLE_CLOUD_STORAGE":
-        import gcsfs
+        # The core class: gcsfs's default "extended" one probes Google's gRPC control plane
+        # for the bucket type first (a minute of timeouts against anything but Google).
+        from gcsfs.core import GCSFileSystem
 
         token: Any = "anon"
         if access.credentials_type == "KEY_FILE_PATH":
@@ -183,7 +197,7 @@ def _make_fs(access: CloudAccess, timeout: float) -> Any:
                 token = json.loads(secrets.get("key_file") or "")
             except ValueError as exc:
                 raise InvalidInput("The key file is not a JSON service account key.") from exc
-        return gcsfs.GCSFileSystem(
+        return GCSFileSystem(
             token=token,
             project=attrs.get("project_id") or "cvat-ray",
             endpoint_url=endpoint,

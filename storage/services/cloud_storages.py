@@ -143,7 +143,11 @@ def _validate(storage: CloudStorage, secrets: dict[str, str], settings: Settings
             raise InvalidInput("Required for anonymous access to Azure.", field="account_name")
     attributes = cloud.parse_attributes(storage.specific_attributes)
     try:
-        cloud.check_endpoint(attributes, AllowList.parse(settings.media.remote_allowlist))
+        cloud.check_endpoint(
+            attributes,
+            AllowList.parse(settings.media.remote_allowlist),
+            secrets.get("connection_string", ""),
+        )
     except InvalidInput as exc:
         raise InvalidInput(exc.detail, field="specific_attributes") from exc
 
