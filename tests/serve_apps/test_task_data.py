@@ -495,3 +495,24 @@ async def test_project_preview(client_for, alice: Account) -> None:
     assert (await wait(api, r.json()["rq_id"]))["status"] == "finished"
     r = await api.get(f"/api/projects/{project}/preview")
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+
+
+async def test_chunks_are_built_once_and_cached(app, client_for, alice: Account, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import serve_apps.media as media_module
+
+    api = client_for(alice)
+    task_id, _ = await create_with(api, images(3))
+    calls: list[str] = []
+    real = media_module.render
+
+    def counting(plan):  # type: ignore[no-untyped-def]
+        calls.append(plan.key)
+        return real(plan)
+
+    monkeypatch.setattr(media_module, "render", counting)
+    url = f"/api/tasks/{task_id}/data/?type=chunk&number=0&quality=compressed"
+    first, second = await asyncio.gather(api.get(url), api.get(url))
+    third = await api.get(url)
+    assert first.content == second.content == third.content
+    assert len(calls) == 1
+    assert app.state.media.cache.size > 0
