@@ -497,13 +497,15 @@ async def test_project_preview(client_for, alice: Account) -> None:
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
 
 
-async def test_chunks_are_built_once_and_cached(app, client_for, alice: Account, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_chunks_are_built_once_and_cached(
+    app, client_for, alice: Account, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     import serve_apps.media as media_module
 
     api = client_for(alice)
     task_id, _ = await create_with(api, images(3))
     calls: list[str] = []
-    real = media_module.render
+    real = media_module.render  # type: ignore[attr-defined]
 
     def counting(plan):  # type: ignore[no-untyped-def]
         calls.append(plan.key)

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import stat
 import uuid
+from collections.abc import Iterator
 import zipfile
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def test_memory_cache_is_an_lru_capped_in_bytes() -> None:
 
 
 @pytest.fixture
-def redis_cache() -> RedisCache:
+def redis_cache() -> Iterator[RedisCache]:
     import redis
 
     try:
@@ -50,7 +51,7 @@ def redis_cache() -> RedisCache:
         ttl_s=60,
         prefix=f"cvat-ray-test-{uuid.uuid4().hex[:8]}:",
     )
-    yield cache  # type: ignore[misc]
+    yield cache
     cache.clear()
 
 
@@ -97,7 +98,16 @@ def test_archive_caps_and_links(tmp_path: Path) -> None:
 
 
 def test_ssrf_guard() -> None:
-    for addr in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "fd00::1", "::ffff:127.0.0.1", "0.0.0.0"):
+    for addr in (
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.1",
+        "169.254.169.254",
+        "::1",
+        "fd00::1",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+    ):
         assert not _is_public(ipaddress.ip_address(addr)), addr
     assert _is_public(ipaddress.ip_address("8.8.8.8"))
     with pytest.raises(InvalidInput, match="loopback"):
@@ -124,7 +134,9 @@ def test_credentials_are_encrypted_and_hidden(tmp_path: Path) -> None:
     assert "s3cr3t" not in token
     again = Cipher.from_settings(None, tmp_path / "secrets" / "cloud.key")
     assert again.decrypt(token) == {"secret_key": "s3cr3t"}
-    access = CloudAccess("AWS_S3_BUCKET", "b", "KEY_SECRET_KEY_PAIR", secrets={"secret_key": "s3cr3t"})
+    access = CloudAccess(
+        "AWS_S3_BUCKET", "b", "KEY_SECRET_KEY_PAIR", secrets={"secret_key": "s3cr3t"}
+    )
     assert "s3cr3t" not in repr(access)
     other = Cipher.from_settings(None, tmp_path / "other.key")
     with pytest.raises(Exception, match="cannot be decrypted"):
