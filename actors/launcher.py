@@ -42,11 +42,13 @@ class InProcessLauncher:
         self.settings = settings
         self.db = db
         self.worker = f"inprocess-{uuid.uuid4().hex[:12]}"
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            settings.media.worker_concurrency, thread_name_prefix="cvat-media"
-        )
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     def submit(self, request_id: str) -> None:
+        if self._executor is None:  # (re)created on first use, like the app's DB threads
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                self.settings.media.worker_concurrency, thread_name_prefix="cvat-media"
+            )
         self._executor.submit(self._run, request_id)
 
     def _run(self, request_id: str) -> None:
@@ -56,7 +58,9 @@ class InProcessLauncher:
             logger.exception("processing %s failed", request_id)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
 
 def in_ray_worker() -> bool:

@@ -7,8 +7,8 @@ import ipaddress
 import os
 import stat
 import uuid
-from collections.abc import Iterator
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
