@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from cluster.settings import Settings
-from tests.conftest import Account
+from tests.conftest import IN_CI, Account
 from tests.media_files import (
     image_bytes,
     jpeg_with_orientation,
@@ -518,3 +518,36 @@ async def test_chunks_are_built_once_and_cached(
     assert first.content == second.content == third.content
     assert len(calls) == 1
     assert app.state.media.cache.size > 0
+
+
+@pytest.fixture
+def redis_backend(settings: Settings) -> Iterator[Settings]:
+    import uuid
+
+    import redis
+
+    try:
+        redis.Redis(socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis is required in CI: {exc}")
+        pytest.skip(f"Redis not available: {exc}")
+    settings.cache.backend = "redis"
+    settings.cache.redis_prefix = f"cvat-ray-test-{uuid.uuid4().hex[:8]}:"
+    yield settings
+
+
+async def test_redis_cache_backend(
+    redis_backend: Settings, app, client_for, alice: Account
+) -> None:  # type: ignore[no-untyped-def]
+    from storage.media.cache import RedisCache
+
+    api = client_for(alice)
+    task_id, _ = await create_with(api, images(2))
+    url = f"/api/tasks/{task_id}/data/?type=chunk&number=0&quality=original"
+    first = await api.get(url)
+    cache = app.state.media.cache
+    assert isinstance(cache, RedisCache) and cache.size > 0
+    second = await api.get(url)
+    assert first.content == second.content and len(zip_members(second.content)) == 2
+    cache.clear()
