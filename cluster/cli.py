@@ -132,6 +132,8 @@ def cmd_createsuperuser(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    # Task data is processed by Ray actors (the API replicas and workers inherit this).
+    os.environ["CVAT_RAY_MEDIA__LAUNCHER"] = "ray"
     settings = _apply_overrides(args.data_dir, args.host, args.port)
     from cluster import runtime
 
@@ -160,6 +162,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         from serve_apps import deploy
 
         deploy.deploy(settings)
+        from actors.launcher import start_ray_workers
+
+        start_ray_workers(settings)
         api_url = f"http://{settings.server.host}:{settings.server.port}"
         _write_state(settings, api_url, ray_runtime)
         print(f"\ncvat-ray is up.\n  API:           {api_url}/api/  (OpenAPI {api_url}/api/schema)")

@@ -167,6 +167,97 @@ class IamSettings(BaseModel):
     )
 
 
+class MediaSettings(BaseModel):
+    uploads_dir: Path | None = Field(
+        default=None,
+        description="Where files wait between Upload-Start and Upload-Finish (and TUS uploads). "
+        "Unset: `uploads` in the data dir",
+    )
+    share_root: Path | None = Field(
+        default=None,
+        description="Root of the server file share (`server_files`), e.g. a bucket or drive "
+        "mounted with FUSE. Unset: share uploads are refused",
+    )
+    max_upload_bytes: int = Field(
+        default=20 * 2**30, ge=1, description="Most bytes one task's upload may hold"
+    )
+    max_files: int = Field(default=100_000, ge=1, description="Most media files in one task")
+    max_archive_members: int = Field(
+        default=100_000, ge=1, description="Most entries in one uploaded zip/tar archive"
+    )
+    max_unpacked_bytes: int = Field(
+        default=50 * 2**30,
+        ge=1,
+        description="Most bytes all archives of one task may unpack to (decompression bombs)",
+    )
+    max_compression_ratio: float = Field(
+        default=1000, gt=1, description="Largest unpacked/packed ratio of an archive member"
+    )
+    max_image_pixels: int = Field(
+        default=200_000_000, ge=1, description="Largest image (width x height) accepted"
+    )
+    max_video_frames: int = Field(
+        default=1_000_000, ge=1, description="Most frames of one video accepted"
+    )
+    remote_allowlist: str = Field(
+        default="",
+        description="Comma-separated hosts or CIDRs that `remote_files` and cloud storage "
+        "endpoints may reach although private, loopback or link-local (e.g. `127.0.0.1/32`)",
+    )
+    remote_timeout_s: float = Field(
+        default=30, gt=0, description="Timeout of one `remote_files` download"
+    )
+    launcher: Literal["auto", "ray", "inprocess"] = Field(
+        default="auto",
+        description="Where task data is processed: `ray` actors, `inprocess` threads, or `auto` "
+        "(Ray when the API runs inside Ray; `cvat-ray up` sets `ray`)",
+    )
+    workers: int = Field(default=1, ge=1, le=64, description="Ray media worker actors")
+    worker_num_cpus: float = Field(default=0.5, gt=0, description="CPUs per media worker actor")
+    worker_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Requests one media worker processes at once"
+    )
+    sweep_interval_s: float = Field(
+        default=30,
+        gt=0,
+        description="How often media workers pick up lost queued requests and stale files",
+    )
+    requeue_after_s: float = Field(
+        default=60, gt=0, description="Age after which a queued request is picked up again"
+    )
+    serve_threads: int = Field(
+        default=2, ge=1, le=64, description="Threads per API replica that build chunks and frames"
+    )
+    preview_size: int = Field(default=256, ge=16, le=2048, description="Preview side, pixels")
+
+
+class CacheSettings(BaseModel):
+    backend: Literal["memory", "redis"] = Field(
+        default="memory",
+        description="Chunk/frame cache: `memory` (an LRU per API replica) or `redis` (shared)",
+    )
+    memory_max_bytes: int = Field(
+        default=256 * 2**20, ge=0, description="Size cap of the in-process LRU cache"
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for the cache")
+    redis_max_bytes: int = Field(
+        default=2 * 2**30,
+        ge=1,
+        description="Size cap of the Redis cache; least recently used items are evicted",
+    )
+    redis_ttl_s: int = Field(default=7 * 24 * 3600, ge=1, description="Life of a Redis cache item")
+    redis_prefix: str = Field(default="cvat-ray:media:", description="Key prefix in Redis")
+
+
+class CloudSettings(BaseModel):
+    credentials_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key that encrypts cloud storage credentials at rest. Unset: "
+        "generated once into <data dir>/secrets/cloud.key",
+    )
+    timeout_s: float = Field(default=30, gt=0, description="Timeout of cloud storage calls")
+
+
 class Settings(BaseSettings):
     """All server settings. See the configuration table in README.md."""
 
@@ -195,6 +286,9 @@ class Settings(BaseSettings):
     iam: IamSettings = IamSettings()
     ldap: LdapSettings = LdapSettings()
     redis: RedisSettings = RedisSettings()
+    media: MediaSettings = MediaSettings()
+    cache: CacheSettings = CacheSettings()
+    cloud: CloudSettings = CloudSettings()
 
     @property
     def database_url(self) -> str:
@@ -205,6 +299,14 @@ class Settings(BaseSettings):
     @property
     def media_dir(self) -> Path:
         return self.data_dir / "media"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.media.uploads_dir or self.data_dir / "uploads"
+
+    @property
+    def cloud_key_path(self) -> Path:
+        return self.data_dir / "secrets" / "cloud.key"
 
     @property
     def ray_token_path(self) -> Path:
@@ -239,12 +341,8 @@ def env_table() -> list[tuple[str, str, str]]:
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 walk(annotation, f"{prefix}{name.upper()}__")
                 continue
-            default = field.default
-            shown = (
-                ""
-                if default is None
-                else str(default.value if hasattr(default, "value") else default)
-            )
+            default = field.get_default(call_default_factory=True)
+            shown = "" if default in (None, [], {}) else str(getattr(default, "value", default))
             rows.append((f"{prefix}{name.upper()}", shown, field.description or ""))
 
     walk(Settings, "CVAT_RAY_")

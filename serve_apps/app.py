@@ -8,19 +8,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from actors.launcher import Launcher, make_launcher
 from cluster.settings import Settings, get_settings
 from iam.throttle import LoginThrottle, MemoryStore, RedisStore, ThrottleStore
 from serve_apps import errors
 from serve_apps.compat import TrailingSlashMiddleware
 from serve_apps.deps import DbWorkers
+from serve_apps.media import MediaRenderer, make_cache
 from serve_apps.middleware import RequestIdMiddleware
 from serve_apps.routers import (
     annotations as annotations_api,
 )
 from serve_apps.routers import (
     auth,
+    cloudstorages,
     invitations,
     issues,
+    job_data,
     jobs,
     labels,
     memberships,
@@ -28,6 +32,7 @@ from serve_apps.routers import (
     projects,
     requests,
     server,
+    task_data,
     tasks,
     users,
 )
@@ -42,9 +47,12 @@ ROUTERS = (
     invitations,
     projects,
     tasks,
+    task_data,
     jobs,
+    job_data,
     labels,
     requests,
+    cloudstorages,
     annotations_api,
     issues,
 )
@@ -57,8 +65,15 @@ def make_throttle(settings: Settings) -> LoginThrottle:
     )
 
 
-def build_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
-    """The API app. Settings are read here (in the replica), never at import time."""
+def build_app(
+    settings: Settings | None = None,
+    db: Database | None = None,
+    launcher: Launcher | None = None,
+) -> FastAPI:
+    """The API app. Settings are read here (in the replica), never at import time.
+
+    ``launcher`` starts background requests; by default Ray actors when the app runs inside
+    Ray (a Serve replica), threads of this process otherwise (``media.launcher``)."""
     settings = settings or get_settings()
     logging.getLogger("cvat_ray").setLevel(settings.log_level.upper())
     db = db or Database(
@@ -67,10 +82,14 @@ def build_app(settings: Settings | None = None, db: Database | None = None) -> F
         echo=settings.database.echo,
     )
     workers = DbWorkers(settings.api.db_threads)
+    launcher = launcher or make_launcher(settings, db)
+    media = MediaRenderer(make_cache(settings), settings.media.serve_threads)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        media.close()
+        launcher.close()
         workers.close()
         db.dispose()
 
@@ -87,6 +106,8 @@ def build_app(settings: Settings | None = None, db: Database | None = None) -> F
     app.state.db = db
     app.state.workers = workers
     app.state.throttle = make_throttle(settings)
+    app.state.launcher = launcher
+    app.state.media = media
     for module in ROUTERS:
         app.include_router(module.router)
     errors.install(app)

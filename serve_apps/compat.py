@@ -9,6 +9,8 @@ handler without redirects (clients must not depend on 307s).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -33,3 +35,21 @@ def parse_bool(value: str | None, default: bool = False) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in ("true", "1", "yes", "on")
+
+
+def upload_action(headers: Mapping[str, str], content_type: str) -> str:
+    """Which step of CVAT's overloaded ``POST /api/tasks/{id}/data/`` a request is:
+    ``tus-create``, ``start``, ``multiple``, ``finish``, ``multipart`` (files and fields in
+    one request) or ``json`` (share, URL or cloud files)."""
+    lower = {k.lower() for k in headers}
+    if "tus-resumable" in lower and "upload-length" in lower:
+        return "tus-create"
+    if "upload-start" in lower and "upload-finish" not in lower:
+        return "start"
+    if "upload-multiple" in lower:
+        return "multiple"
+    if "upload-finish" in lower:
+        return "finish"
+    if content_type.startswith("multipart/form-data"):
+        return "multipart"
+    return "json"

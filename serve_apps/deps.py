@@ -29,7 +29,7 @@ from iam.authn import UNSAFE_METHODS, Credentials, authenticate
 from iam.authz import decisions_made, start_tracking
 from iam.principal import OrgContext, Principal
 from storage.context import RequestContext
-from storage.db import Database
+from storage.db import Database, drop_after_commit, run_after_commit
 from storage.models import Organization
 from storage.query import ListParams
 
@@ -66,9 +66,11 @@ def _unit_of_work(request: Request) -> Iterator[Session]:
         session.commit()
     except BaseException:
         session.rollback()
+        drop_after_commit(session)
         raise
     finally:
         session.close()
+    run_after_commit(session)
 
 
 class DbWorkers:

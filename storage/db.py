@@ -6,7 +6,8 @@ handlers in its threadpool) and never from inside an ``async def``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,28 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+logger = logging.getLogger("cvat_ray.db")
+
+_AFTER_COMMIT = "cvat_ray_after_commit"
+
+
+def after_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run ``fn`` once the session's transaction has committed (dropped on rollback): how a
+    service hands work to a background worker only when the rows it needs are visible."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(fn)
+
+
+def run_after_commit(session: Session) -> None:
+    for fn in session.info.pop(_AFTER_COMMIT, []):
+        try:
+            fn()
+        except Exception:  # the commit stands; a lost hand-over is picked up by a sweep
+            logger.exception("after-commit hook failed")
+
+
+def drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -75,9 +98,11 @@ class Database:
             session.commit()
         except BaseException:
             session.rollback()
+            drop_after_commit(session)
             raise
         finally:
             session.close()
+        run_after_commit(session)
 
     def dispose(self) -> None:
         self.engine.dispose()

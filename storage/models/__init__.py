@@ -6,6 +6,7 @@ from storage.models.engine import Data, DataFrame, Job, Project, Segment, Task
 from storage.models.identity import AccessToken, AuthSession, Group, User, user_groups
 from storage.models.issues import Comment, Issue
 from storage.models.labels import AttributeSpec, Label
+from storage.models.media import CloudStorage, RelatedFile
 from storage.models.organizations import Invitation, Membership, Organization
 from storage.models.requests import BackgroundRequest
 
@@ -15,6 +16,7 @@ __all__ = [
     "AuthSession",
     "BackgroundRequest",
     "Base",
+    "CloudStorage",
     "Comment",
     "Data",
     "DataFrame",
@@ -29,6 +31,7 @@ __all__ = [
     "Membership",
     "Organization",
     "Project",
+    "RelatedFile",
     "Segment",
     "Task",
     "UTCDateTime",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models.base import Base, UTCDateTime, utcnow
@@ -60,7 +60,11 @@ class Data(Base):
 
 
 class DataFrame(Base):
-    """One frame of a task's media: its source path and size (the frame manifest)."""
+    """One frame of a task's media: its source path and size (the frame manifest).
+
+    For video, ``path`` is the video file, ``pts`` the frame's presentation timestamp and
+    ``key_pts`` the timestamp of the keyframe a decoder seeks to before decoding it.
+    """
 
     __tablename__ = "data_frames"
     __table_args__ = (UniqueConstraint("data_id", "frame"),)
@@ -72,6 +76,8 @@ class DataFrame(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     related_files: Mapped[int] = mapped_column(Integer, default=0)
+    pts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    key_pts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Task(Base):

@@ -36,6 +36,9 @@ class BackgroundRequest(Base):
     )
     organization_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The worker (actor name) that claimed the request; lets a restarted worker fail what
+    # its dead predecessor left half done.
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_date: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_date: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_date: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

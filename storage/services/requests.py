@@ -7,14 +7,17 @@ move a finished request back, and progress is clamped to 0..1.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cluster.errors import Conflict, NotFound
 from iam.authz import Resource, authorize, list_filter
 from storage.context import RequestContext
+from storage.db import after_commit
 from storage.models import BackgroundRequest, User, utcnow
 from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
 from storage.schemas.common import Page
@@ -79,6 +82,63 @@ def new_request(
     session.add(row)
     session.flush()
     return row
+
+
+def launch_after_commit(
+    session: Session, row: BackgroundRequest, launch: Callable[[str], None]
+) -> None:
+    """Hand the request to ``launch`` (a launcher's submit) once the row is committed."""
+    request_id = row.id
+    after_commit(session, lambda: launch(request_id))
+
+
+def claim(session: Session, request_id: str, worker: str) -> bool:
+    """Move a queued request to ``started`` for ``worker``; False when it is not queued any
+    more (another worker took it, or it was cancelled). One conditional UPDATE, so two
+    workers racing for the same request cannot both win, on any database."""
+    now = utcnow()
+    result = session.execute(
+        update(BackgroundRequest)
+        .where(BackgroundRequest.id == request_id, BackgroundRequest.status == "queued")
+        .values(status="started", started_date=now, worker=worker, progress=0.0)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def stale_queued(session: Session, operation_type: str, before: datetime) -> list[str]:
+    return list(
+        session.scalars(
+            select(BackgroundRequest.id).where(
+                BackgroundRequest.operation_type == operation_type,
+                BackgroundRequest.status == "queued",
+                BackgroundRequest.created_date < before,
+            )
+        )
+    )
+
+
+def fail_orphans(session: Session, worker: str, reason: str) -> list[str]:
+    """Fail the started requests of ``worker`` (called by a worker that has just (re)started:
+    whatever its name still holds was left half done by a process that died)."""
+    ids = list(
+        session.scalars(
+            select(BackgroundRequest.id).where(
+                BackgroundRequest.worker == worker, BackgroundRequest.status == "started"
+            )
+        )
+    )
+    for request_id in ids:
+        transition(session, request_id, "failed", message=reason)
+    return ids
+
+
+def fail_if_unfinished(session: Session, request_id: str, reason: str) -> bool:
+    row = session.get(BackgroundRequest, request_id)
+    if row is None or row.status in ("finished", "failed"):
+        return False
+    transition(session, request_id, "failed", message=reason)
+    return True
 
 
 def transition(

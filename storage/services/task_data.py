@@ -22,6 +22,9 @@ class FrameInfo:
     width: int
     height: int
     related_files: int = 0
+    # video frames: presentation timestamp and the keyframe to seek to
+    pts: int | None = None
+    key_pts: int | None = None
 
 
 def default_chunk_size(frames: Sequence[FrameInfo], chunk_type: str) -> int:
@@ -43,6 +46,7 @@ def attach_data(
     original_chunk_type: str = "imageset",
     compressed_chunk_type: str = "imageset",
     start_frame: int = 0,
+    stop_frame: int | None = None,
     frame_filter: str = "",
     sorting_method: str = "lexicographical",
     storage: str = "local",
@@ -63,7 +67,7 @@ def attach_data(
         chunk_size=chunk_size or default_chunk_size(frames, original_chunk_type),
         image_quality=image_quality,
         start_frame=start_frame,
-        stop_frame=start_frame + size - 1,
+        stop_frame=start_frame + size - 1 if stop_frame is None else stop_frame,
         frame_filter=frame_filter,
         original_chunk_type=original_chunk_type,
         compressed_chunk_type=compressed_chunk_type,
@@ -86,6 +90,8 @@ def attach_data(
                 "width": f.width,
                 "height": f.height,
                 "related_files": f.related_files,
+                "pts": f.pts,
+                "key_pts": f.key_pts,
             }
             for i, f in enumerate(frames)
         ],

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cvat_sdk import make_client
+from PIL import Image
 from sqlalchemy import select
 
 from cluster.cli import main
@@ -155,6 +156,20 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
             task = client.tasks.create({"name": "t", "labels": [{"name": "dog"}]})
             assert {t.id for t in client.tasks.list()} == {task.id}
             assert client.projects.retrieve(project.id).name == "via serve"
+            # task data goes through the Ray media worker actors
+            images = tmp_path / "imgs"
+            images.mkdir()
+            for i in range(3):
+                Image.new("RGB", (40, 30), (i * 80, 0, 0)).save(images / f"{i}.png")
+            client.config.status_check_period = 0.2
+            with_data = client.tasks.create_from_data(
+                spec={"name": "with data", "labels": [{"name": "cat"}]},
+                resources=sorted(images.iterdir()),
+            )
+            assert with_data.size == 3
+            frame = with_data.get_frame(2, quality="original").read()
+            assert frame == (images / "2.png").read_bytes()
+            with_data.remove()
             task.remove()
             project.remove()
             assert client.tasks.list() == []

@@ -22,6 +22,7 @@ from tests.conftest import PASSWORD, Account, _empty_tables, make_account
 class LiveServer:
     url: str
     db: Database
+    settings: Settings
     admin: Account
     user: Account
     password: str = PASSWORD
@@ -34,6 +35,9 @@ def live_server(
     db: Database = request.getfixturevalue(f"{request.param}_db")
     _empty_tables(db)
     settings = Settings(data_dir=Path(tmp_path_factory.mktemp("compat-data")))
+    # A file share and a loopback allow-list, for share and remote_files uploads.
+    settings.media.share_root = Path(tmp_path_factory.mktemp("compat-share"))
+    settings.media.remote_allowlist = "127.0.0.1/32"
     app = build_app(settings, db)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -48,6 +52,7 @@ def live_server(
         yield LiveServer(
             url=f"http://127.0.0.1:{port}",
             db=db,
+            settings=settings,
             admin=make_account(db, "sdkadmin", ("admin",)),
             user=make_account(db, "sdkuser", ("user",)),
         )

@@ -1,0 +1,167 @@
+"""``/api/cloudstorages``: S3, Azure Blob and Google Cloud Storage buckets tasks read from."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from cluster.errors import InvalidInput
+from serve_apps.deps import Call, Listing, ObjectId
+from serve_apps.pagination import paginated
+from storage.schemas.cloud_storages import (
+    CloudStorageContent,
+    CloudStoragePatch,
+    CloudStorageRead,
+    CloudStorageWrite,
+)
+from storage.schemas.common import Paginated
+from storage.services import cloud_storages as cloud_service
+
+router = APIRouter(prefix="/api/cloudstorages", tags=["cloud storages"])
+
+_MAX_BODY = 256 * 1024
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    """JSON, or multipart/form-data (how CVAT clients send a GCS ``key_file``)."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=50, max_part_size=_MAX_BODY)
+        out: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if hasattr(value, "read"):
+                out[key] = (await value.read()).decode("utf-8", "replace")
+            elif key == "manifests" or key.startswith("manifests["):
+                out.setdefault("manifests", []).append(value)
+            else:
+                out[key] = value
+        return out
+    raw = await request.body()
+    if len(raw) > _MAX_BODY:
+        raise InvalidInput("The request body is too large.")
+    try:
+        value = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise InvalidInput(f"JSON parse error - {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput("Expected a JSON object.")
+    return value
+
+
+def _validated(
+    model: type[CloudStorageWrite] | type[CloudStoragePatch], raw: dict[str, Any]
+) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        fields: dict[str, list[str]] = {}
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "non_field_errors"
+            fields.setdefault(key, []).append(str(err["msg"]).removeprefix("Value error, "))
+        raise InvalidInput(fields) from exc
+
+
+@router.get("", response_model=Paginated[CloudStorageRead])
+async def list_cloud_storages(
+    request: Request, call: Call, params: Listing
+) -> Paginated[CloudStorageRead]:
+    """CVAT ``GET /api/cloudstorages``."""
+    return paginated(request, params, await call(cloud_service.list_cloud_storages, params))
+
+
+@router.post("", response_model=CloudStorageRead, status_code=status.HTTP_201_CREATED)
+async def create_cloud_storage(request: Request, call: Call) -> CloudStorageRead:
+    """CVAT ``POST /api/cloudstorages``: checked to be reachable with the credentials, which
+    are stored encrypted and never returned."""
+    data = _validated(CloudStorageWrite, await _body(request))
+    return await call(cloud_service.create_cloud_storage, data, request.app.state.settings)
+
+
+@router.get("/{storage_id}", response_model=CloudStorageRead)
+async def retrieve_cloud_storage(storage_id: ObjectId, call: Call) -> CloudStorageRead:
+    """CVAT ``GET /api/cloudstorages/{id}``."""
+    return await call(cloud_service.retrieve_cloud_storage, storage_id)
+
+
+@router.patch("/{storage_id}", response_model=CloudStorageRead)
+async def partial_update_cloud_storage(
+    storage_id: ObjectId, request: Request, call: Call
+) -> CloudStorageRead:
+    """CVAT ``PATCH /api/cloudstorages/{id}``."""
+    data = _validated(CloudStoragePatch, await _body(request))
+    return await call(
+        cloud_service.partial_update_cloud_storage, storage_id, data, request.app.state.settings
+    )
+
+
+@router.delete("/{storage_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_cloud_storage(storage_id: ObjectId, call: Call) -> None:
+    """CVAT ``DELETE /api/cloudstorages/{id}``."""
+    await call(cloud_service.delete_cloud_storage, storage_id)
+
+
+@router.get("/{storage_id}/content-v2", response_model=CloudStorageContent)
+async def retrieve_content(
+    storage_id: ObjectId,
+    request: Request,
+    call: Call,
+    prefix: Annotated[str, Query(max_length=1024)] = "",
+    next_token: Annotated[str | None, Query(max_length=64)] = None,
+    page_size: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    manifest_path: Annotated[str | None, Query(max_length=1024)] = None,
+) -> CloudStorageContent:
+    """CVAT ``GET /api/cloudstorages/{id}/content-v2``: entries under ``prefix``, paged by
+    ``next_token`` (``manifest_path`` is accepted and ignored: the bucket is listed)."""
+    return await call(
+        cloud_service.content,
+        storage_id,
+        request.app.state.settings,
+        prefix,
+        next_token,
+        page_size,
+    )
+
+
+@router.get("/{storage_id}/content", response_model=CloudStorageContent)
+async def retrieve_content_legacy(
+    storage_id: ObjectId,
+    request: Request,
+    call: Call,
+    prefix: Annotated[str, Query(max_length=1024)] = "",
+    next_token: Annotated[str | None, Query(max_length=64)] = None,
+    page_size: Annotated[int, Query(ge=1, le=10_000)] = 500,
+) -> CloudStorageContent:
+    """CVAT's older ``GET /api/cloudstorages/{id}/content``, answered like ``content-v2``."""
+    return await call(
+        cloud_service.content,
+        storage_id,
+        request.app.state.settings,
+        prefix,
+        next_token,
+        page_size,
+    )
+
+
+@router.get("/{storage_id}/status", response_model=str)
+async def retrieve_status(storage_id: ObjectId, request: Request, call: Call) -> JSONResponse:
+    """CVAT ``GET /api/cloudstorages/{id}/status``: ``AVAILABLE``, ``NOT_FOUND`` or
+    ``FORBIDDEN``."""
+    state = await call(cloud_service.status, storage_id, request.app.state.settings)
+    return JSONResponse(state)
+
+
+@router.get("/{storage_id}/actions", response_model=list[str])
+async def retrieve_actions(storage_id: ObjectId, request: Request, call: Call) -> list[str]:
+    """CVAT ``GET /api/cloudstorages/{id}/actions``: what the server can do with it."""
+    return await call(cloud_service.actions, storage_id, request.app.state.settings)
+
+
+@router.get("/{storage_id}/preview", response_model=None)
+async def retrieve_preview(storage_id: ObjectId, request: Request, call: Call) -> Response:
+    """CVAT ``GET /api/cloudstorages/{id}/preview``: a thumbnail of its first image."""
+    body = await call(cloud_service.preview, storage_id, request.app.state.settings)
+    return Response(body, media_type="image/jpeg")

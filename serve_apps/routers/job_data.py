@@ -1,0 +1,64 @@
+"""``/api/jobs/{id}/data`` and previews of jobs and projects."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from serve_apps.deps import Call, ObjectId
+from storage.schemas.data import DataMetaPatch, DataMetaRead
+from storage.services import data_access
+
+router = APIRouter(tags=["job data"])
+
+Number = Annotated[int | None, Query(ge=0, le=2_147_483_647)]
+
+
+@router.get("/api/jobs/{job_id}/data", response_model=None)
+async def retrieve_job_data(
+    job_id: ObjectId,
+    request: Request,
+    call: Call,
+    type: Annotated[Literal["chunk", "frame", "context_image"], Query()],
+    number: Number = None,
+    index: Number = None,
+    quality: Annotated[Literal["original", "compressed"], Query()] = "compressed",
+) -> Response:
+    """CVAT ``GET /api/jobs/{id}/data?type=&index=|number=&quality=``: ``index`` counts the
+    job's own chunks from 0; ``number`` is a task chunk or frame number."""
+    plan = await call(
+        data_access.job_data, job_id, type, number, index, quality, request.app.state.settings
+    )
+    body, mime = await request.app.state.media.render(plan)
+    return Response(body, media_type=mime)
+
+
+@router.get("/api/jobs/{job_id}/data/meta", response_model=DataMetaRead)
+async def retrieve_job_data_meta(job_id: ObjectId, call: Call) -> DataMetaRead:
+    """CVAT ``GET /api/jobs/{id}/data/meta``."""
+    return await call(data_access.job_meta, job_id)
+
+
+@router.patch("/api/jobs/{job_id}/data/meta", response_model=DataMetaRead)
+async def partial_update_job_data_meta(
+    job_id: ObjectId, data: DataMetaPatch, call: Call
+) -> DataMetaRead:
+    """CVAT ``PATCH /api/jobs/{id}/data/meta``: deleted frames within the job."""
+    return await call(data_access.update_job_meta, job_id, data)
+
+
+@router.get("/api/jobs/{job_id}/preview", response_model=None)
+async def retrieve_job_preview(job_id: ObjectId, request: Request, call: Call) -> Response:
+    """CVAT ``GET /api/jobs/{id}/preview``: a thumbnail of the job's first frame."""
+    plan = await call(data_access.job_preview, job_id, request.app.state.settings)
+    body, mime = await request.app.state.media.render(plan)
+    return Response(body, media_type=mime)
+
+
+@router.get("/api/projects/{project_id}/preview", response_model=None)
+async def retrieve_project_preview(project_id: ObjectId, request: Request, call: Call) -> Response:
+    """CVAT ``GET /api/projects/{id}/preview``: the preview of its first task with data."""
+    plan = await call(data_access.project_preview, project_id, request.app.state.settings)
+    body, mime = await request.app.state.media.render(plan)
+    return Response(body, media_type=mime)

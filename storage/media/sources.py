@@ -1,0 +1,56 @@
+"""Where a task's media lives: a local folder (uploads, copies, downloads), the server file
+share, or a cloud storage (read on demand)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+from cluster.errors import InvalidInput
+from storage.media import cloud
+from storage.media.cloud import CloudAccess
+
+StorageKind = Literal["local", "share", "cloud_storage"]
+
+
+@dataclass(frozen=True)
+class MediaSource:
+    storage: StorageKind
+    # the folder frame paths are relative to (local and share)
+    root: str = ""
+    access: CloudAccess | None = None
+    timeout: float = 30
+
+    def _local(self, path: str) -> Path:
+        return Path(self.root) / path
+
+    def read(self, path: str) -> bytes:
+        if self.access is not None:
+            return cloud.read(self.access, path, self.timeout)
+        try:
+            return self._local(path).read_bytes()
+        except FileNotFoundError as exc:
+            raise InvalidInput(f"{path}: the media file is missing.") from exc
+
+    def read_many(self, paths: list[str]) -> list[bytes]:
+        if self.access is not None:
+            return cloud.read_many(self.access, paths, self.timeout)
+        return [self.read(p) for p in paths]
+
+    def video(self, path: str) -> str | IO[bytes]:
+        """What PyAV opens: a local path, or a seekable remote file."""
+        if self.access is not None:
+            handle: IO[bytes] = cloud.open_file(self.access, path, self.timeout)
+            return handle
+        return str(self._local(path))
+
+
+def inside(root: Path, relative: str) -> Path:
+    """``root / relative`` resolved, refusing anything that escapes ``root`` (``..``,
+    absolute paths, symlinks pointing out)."""
+    base = root.resolve()
+    target = (base / relative.lstrip("/")).resolve()
+    if target != base and base not in target.parents:
+        raise InvalidInput(f"{relative}: the path is outside the file share.", field="server_files")
+    return target

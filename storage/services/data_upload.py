@@ -1,0 +1,214 @@
+"""Receiving task data: CVAT's upload protocol (Upload-Start, Upload-Multiple, TUS,
+Upload-Finish) and JSON requests naming share files, URLs or cloud storage files.
+
+Each call checks ``upload:data`` on the task. Upload-Finish and the JSON requests write a
+``create:task`` request row and hand it to the launcher after commit; the data itself is
+processed in the background (``storage.services.data_processing``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cluster.errors import Conflict, InvalidInput
+from cluster.settings import Settings
+from iam.authz import authorize
+from storage.context import RequestContext
+from storage.media.remote import AllowList, check_url
+from storage.media.sources import inside
+from storage.media.uploads import TusState, UploadArea
+from storage.models import BackgroundRequest, CloudStorage, Task
+from storage.schemas.data import DataRequest
+from storage.schemas.requests import RqId
+from storage.services import requests as request_service
+from storage.services.cloud_storages import cloud_resource
+from storage.services.resources import get_task, task_resource
+
+Launch = Callable[[str], None]
+CREATE_TASK = "create:task"
+
+
+def upload_area(settings: Settings, task_id: int) -> UploadArea:
+    return UploadArea(settings.uploads_dir, task_id, settings.media.max_upload_bytes)
+
+
+def active_request(session: Session, task_id: int) -> BackgroundRequest | None:
+    return session.scalar(
+        select(BackgroundRequest).where(
+            BackgroundRequest.task_id == task_id,
+            BackgroundRequest.operation_type == CREATE_TASK,
+            BackgroundRequest.status.in_(("queued", "started")),
+        )
+    )
+
+
+def _writable_task(session: Session, ctx: RequestContext, task_id: int) -> Task:
+    task = get_task(session, task_id, for_update=True)
+    authorize(ctx.principal, ctx.org, "upload:data", task_resource(session, task))
+    if task.data_id is not None:
+        raise InvalidInput("The task already has data; adding more is not supported.")
+    if active_request(session, task_id) is not None:
+        raise Conflict("The task's data is being processed; wait for that request to end.")
+    return task
+
+
+def upload_start(session: Session, ctx: RequestContext, task_id: int, settings: Settings) -> None:
+    """CVAT ``Upload-Start``: a fresh upload area for the task."""
+    _writable_task(session, ctx, task_id)
+    upload_area(settings, task_id).start()
+
+
+def upload_target(
+    session: Session, ctx: RequestContext, task_id: int, settings: Settings
+) -> UploadArea:
+    """Where the files of an ``Upload-Multiple`` body go (after the checks). A plain
+    multipart POST without Upload-Start starts an upload too."""
+    _writable_task(session, ctx, task_id)
+    area = upload_area(settings, task_id)
+    if not area.started:
+        area.start()
+    return area
+
+
+def tus_create(
+    session: Session,
+    ctx: RequestContext,
+    task_id: int,
+    settings: Settings,
+    filename: str,
+    length: int,
+) -> TusState:
+    _writable_task(session, ctx, task_id)
+    return upload_area(settings, task_id).tus_create(filename, length)
+
+
+def tus_target(
+    session: Session, ctx: RequestContext, task_id: int, settings: Settings, upload_id: str
+) -> tuple[UploadArea, TusState]:
+    """The upload a TUS PATCH or HEAD is about (after the checks)."""
+    _writable_task(session, ctx, task_id)
+    area = upload_area(settings, task_id)
+    return area, area.tus_state(upload_id)
+
+
+def _new_request(
+    session: Session,
+    ctx: RequestContext,
+    task: Task,
+    source: str,
+    body: DataRequest,
+    launch: Launch,
+) -> RqId:
+    row = request_service.new_request(
+        session,
+        ctx,
+        CREATE_TASK,
+        "task",
+        task_id=task.id,
+        project_id=task.project_id,
+        params={"source": source, "data": body.model_dump(mode="json")},
+    )
+    row.organization_id = task.organization_id
+    request_service.launch_after_commit(session, row, launch)
+    return RqId(rq_id=row.id)
+
+
+def upload_finish(
+    session: Session,
+    ctx: RequestContext,
+    task_id: int,
+    body: DataRequest,
+    settings: Settings,
+    launch: Launch,
+) -> RqId:
+    """CVAT ``Upload-Finish``: process the uploaded files (or, when the body names share,
+    URL or cloud files instead, those)."""
+    task = _writable_task(session, ctx, task_id)
+    area = upload_area(settings, task_id)
+    if body.server_files or body.remote_files:
+        return _external(session, ctx, task, body, settings, launch)
+    area.require_started()
+    if area.pending_tus():
+        raise InvalidInput("Some TUS uploads are not complete.", field="client_files")
+    names = area.names()
+    if not names:
+        raise InvalidInput("No files were uploaded.", field="client_files")
+    if len(names) > settings.media.max_files:
+        raise InvalidInput(
+            f"{len(names)} files were uploaded; at most {settings.media.max_files} are allowed.",
+            field="client_files",
+        )
+    if body.sorting_method == "predefined" and body.upload_file_order:
+        missing = sorted(set(body.upload_file_order) - set(names))
+        if missing:
+            raise InvalidInput(
+                f"upload_file_order names files that were not uploaded: {missing[:5]}",
+                field="upload_file_order",
+            )
+    return _new_request(session, ctx, task, "local", body, launch)
+
+
+def create_data(
+    session: Session,
+    ctx: RequestContext,
+    task_id: int,
+    body: DataRequest,
+    settings: Settings,
+    launch: Launch,
+) -> RqId:
+    """CVAT ``POST /api/tasks/{id}/data/`` with a JSON ``DataRequest`` (share, URL or cloud
+    files), without the upload headers."""
+    task = _writable_task(session, ctx, task_id)
+    if not body.server_files and not body.remote_files:
+        area = upload_area(settings, task_id)
+        if area.names():  # files were uploaded without Upload-Finish: treat as finish
+            return upload_finish(session, ctx, task_id, body, settings, launch)
+        raise InvalidInput(
+            "No files were given: upload client_files, or name server_files or remote_files.",
+            field="client_files",
+        )
+    return _external(session, ctx, task, body, settings, launch)
+
+
+def _external(
+    session: Session,
+    ctx: RequestContext,
+    task: Task,
+    body: DataRequest,
+    settings: Settings,
+    launch: Launch,
+) -> RqId:
+    if body.server_files and body.remote_files:
+        raise InvalidInput("Give server_files or remote_files, not both.", field="server_files")
+    count = len(body.server_files) + len(body.remote_files)
+    if count > settings.media.max_files:
+        raise InvalidInput(
+            f"{count} files were named; at most {settings.media.max_files} are allowed.",
+            field="server_files",
+        )
+    if body.remote_files:
+        allow = AllowList.parse(settings.media.remote_allowlist)
+        for url in body.remote_files:
+            check_url(url, allow)
+        return _new_request(session, ctx, task, "remote", body, launch)
+    if body.cloud_storage_id is not None:
+        storage = session.get(CloudStorage, body.cloud_storage_id)
+        if storage is None:
+            raise InvalidInput("The cloud storage does not exist.", field="cloud_storage_id")
+        authorize(ctx.principal, ctx.org, "view", cloud_resource(storage))
+        for name in (*body.server_files, *body.server_files_exclude):
+            if ".." in Path(name).parts:
+                raise InvalidInput(f"{name}: invalid path.", field="server_files")
+        return _new_request(session, ctx, task, "cloud", body, launch)
+    root = settings.media.share_root
+    if root is None:
+        raise InvalidInput("This server has no file share.", field="server_files")
+    for name in body.server_files:
+        target = inside(root, name)
+        if not target.exists():
+            raise InvalidInput(f"{name}: no such file in the share.", field="server_files")
+    return _new_request(session, ctx, task, "share", body, launch)
