@@ -37,6 +37,60 @@ olcObjectClasses: ( 1.3.6.1.4.1.55555.2.1 NAME 'adAccount' AUXILIARY MAY ( sAMAc
 """
 
 
+def make_certificates(root: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate for 127.0.0.1/localhost (ca, cert, key files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cvat-ray test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = (root / "ca.pem", root / "server.pem", root / "server.key")
+    files[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
 def _config(root: Path) -> str:
     schemas = "\n".join(
         f"include: file:///etc/ldap/schema/{name}.ldif"
@@ -46,6 +100,9 @@ def _config(root: Path) -> str:
 objectClass: olcGlobal
 cn: config
 olcPidFile: {root}/slapd.pid
+olcTLSCACertificateFile: {root}/ca.pem
+olcTLSCertificateFile: {root}/server.pem
+olcTLSCertificateKeyFile: {root}/server.key
 
 dn: cn=schema,cn=config
 objectClass: olcSchemaConfig
@@ -83,6 +140,7 @@ olcAccess: {{1}}to * by users read by * none
 class Slapd:
     uri: str
     process: subprocess.Popen[bytes]
+    ca_file: Path
 
     def admin(self) -> Connection:
         return Connection(Server(self.uri), ROOT_DN, ROOT_PW, auto_bind=True)
@@ -176,6 +234,7 @@ def _populate(server: Slapd) -> None:
 def start(root: Path, port: int) -> Slapd:
     (root / "conf").mkdir(parents=True)
     (root / "data").mkdir()
+    ca_file, _, _ = make_certificates(root)
     (root / "config.ldif").write_text(_config(root))
     subprocess.run(
         [SLAPADD, "-n", "0", "-F", str(root / "conf"), "-l", str(root / "config.ldif")],
@@ -188,7 +247,7 @@ def start(root: Path, port: int) -> Slapd:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    server = Slapd(uri=uri, process=process)
+    server = Slapd(uri=uri, process=process, ca_file=ca_file)
     deadline = time.monotonic() + 20
     while True:
         if process.poll() is not None:

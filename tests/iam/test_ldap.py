@@ -140,3 +140,23 @@ def test_bind_password_never_leaves(ldap_env) -> None:
     settings = get_settings()
     assert slapd.BIND_PW not in repr(settings) and slapd.BIND_PW not in str(settings.model_dump())
     assert os.environ["CVAT_RAY_LDAP__BIND_PASSWORD"] == slapd.BIND_PW
+
+
+async def test_start_tls_with_the_directory_ca(
+    ldap_env, anon, directory: slapd.Slapd, monkeypatch
+) -> None:
+    monkeypatch.setenv("CVAT_RAY_LDAP__START_TLS", "true")
+    monkeypatch.setenv("CVAT_RAY_LDAP__CA_FILE", str(directory.ca_file))
+    reset_settings_cache()
+    assert (await _login(anon, "alice")).status_code == 200
+
+
+async def test_start_tls_refuses_an_unknown_certificate(
+    ldap_env, anon, tmp_path, monkeypatch
+) -> None:
+    other_ca, _, _ = slapd.make_certificates(tmp_path)
+    monkeypatch.setenv("CVAT_RAY_LDAP__START_TLS", "true")
+    monkeypatch.setenv("CVAT_RAY_LDAP__CA_FILE", str(other_ca))
+    reset_settings_cache()
+    r = await _login(anon, "alice")
+    assert r.status_code == 503 and "LDAP" in r.json()["detail"]
