@@ -69,6 +69,8 @@ def build_app(
     settings: Settings | None = None,
     db: Database | None = None,
     launcher: Launcher | None = None,
+    *,
+    behind_serve_proxy: bool = False,
 ) -> FastAPI:
     """The API app. Settings are read here (in the replica), never at import time.
 
@@ -111,6 +113,6 @@ def build_app(
     for module in ROUTERS:
         app.include_router(module.router)
     errors.install(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, set_header=not behind_serve_proxy)
     app.add_middleware(TrailingSlashMiddleware)
     return app

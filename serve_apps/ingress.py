@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
@@ -16,8 +17,12 @@ from cluster.settings import Settings
 from serve_apps.app import build_app
 
 
+def build_replica_app() -> FastAPI:
+    return build_app(behind_serve_proxy=True)
+
+
 @serve.deployment(name=API_DEPLOYMENT)
-@serve.ingress(build_app)
+@serve.ingress(build_replica_app)
 class ApiIngress:
     """One API replica: stateless, any number can run behind the Serve proxy."""
 

@@ -15,8 +15,13 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """``set_header=False`` behind the Ray Serve proxy, which already answers with the request
+    id it hands to the replica (the client's own when it sent one): setting it again would
+    send the header twice."""
+
+    def __init__(self, app: ASGIApp, set_header: bool = True) -> None:
         self.app = app
+        self.set_header = set_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,7 +39,8 @@ class RequestIdMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["X-Request-Id"] = request_id
+                if self.set_header:
+                    headers["X-Request-Id"] = request_id
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"
             await send(message)
