@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -138,6 +139,15 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
         password = re.search(r"Log in as 'admin' with password '([^']+)'", text)
         assert password, text
         assert f"http://127.0.0.1:{dashboard}" in text
+
+        # Through the Serve proxy every response carries one X-Request-Id, the client's own
+        # when it sent one.
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/server/about", headers={"X-Request-Id": "abc-42"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.headers.get_all("X-Request-Id") == ["abc-42"]
+            assert response.headers["Server-Timing"].startswith("app;dur=")
 
         status = subprocess.run(
             [CLI, "status", "--data-dir", str(tmp_path / "data")],
