@@ -258,6 +258,39 @@ class CloudSettings(BaseModel):
     timeout_s: float = Field(default=30, gt=0, description="Timeout of cloud storage calls")
 
 
+class FunctionsSettings(BaseModel):
+    dir: Path | None = Field(
+        default=None,
+        description="Folder of function spec files (`*.yaml`) that `cvat-ray up` deploys",
+    )
+    builtins: bool = Field(
+        default=True,
+        description="Deploy the built-in offline functions on `up` (they scale to zero)",
+    )
+    runner: Literal["auto", "serve", "inprocess"] = Field(
+        default="auto",
+        description="Where online calls run: `serve` deployments, `inprocess` (the API "
+        "process loads the model), or `auto` (Serve when the API runs inside Ray)",
+    )
+    call_timeout_s: float = Field(
+        default=120, gt=0, description="Timeout of one online function call (then 504)"
+    )
+    save_every: int = Field(
+        default=64, ge=1, le=100_000, description="Whole-task runs save annotations every N frames"
+    )
+    decode_num_cpus: float = Field(
+        default=0.25, gt=0, description="CPUs per decode task of a whole-task pipeline"
+    )
+    driver_num_cpus: float = Field(
+        default=0.1, gt=0, description="CPUs of the actor that drives one whole-task run"
+    )
+    engine: Literal["auto", "ray", "local"] = Field(
+        default="auto",
+        description="Whole-task runs: a Ray Data pipeline (`ray`), threads of the driver "
+        "process (`local`), or `auto` (Ray Data when Ray is running)",
+    )
+
+
 class Settings(BaseSettings):
     """All server settings. See the configuration table in README.md."""
 
@@ -289,6 +322,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     cache: CacheSettings = CacheSettings()
     cloud: CloudSettings = CloudSettings()
+    functions: FunctionsSettings = FunctionsSettings()
 
     @property
     def database_url(self) -> str:

@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from actors.launcher import Launcher, make_launcher
+from actors.runs import make_run_launcher
 from cluster.settings import Settings, get_settings
 from iam.throttle import LoginThrottle, MemoryStore, RedisStore, ThrottleStore
 from serve_apps import errors
 from serve_apps.compat import TrailingSlashMiddleware
 from serve_apps.deps import DbWorkers
+from serve_apps.functions import FunctionRunner, make_runner
 from serve_apps.media import MediaRenderer, make_cache
 from serve_apps.middleware import RequestIdMiddleware
 from serve_apps.routers import (
@@ -36,6 +38,9 @@ from serve_apps.routers import (
     tasks,
     users,
 )
+from serve_apps.routers import (
+    lambda_ as lambda_api,
+)
 from storage.db import Database
 
 ROUTERS = (
@@ -55,6 +60,7 @@ ROUTERS = (
     cloudstorages,
     annotations_api,
     issues,
+    lambda_api,
 )
 
 
@@ -70,6 +76,8 @@ def build_app(
     db: Database | None = None,
     launcher: Launcher | None = None,
     *,
+    runs: Launcher | None = None,
+    functions: FunctionRunner | None = None,
     behind_serve_proxy: bool = False,
 ) -> FastAPI:
     """The API app. Settings are read here (in the replica), never at import time.
@@ -86,11 +94,15 @@ def build_app(
     workers = DbWorkers(settings.api.db_threads)
     launcher = launcher or make_launcher(settings, db)
     media = MediaRenderer(make_cache(settings), settings.media.serve_threads)
+    runs = runs or make_run_launcher(settings, db)
+    functions = functions or make_runner(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         media.close()
+        functions.close()
+        runs.close()
         launcher.close()
         workers.close()
         db.dispose()
@@ -110,6 +122,8 @@ def build_app(
     app.state.throttle = make_throttle(settings)
     app.state.launcher = launcher
     app.state.media = media
+    app.state.runs = runs
+    app.state.functions = functions
     for module in ROUTERS:
         app.include_router(module.router)
     errors.install(app)

@@ -11,12 +11,13 @@ import asyncio
 import concurrent.futures
 from typing import Any
 
+import numpy as np
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from cluster.settings import Settings
 from storage.media.cache import MediaCache, MemoryCache, RedisCache
-from storage.media.render import RenderPlan, render
+from storage.media.render import RenderPlan, decode, render
 from storage.media.uploads import MultipartSink, UploadArea
 
 _BLOCK = 1 << 20
@@ -72,6 +73,13 @@ class MediaRenderer:
             self._inflight.pop(plan.key, None)
         future.set_result(result)
         return result
+
+    async def decode(self, plan: RenderPlan) -> Any:
+        """The plan's first frame as an RGB array (what a model sees), decoded in the
+        media threads; not cached."""
+        loop = asyncio.get_running_loop()
+        images = await loop.run_in_executor(self._pool(), decode, plan)
+        return np.asarray(images[0])
 
     def _build(self, plan: RenderPlan) -> tuple[bytes, str]:
         body, mime = render(plan)

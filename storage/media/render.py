@@ -69,6 +69,15 @@ def render(plan: RenderPlan) -> tuple[bytes, str]:
     return _context(plan)
 
 
+def decode(plan: RenderPlan) -> list[Image.Image]:
+    """The plan's frames as upright RGB images at original quality (what models see); the
+    frames of a video are decoded with one seek."""
+    if plan.media == "video":
+        return [im.convert("RGB") for im in _decoded(plan)]
+    datas = plan.source.read_many([f.path for f in plan.frames])
+    return [images.open_upright(d).convert("RGB") for d in datas]
+
+
 def _decoded(plan: RenderPlan) -> list[Image.Image]:
     """The plan's video frames, decoded with one seek."""
     source = plan.source.video(plan.frames[0].path)

@@ -3,6 +3,7 @@
 from storage.models.annotations import LabeledShape, LabeledTag, LabeledTrack
 from storage.models.base import Base, UTCDateTime, utcnow
 from storage.models.engine import Data, DataFrame, Job, Project, Segment, Task
+from storage.models.functions import LambdaFunction
 from storage.models.identity import AccessToken, AuthSession, Group, User, user_groups
 from storage.models.issues import Comment, Issue
 from storage.models.labels import AttributeSpec, Label
@@ -28,6 +29,7 @@ __all__ = [
     "LabeledShape",
     "LabeledTag",
     "LabeledTrack",
+    "LambdaFunction",
     "Membership",
     "Organization",
     "Project",

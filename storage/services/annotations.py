@@ -437,6 +437,50 @@ def delete_task_annotations(session: Session, ctx: RequestContext, task_id: int)
         bulk.clear_jobs(session, [j.id for j in jobs])
 
 
+# ---------------------------------------------------------------------------------- model output
+
+
+def run_jobs(session: Session, task_id: int, job_id: int | None) -> list[JobRange]:
+    """The jobs an auto-annotation run writes to: the task's, or one of them."""
+    jobs = _task_jobs(session, task_id)
+    return [j for j in jobs if j.id == job_id] if job_id is not None else jobs
+
+
+def clear_run_jobs(session: Session, task_id: int, jobs: Sequence[JobRange]) -> None:
+    """``cleanup``: the run starts from empty jobs (authorized when the run was created)."""
+    if jobs:
+        _lock(session, [j.id for j in jobs], task_id)
+        bulk.clear_jobs(session, [j.id for j in jobs])
+
+
+def add_model_annotations(
+    session: Session, task: Task, jobs: Sequence[JobRange], data: LabeledData
+) -> tuple[int, list[str]]:
+    """Append model output to ``jobs`` (authorized when the run was created). Objects that
+    fail validation are dropped one by one, not the batch: returns (objects written, the
+    reasons of those dropped)."""
+    if not jobs:
+        return 0, []
+    scope = _task_scope(session, task, jobs)
+    checker = Validator(scope)
+    index = JobIndex(jobs)
+    kept = LabeledData()
+    dropped: list[str] = []
+    for section in ("tags", "shapes"):
+        for obj in getattr(data, section):
+            if not index.holding(obj.frame):
+                continue
+            try:
+                getattr(checker, section[:-1])(obj, f"frame {obj.frame}")
+            except InvalidInput as exc:
+                dropped.append(str(exc))
+                continue
+            getattr(kept, section).append(obj)
+    if kept.tags or kept.shapes:
+        _write_task(session, task, jobs, kept, replace=False)
+    return len(kept.tags) + len(kept.shapes), dropped
+
+
 def require_no_format(fmt: str | None) -> None:
     if fmt:
         raise InvalidInput(

@@ -133,6 +133,18 @@ def _plan(
     )
 
 
+def frames_plan(session: Session, task: Task, settings: Settings, numbers: list[int]) -> RenderPlan:
+    """A plan to decode the task's frames ``numbers`` (no authorization: the caller has
+    authorized the work this is for). Raises NotFound when the task has no data."""
+    data = _data(session, task)
+    return _plan(session, data, settings, "frame", numbers, "original", _key(data, "m"))
+
+
+def deleted_frames(session: Session, task: Task) -> frozenset[int]:
+    data = _data(session, task)
+    return frozenset(data.deleted_frames or ())
+
+
 def _check_number(number: int | None, limit: int, what: str) -> int:
     if number is None:
         raise InvalidInput(f"The {what} number is required.", field="number")

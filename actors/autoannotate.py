@@ -1,0 +1,412 @@
+"""Whole-task auto-annotation: the driver of one ``/api/lambda/requests`` run.
+
+A run streams the task's frames through four stages: decode (+ the model's preprocess) ->
+batched inference -> postprocess -> save. Two engines run the same stage code:
+
+* ``ray``: a Ray Data pipeline (named after the request, so it shows in the dashboard's Ray
+  Data view): decoding in an actor pool with fractional CPUs, inference in an actor pool with
+  the function's resources (GPUs included) and batch size, postprocessing in a small pool.
+  Stages overlap, so inference never waits on decoding.
+* ``local``: the driver's own threads (decode ahead in a thread pool, infer in batches); used
+  without Ray (the in-process app, tests) and as a fallback.
+
+The driver saves results every ``functions.save_every`` frames (``source: auto``, the
+model's confidence as ``score``), reports progress, and stops when the request is cancelled
+(what was saved stays). A frame that fails to decode or to run is recorded and skipped.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from actors.functions.base import Detector
+from actors.functions.loader import load_model
+from actors.functions.output import detection_dict
+from cluster.settings import Settings
+from storage.db import Database
+from storage.functions.spec import FunctionSpec
+from storage.media.render import RenderPlan, decode
+from storage.services import lambda_runs
+from storage.services import requests as request_service
+
+logger = logging.getLogger("cvat_ray.autoannotate")
+
+# Frames decoded together (a video group is one seek).
+DECODE_GROUP = 8
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    done: int = 0
+    objects: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        text = (
+            f"Annotated {self.done} of {self.frames} frames: {self.objects} objects saved"
+            f" in {self.seconds:.1f} s"
+        )
+        if self.failed:
+            shown = "; ".join(f"frame {f}: {why}" for f, why in self.failed[:5])
+            text += f"; {len(self.failed)} frames failed and were skipped ({shown})"
+        if self.dropped:
+            text += f"; {len(self.dropped)} objects refused ({self.dropped[0]})"
+        return text
+
+
+# ---------------------------------------------------------------------------------- stages
+
+
+def decode_frames(plan: RenderPlan, indexes: list[int]) -> list[tuple[int, np.ndarray | str]]:
+    """``(position, RGB array or error)`` for ``plan.frames[i]`` of each index; a failing
+    group is retried frame by frame so one bad frame costs only itself."""
+    sub = dataclasses.replace(plan, frames=tuple(plan.frames[i] for i in indexes))
+    try:
+        return [(i, np.asarray(im)) for i, im in zip(indexes, decode(sub), strict=True)]
+    except Exception:
+        if len(indexes) == 1:
+            return [(indexes[0], _reason())]
+    out: list[tuple[int, np.ndarray | str]] = []
+    for i in indexes:
+        out.extend(decode_frames(plan, [i]))
+    return out
+
+
+def _reason() -> str:
+    lines = traceback.format_exc().strip().splitlines()
+    return lines[-1][:200] if lines else "unknown error"
+
+
+def infer_isolating(model: Detector, inputs: list[Any]) -> list[Any | str]:
+    """``model.infer`` on a batch; if the batch fails, each frame alone, so a bad frame
+    becomes an error string instead of failing its neighbours."""
+    try:
+        return list(model.infer(inputs))
+    except Exception:
+        if len(inputs) == 1:
+            return [_reason()]
+    out: list[Any | str] = []
+    for item in inputs:
+        out.extend(infer_isolating(model, [item]))
+    return out
+
+
+def postprocess_json(model: Detector, output: Any, threshold: float, conv: bool) -> str:
+    dets = model.postprocess(output, threshold)
+    return json.dumps([detection_dict(d, conv_mask_to_poly=conv) for d in dets])
+
+
+def load_detector(spec: FunctionSpec, *, device: str | None = None) -> Detector:
+    model = load_model(
+        spec.kind,
+        spec.runtime.to_loader(),
+        [label.name for label in spec.labels],
+        device or ("cuda" if spec.resources.num_gpus > 0 else "cpu"),
+    )
+    assert isinstance(model, Detector)
+    return model
+
+
+def _set_threads(spec: FunctionSpec) -> None:
+    import torch
+
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_threads(spec.threads)
+
+
+# ---------------------------------------------------------------------------------- engines
+
+# (position in plan.frames, objects as JSON | None, error | None)
+Result = tuple[int, str | None, str | None]
+
+
+def local_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result]:
+    """The stages in this process: decoding and preprocessing in a thread pool ahead of the
+    batched inference."""
+    model = load_detector(run.spec)
+    _set_threads(run.spec)
+    batch = run.spec.batching.max_batch_size
+    groups = [
+        list(range(i, min(i + DECODE_GROUP, len(run.frames))))
+        for i in range(0, len(run.frames), DECODE_GROUP)
+    ]
+
+    def prepare(indexes: list[int]) -> list[tuple[int, Any, str | None]]:
+        out: list[tuple[int, Any, str | None]] = []
+        for pos, image in decode_frames(run.plan, indexes):
+            if isinstance(image, str):
+                out.append((pos, None, image))
+                continue
+            try:
+                out.append((pos, model.preprocess(image), None))
+            except Exception:
+                out.append((pos, None, _reason()))
+        return out
+
+    with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="cvat-decode") as pool:
+        ahead = max(2, 2 * batch // DECODE_GROUP + 1)
+        futures = [pool.submit(prepare, g) for g in groups[:ahead]]
+        next_group = len(futures)
+        pending: list[tuple[int, Any]] = []
+
+        def flush() -> Iterator[Result]:
+            outputs = infer_isolating(model, [x for _, x in pending])
+            for (pos, _), output in zip(pending, outputs, strict=True):
+                if isinstance(output, str):
+                    yield pos, None, output
+                    continue
+                try:
+                    yield (
+                        pos,
+                        postprocess_json(model, output, run.threshold, run.conv_mask_to_poly),
+                        None,
+                    )
+                except Exception:
+                    yield pos, None, _reason()
+            pending.clear()
+
+        while futures:
+            prepared = futures.pop(0).result()
+            if next_group < len(groups):
+                futures.append(pool.submit(prepare, groups[next_group]))
+                next_group += 1
+            for pos, value, error in prepared:
+                if error is not None:
+                    yield pos, None, error
+                    continue
+                pending.append((pos, value))
+                if len(pending) >= batch:
+                    yield from flush()
+        if pending:
+            yield from flush()
+
+
+class _Decode:
+    """Ray Data stage: decode a group of frames and run the model's preprocess."""
+
+    def __init__(self, plan: RenderPlan, spec: FunctionSpec) -> None:
+        self.plan = plan
+        self.model = load_detector(spec, device="cpu")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        positions: list[int] = []
+        inputs: list[Any] = []
+        errors: list[str] = []
+        for start, stop in zip(batch["start"].tolist(), batch["stop"].tolist(), strict=True):
+            for pos, image in decode_frames(self.plan, list(range(start, stop))):
+                positions.append(pos)
+                if isinstance(image, str):
+                    inputs.append(None)
+                    errors.append(image)
+                    continue
+                try:
+                    inputs.append(self.model.preprocess(image))
+                    errors.append("")
+                except Exception:
+                    inputs.append(None)
+                    errors.append(_reason())
+        return {"pos": positions, "input": inputs, "error": errors}
+
+
+class _Infer:
+    """Ray Data stage: the model on batches, with the function's resources."""
+
+    def __init__(self, spec: FunctionSpec) -> None:
+        self.model = load_detector(spec)
+        _set_threads(spec)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        positions = list(batch["pos"])
+        errors = list(batch["error"])
+        live = [i for i, e in enumerate(errors) if not e]
+        outputs: list[Any] = [None] * len(positions)
+        results = infer_isolating(self.model, [batch["input"][i] for i in live]) if live else []
+        for i, output in zip(live, results, strict=True):
+            if isinstance(output, str):
+                errors[i] = output
+            else:
+                outputs[i] = output
+        return {"pos": positions, "output": outputs, "error": errors}
+
+
+class _Post:
+    """Ray Data stage: detections as CVAT's function output (JSON text)."""
+
+    def __init__(self, spec: FunctionSpec, threshold: float, conv: bool) -> None:
+        self.model = load_detector(spec, device="cpu")
+        self.threshold = threshold
+        self.conv = conv
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        objects: list[str] = []
+        errors = list(batch["error"])
+        for i, output in enumerate(batch["output"]):
+            if errors[i]:
+                objects.append("")
+                continue
+            try:
+                objects.append(postprocess_json(self.model, output, self.threshold, self.conv))
+            except Exception:
+                objects.append("")
+                errors[i] = _reason()
+        return {"pos": list(batch["pos"]), "objects": objects, "error": errors}
+
+
+def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result]:
+    """The stages as a streaming Ray Data pipeline."""
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    spec = run.spec
+    items = [
+        {"start": i, "stop": min(i + DECODE_GROUP, len(run.frames))}
+        for i in range(0, len(run.frames), DECODE_GROUP)
+    ]
+    if not items:
+        return
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.execution_options.preserve_order = False
+    decode_cpus = settings.functions.decode_num_cpus
+    infer_options: dict[str, Any] = {"num_cpus": spec.resources.num_cpus}
+    if spec.resources.num_gpus:
+        infer_options["num_gpus"] = spec.resources.num_gpus
+    if spec.resources.memory:
+        infer_options["memory"] = spec.resources.memory
+    pool = max(1, spec.autoscaling.max_replicas)
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map_batches(
+        _Decode,
+        fn_constructor_args=(run.plan, spec),
+        batch_size=1,
+        num_cpus=decode_cpus,
+        compute=ActorPoolStrategy(min_size=1, max_size=2),
+        zero_copy_batch=True,
+    )
+    ds = ds.map_batches(
+        _Infer,
+        fn_constructor_args=(spec,),
+        batch_size=spec.batching.max_batch_size,
+        compute=ActorPoolStrategy(min_size=1, max_size=pool),
+        batch_format="numpy",
+        **infer_options,
+    )
+    ds = ds.map_batches(
+        _Post,
+        fn_constructor_args=(spec, run.threshold, run.conv_mask_to_poly),
+        batch_size=spec.batching.max_batch_size,
+        num_cpus=decode_cpus,
+        compute=ActorPoolStrategy(min_size=1, max_size=1),
+    )
+    ds.set_name(f"autoannotate-task-{run.task_id}-{run.request_id[:8]}")
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for pos, objects, error in zip(
+            batch["pos"].tolist(), batch["objects"].tolist(), batch["error"].tolist(), strict=True
+        ):
+            yield int(pos), (objects or None), (error or None)
+
+
+Engine = Callable[[lambda_runs.RunPlan, Settings], Iterator[Result]]
+
+
+def pick_engine(settings: Settings) -> Engine:
+    engine = settings.functions.engine
+    if engine == "auto":
+        import sys
+
+        ray_mod: Any = sys.modules.get("ray")
+        engine = "ray" if ray_mod is not None and ray_mod.is_initialized() else "local"
+    return ray_results if engine == "ray" else local_results
+
+
+# ---------------------------------------------------------------------------------- the run
+
+
+def _save(
+    db: Database, run: lambda_runs.RunPlan, stats: RunStats, results: list[tuple[int, list[Any]]]
+) -> bool:
+    with db.session() as session:
+        written, dropped = lambda_runs.save(session, run, results)
+        stats.objects += written
+        stats.dropped.extend(dropped)
+        return lambda_runs.report(
+            session,
+            run.request_id,
+            stats.done / max(1, stats.frames),
+            f"{stats.done}/{stats.frames} frames, {stats.objects} objects",
+        )
+
+
+def run_request(
+    db: Database,
+    settings: Settings,
+    request_id: str,
+    worker: str,
+    *,
+    engine: Engine | None = None,
+) -> RunStats | None:
+    """Claim and run one request to its end; None when another worker has it."""
+    with db.session() as session:
+        if not request_service.claim(session, request_id, worker):
+            return None
+    stats = RunStats()
+    started = time.monotonic()
+    try:
+        with db.session() as session:
+            run = lambda_runs.load_run(session, settings, request_id)
+            if run.cleanup:
+                lambda_runs.clear(session, run)
+        stats.frames = len(run.frames)
+        pending: list[tuple[int, list[Any]]] = []
+        every = settings.functions.save_every
+        results = (engine or pick_engine(settings))(run, settings)
+        try:
+            for pos, objects, error in results:
+                stats.done += 1
+                frame = run.frames[pos]
+                if error is not None:
+                    stats.failed.append((frame, error))
+                elif objects:
+                    pending.append((frame, json.loads(objects)))
+                if stats.done % every == 0 or stats.done == stats.frames:
+                    running = _save(db, run, stats, pending)
+                    pending = []
+                    if not running:
+                        stats.cancelled = True
+                        break
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+        if pending and not stats.cancelled:
+            stats.cancelled = not _save(db, run, stats, pending)
+        stats.seconds = time.monotonic() - started
+        if not stats.cancelled:
+            with db.session() as session:
+                stats.cancelled = not lambda_runs.finish(session, request_id, stats.summary())
+    except Exception as exc:
+        logger.exception("auto-annotation %s failed", request_id)
+        stats.seconds = time.monotonic() - started
+        with db.session() as session:
+            lambda_runs.fail(session, request_id, f"{type(exc).__name__}: {exc}"[:1000])
+    return stats
+
+
+def iter_positions(results: Iterable[Result]) -> list[int]:
+    """The frame positions a result stream covered (tests)."""
+    return sorted(pos for pos, _, _ in results)

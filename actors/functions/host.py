@@ -1,0 +1,81 @@
+"""One loaded function and the calls CVAT makes to it, in CVAT's wire shapes.
+
+The Serve deployment (``serve_apps.functions``) and the in-process runner both hold a
+:class:`ModelHost`; it turns arrays and model results into CVAT's function answers.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from actors.functions.base import Detector, Image, Interactor, ModelError, Tracker
+from actors.functions.loader import load_model
+from actors.functions.output import detection_dict, interactor_dict
+from storage.functions.spec import FunctionSpec
+
+
+class ModelHost:
+    def __init__(self, spec: FunctionSpec, device: str | None = None) -> None:
+        self.spec = spec
+        self.model = load_model(
+            spec.kind,
+            spec.runtime.to_loader(),
+            [label.name for label in spec.labels],
+            device or ("cuda" if spec.resources.num_gpus > 0 else "cpu"),
+        )
+        # OpenCV trackers and some models are not thread-safe.
+        self._lock = threading.Lock()
+
+    def detect(
+        self, images: list[Image], thresholds: list[float], conv_mask_to_poly: list[bool]
+    ) -> list[list[dict[str, Any]]]:
+        """One batch through preprocess -> infer -> postprocess; one answer per image."""
+        model = self.model
+        if not isinstance(model, Detector):
+            raise ModelError(f"{self.spec.id} is a {self.spec.kind}, not a detector")
+        with self._lock:
+            outputs = model.infer([model.preprocess(im) for im in images])
+            return [
+                [detection_dict(d, conv_mask_to_poly=c) for d in model.postprocess(out, t)]
+                for out, t, c in zip(outputs, thresholds, conv_mask_to_poly, strict=True)
+            ]
+
+    def interact(
+        self,
+        image: Image,
+        pos_points: list[tuple[float, float]],
+        neg_points: list[tuple[float, float]],
+        obj_bbox: tuple[float, float, float, float] | None,
+    ) -> dict[str, Any]:
+        model = self.model
+        if not isinstance(model, Interactor):
+            raise ModelError(f"{self.spec.id} is a {self.spec.kind}, not an interactor")
+        with self._lock:
+            return interactor_dict(model.interact(image, pos_points, neg_points, obj_bbox))
+
+    def track(
+        self,
+        image: Image,
+        shapes: list[list[float]] | None,
+        states: list[dict[str, Any]] | None,
+    ) -> dict[str, Any]:
+        """CVAT's tracker call: ``shapes`` start tracks; ``states`` continue them (a state of
+        null with a shape restarts that one). Answers ``{shapes, states}``."""
+        model = self.model
+        if not isinstance(model, Tracker):
+            raise ModelError(f"{self.spec.id} is a {self.spec.kind}, not a tracker")
+        count = len(states) if states else len(shapes or [])
+        out_shapes: list[list[float]] = []
+        out_states: list[dict[str, Any]] = []
+        with self._lock:
+            for i in range(count):
+                state = states[i] if states else None
+                if state:
+                    result = model.step(image, state)
+                else:
+                    assert shapes is not None
+                    result = model.start(image, shapes[i])
+                out_shapes.append([float(v) for v in result.points])
+                out_states.append(result.state)
+        return {"shapes": out_shapes, "states": out_states}

@@ -1,0 +1,254 @@
+"""Functions (models) on Ray Serve, and the runner the API uses to call them.
+
+Each function is its own Serve application (``cvat-fn-<id>``) with one deployment,
+:class:`FunctionDeployment`: the model loads once per replica; detector calls are batched
+with ``@serve.batch`` (the spec's ``batching``); replicas get the spec's CPUs, GPUs and
+memory and scale between its ``min_replicas`` (0 allowed: scale to zero) and
+``max_replicas`` on ongoing requests.
+
+The API calls a function through a :class:`FunctionRunner`: :class:`ServeRunner` (a handle to
+the function's application) inside Ray, :class:`InProcessRunner` (the model loaded in the API
+process, in a thread) otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import threading
+from typing import Any, Protocol
+
+from cluster.errors import AppError
+from cluster.settings import Settings
+from storage.functions.spec import FunctionSpec, parse_spec
+from storage.services.lambda_functions import app_name
+
+DEPLOYMENT = "function"
+
+
+class FunctionUnavailable(AppError):
+    """The function could not answer (its replica crashed, ran out of memory, or the model
+    raised); the message says why."""
+
+    status = 503
+    default_detail = "The function is not available."
+
+
+class FunctionTimeout(AppError):
+    status = 504
+    default_detail = "The function did not answer in time."
+
+
+class FunctionRunner(Protocol):
+    async def call(self, spec: FunctionSpec, method: str, *args: Any) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    # Ray wraps the remote traceback; its last line names the real error.
+    return (lines[-1] if lines else type(exc).__name__)[:500]
+
+
+class InProcessRunner:
+    """Loads each function in this process (tests, a plain uvicorn) and runs it in threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._hosts: dict[tuple[str, int, str], Any] = {}
+        self._lock = threading.Lock()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def _host(self, spec: FunctionSpec) -> Any:
+        from actors.functions.host import ModelHost
+
+        key = (spec.id, spec.version, spec.model_dump_json())
+        with self._lock:
+            host = self._hosts.get(key)
+            if host is None:
+                host = self._hosts[key] = ModelHost(spec, device="cpu")
+            return host
+
+    def _run(self, spec: FunctionSpec, method: str, args: tuple[Any, ...]) -> Any:
+        host = self._host(spec)
+        if method == "detect":
+            image, threshold, conv = args
+            return host.detect([image], [threshold], [conv])[0]
+        return getattr(host, method)(*args)
+
+    async def call(self, spec: FunctionSpec, method: str, *args: Any) -> Any:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="cvat-fn")
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self._run, spec, method, args)
+        try:
+            return await asyncio.wait_for(future, self.settings.functions.call_timeout_s)
+        except TimeoutError:
+            raise FunctionTimeout(f"The function {spec.id!r} did not answer in time.") from None
+        except AppError:
+            raise
+        except Exception as exc:
+            raise FunctionUnavailable(f"The function {spec.id!r} failed: {_reason(exc)}") from exc
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+
+class ServeRunner:
+    """Calls the function's Serve application; a crashed replica fails only its calls, and
+    Serve replaces it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def call(self, spec: FunctionSpec, method: str, *args: Any) -> Any:
+        from ray import serve
+        from ray.serve.exceptions import RayServeException
+
+        try:
+            handle = serve.get_app_handle(app_name(spec.id))
+        except (RayServeException, ValueError, KeyError) as exc:
+            raise FunctionUnavailable(
+                f"The function {spec.id!r} is registered but not deployed ({_reason(exc)})."
+            ) from exc
+        try:
+            response = getattr(handle, method).remote(*args)
+            return await asyncio.wait_for(response, self.settings.functions.call_timeout_s)
+        except TimeoutError:
+            raise FunctionTimeout(f"The function {spec.id!r} did not answer in time.") from None
+        except Exception as exc:
+            raise FunctionUnavailable(f"The function {spec.id!r} failed: {_reason(exc)}") from exc
+
+    def close(self) -> None:
+        pass
+
+
+def make_runner(settings: Settings) -> FunctionRunner:
+    from actors.launcher import in_ray_worker
+
+    mode = settings.functions.runner
+    if mode == "auto":
+        mode = "serve" if in_ray_worker() else "inprocess"
+    return ServeRunner(settings) if mode == "serve" else InProcessRunner(settings)
+
+
+# ---------------------------------------------------------------------------------- Serve
+
+
+def _deployment_class() -> Any:
+    from ray import serve
+
+    @serve.deployment(name=DEPLOYMENT)
+    class FunctionDeployment:
+        """One replica of a function: the model, loaded once."""
+
+        def __init__(self, spec_json: dict[str, Any]) -> None:
+            from actors.functions.host import ModelHost
+
+            self.spec = parse_spec(spec_json, source="function")
+            threads = self.spec.threads
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+            with contextlib.suppress(Exception):
+                import torch
+
+                torch.set_num_threads(threads)
+            with contextlib.suppress(Exception):
+                import cv2
+
+                cv2.setNumThreads(threads)
+            self.host = ModelHost(self.spec)
+            batching = self.spec.batching
+            self._detect_batch.set_max_batch_size(batching.max_batch_size)
+            self._detect_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+
+        @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+        async def _detect_batch(
+            self, items: list[tuple[Any, float, bool]]
+        ) -> list[list[dict[str, Any]]]:
+            images = [i[0] for i in items]
+            thresholds = [i[1] for i in items]
+            conv = [i[2] for i in items]
+            result: list[list[dict[str, Any]]] = await asyncio.to_thread(
+                self.host.detect, images, thresholds, conv
+            )
+            return result
+
+        async def detect(self, image: Any, threshold: float, conv: bool) -> list[dict[str, Any]]:
+            result: list[dict[str, Any]] = await self._detect_batch((image, threshold, conv))
+            return result
+
+        async def interact(self, *args: Any) -> dict[str, Any]:
+            result: dict[str, Any] = await asyncio.to_thread(self.host.interact, *args)
+            return result
+
+        async def track(self, *args: Any) -> dict[str, Any]:
+            result: dict[str, Any] = await asyncio.to_thread(self.host.track, *args)
+            return result
+
+        def check_health(self) -> None:
+            pass
+
+    return FunctionDeployment
+
+
+def function_application(spec: FunctionSpec) -> Any:
+    """The Serve application of a function, from its spec."""
+    scaling = spec.autoscaling
+    actor_options: dict[str, Any] = {"num_cpus": spec.resources.num_cpus}
+    if spec.resources.num_gpus:
+        actor_options["num_gpus"] = spec.resources.num_gpus
+    if spec.resources.memory:
+        actor_options["memory"] = spec.resources.memory
+    initial = scaling.initial_replicas
+    if initial is None:
+        initial = scaling.min_replicas
+    options: dict[str, Any] = {
+        "ray_actor_options": actor_options,
+        "max_ongoing_requests": max(2 * spec.batching.max_batch_size, 4),
+        "autoscaling_config": {
+            "min_replicas": scaling.min_replicas,
+            "initial_replicas": initial,
+            "max_replicas": scaling.max_replicas,
+            "target_ongoing_requests": scaling.target_ongoing_requests,
+            "downscale_delay_s": scaling.downscale_delay_s,
+        },
+    }
+    return _deployment_class().options(**options).bind(spec.model_dump(mode="json", by_alias=True))
+
+
+def deploy(spec: FunctionSpec, *, wait: bool = True) -> None:
+    """Deploy (or update) a function on the connected cluster; ``wait`` until its
+    application is running (its first replicas are up, none when it scales to zero)."""
+    from ray import serve
+
+    # serve.run always waits; serve._run is the same call with the wait optional.
+    serve._run(
+        function_application(spec), name=app_name(spec.id), route_prefix=None, _blocking=wait
+    )
+
+
+def undeploy(function_id: str) -> None:
+    from ray import serve
+
+    with contextlib.suppress(Exception):
+        serve.delete(app_name(function_id), _blocking=True)
+
+
+def deployed() -> dict[str, str]:
+    """Function id -> Serve status of the applications on the cluster."""
+    from ray import serve
+
+    from storage.services.lambda_functions import APP_PREFIX
+
+    status = serve.status()
+    return {
+        name.removeprefix(APP_PREFIX): str(app.status)
+        for name, app in status.applications.items()
+        if name.startswith(APP_PREFIX)
+    }

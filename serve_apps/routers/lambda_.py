@@ -1,0 +1,114 @@
+"""CVAT's lambda API: ``/api/lambda/functions`` (list, describe, call online) and
+``/api/lambda/requests`` (whole-task runs)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+from pydantic import ValidationError
+
+from cluster.errors import InvalidInput
+from serve_apps.deps import Call
+from storage.schemas.lambda_ import FunctionCall, FunctionCallRequest, OnlineCallRequest
+from storage.services import lambda_functions as service
+
+router = APIRouter(prefix="/api/lambda", tags=["lambda"])
+
+FunctionId = Annotated[str, Path(min_length=1, max_length=64)]
+RequestId = Annotated[str, Path(max_length=128)]
+
+
+async def _body(request: Request, model: type[Any]) -> Any:
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise InvalidInput(f"JSON parse error - {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("Expected a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fields: dict[str, list[str]] = {}
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "non_field_errors"
+            fields.setdefault(key, []).append(str(err["msg"]).removeprefix("Value error, "))
+        raise InvalidInput(fields) from exc
+
+
+@router.get("/functions")
+async def list_functions(call: Call) -> list[dict[str, Any]]:
+    """CVAT ``GET /api/lambda/functions``: every deployed function (a plain list)."""
+    return await call(service.list_functions)
+
+
+@router.get("/functions/{func_id}")
+async def retrieve_function(func_id: FunctionId, call: Call) -> dict[str, Any]:
+    """CVAT ``GET /api/lambda/functions/{id}``."""
+    return await call(service.retrieve_function, func_id)
+
+
+def _box(value: Any) -> tuple[float, float, float, float] | None:
+    if not value:
+        return None
+    flat = [float(v) for p in value for v in (p if isinstance(p, list | tuple) else [p])]
+    if len(flat) != 4:
+        raise InvalidInput("obj_bbox is two points or four numbers.", field="obj_bbox")
+    return (flat[0], flat[1], flat[2], flat[3])
+
+
+@router.post("/functions/{func_id}")
+async def call_function(func_id: FunctionId, request: Request, call: Call) -> Any:
+    """CVAT ``POST /api/lambda/functions/{id}``: the function on one frame, synchronously.
+    Detectors answer annotations with task label ids; interactors ``{points, mask}``;
+    trackers ``{shapes, states}``."""
+    body: OnlineCallRequest = await _body(request, OnlineCallRequest)
+    settings = request.app.state.settings
+    plan = await call(service.prepare_online, func_id, body, settings)
+    image = await request.app.state.media.decode(plan.frame)
+    runner = request.app.state.functions
+    kind = plan.spec.kind
+    if kind == "detector":
+        output = await runner.call(
+            plan.spec, "detect", image, plan.threshold, body.conv_mask_to_poly
+        )
+    elif kind == "interactor":
+        output = await runner.call(
+            plan.spec,
+            "interact",
+            image,
+            [tuple(p) for p in body.pos_points],
+            [tuple(p) for p in body.neg_points],
+            _box(body.obj_bbox),
+        )
+    else:
+        output = await runner.call(plan.spec, "track", image, body.shapes, body.states)
+    return service.online_answer(plan, output)
+
+
+@router.post("/requests", response_model=FunctionCall)
+async def create_request(request: Request, call: Call) -> FunctionCall:
+    """CVAT ``POST /api/lambda/requests``: annotate a whole task (or job) in the background."""
+    body: FunctionCallRequest = await _body(request, FunctionCallRequest)
+    return await call(service.create_request, body, request.app.state.runs.submit)
+
+
+@router.get("/requests", response_model=list[FunctionCall])
+async def list_requests(call: Call) -> list[FunctionCall]:
+    """CVAT ``GET /api/lambda/requests``: a plain list, not paginated."""
+    return await call(service.list_requests)
+
+
+@router.get("/requests/{request_id}", response_model=FunctionCall)
+async def retrieve_request(request_id: RequestId, call: Call) -> FunctionCall:
+    """CVAT ``GET /api/lambda/requests/{id}``: status and progress (0-100)."""
+    return await call(service.retrieve_request, request_id)
+
+
+@router.delete("/requests/{request_id}", status_code=204)
+async def cancel_request(request_id: RequestId, call: Call) -> Response:
+    """CVAT ``DELETE /api/lambda/requests/{id}``: cancel; annotations saved so far stay."""
+    await call(service.cancel_request, request_id)
+    return Response(status_code=204)

@@ -1,0 +1,84 @@
+"""Bodies and responses of CVAT's lambda API (``/api/lambda/functions``, ``/requests``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field
+
+from storage.schemas.common import DbId, WriteModel
+
+Threshold = Annotated[float, Field(ge=0, le=1)]
+Point = tuple[float, float]
+
+
+class MappingEntry(WriteModel):
+    """Where one model label goes: a task label ``name``, model attribute -> task attribute
+    names, and (skeletons) sublabels the same way."""
+
+    name: str = Field(min_length=1, max_length=64)
+    attributes: dict[str, str] = Field(default_factory=dict)
+    sublabels: dict[str, MappingEntry] | None = None
+
+
+Mapping = dict[str, MappingEntry]
+Roi = Annotated[list[float], Field(min_length=4, max_length=4)]
+
+
+class FunctionCallRequest(WriteModel):
+    """``POST /api/lambda/requests``: the whole task (or one of its jobs)."""
+
+    function: str = Field(min_length=1, max_length=64)
+    task: DbId
+    job: DbId | None = None
+    threshold: Threshold | None = None
+    cleanup: bool = False
+    conv_mask_to_poly: bool = Field(
+        default=False, validation_alias=AliasChoices("conv_mask_to_poly", "convMaskToPoly")
+    )
+    mapping: Mapping | None = None
+    max_distance: float | None = None
+    roi: Roi | None = None
+
+
+class OnlineCallRequest(WriteModel):
+    """``POST /api/lambda/functions/{id}``: one frame, synchronously."""
+
+    task: DbId | None = None
+    job: DbId | None = None
+    frame: Annotated[int, Field(ge=0, le=2_147_483_647)] = 0
+    # detectors
+    threshold: Threshold | None = None
+    mapping: Mapping | None = None
+    conv_mask_to_poly: bool = Field(
+        default=False, validation_alias=AliasChoices("conv_mask_to_poly", "convMaskToPoly")
+    )
+    roi: Roi | None = None
+    # interactors
+    pos_points: list[Point] = Field(default_factory=list, max_length=1000)
+    neg_points: list[Point] = Field(default_factory=list, max_length=1000)
+    obj_bbox: list[Point] | Roi | None = None
+    # trackers: shapes to start, or states (from the previous answer) to continue
+    shapes: list[list[float]] | None = Field(default=None, max_length=1000)
+    states: list[dict[str, Any]] | None = Field(default=None, max_length=1000)
+
+
+class FunctionCallParams(BaseModel):
+    id: str | None
+    task: int | None
+    threshold: float | None
+    job: int | None = None
+
+
+class FunctionCall(BaseModel):
+    """CVAT's ``FunctionCall``; ``progress`` is 0..100 as RQ reports it."""
+
+    id: str
+    function: FunctionCallParams
+    status: Literal["queued", "started", "finished", "failed"] | None
+    progress: int | None
+    enqueued: datetime | None
+    started: datetime | None
+    ended: datetime | None
+    exc_info: str | None

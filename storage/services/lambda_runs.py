@@ -1,0 +1,120 @@
+"""The database side of a whole-task auto-annotation run, for the driver that runs the
+model (``actors.autoannotate``): what to read, where to write, progress and cancellation.
+
+The run was authorized when its request was created (``lambda_functions.create_request``);
+these functions act for it without a caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from cluster.errors import NotFound
+from cluster.settings import Settings
+from storage.annotations.merge import JobRange
+from storage.functions.mapping import LabelMap, resolve, task_labels, to_labeled_data
+from storage.functions.spec import FunctionSpec
+from storage.media.render import RenderPlan
+from storage.models import BackgroundRequest, Task
+from storage.schemas.lambda_ import FunctionCallRequest
+from storage.services import annotations as annotation_service
+from storage.services import requests as request_service
+from storage.services.data_access import deleted_frames, frames_plan
+from storage.services.lambda_functions import get_spec
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    request_id: str
+    task_id: int
+    job_id: int | None
+    spec: FunctionSpec
+    frames: list[int]
+    # decodes frames[i] from ``plan.frames[i]``
+    plan: RenderPlan
+    label_map: LabelMap
+    threshold: float
+    cleanup: bool
+    conv_mask_to_poly: bool
+    roi: list[float] | None
+    jobs: tuple[JobRange, ...]
+
+
+def _job_frames(jobs: Sequence[JobRange]) -> list[int]:
+    frames: set[int] = set()
+    for job in jobs:
+        frames.update(job.frames if job.frames is not None else range(job.start, job.stop + 1))
+    return sorted(frames)
+
+
+def load_run(session: Session, settings: Settings, request_id: str) -> RunPlan:
+    """The plan of a claimed request (frames in order, deleted frames skipped)."""
+    row = session.get(BackgroundRequest, request_id)
+    if row is None or row.task_id is None or row.function_id is None:
+        raise NotFound("The request is gone.")
+    body = FunctionCallRequest.model_validate(row.params or {})
+    task = session.get(Task, row.task_id)
+    if task is None:
+        raise NotFound("The task was deleted.")
+    spec = get_spec(session, row.function_id)
+    jobs = annotation_service.run_jobs(session, task.id, row.job_id)
+    skip = deleted_frames(session, task)
+    frames = [f for f in _job_frames(jobs) if f not in skip]
+    return RunPlan(
+        request_id=request_id,
+        task_id=task.id,
+        job_id=row.job_id,
+        spec=spec,
+        frames=frames,
+        plan=frames_plan(session, task, settings, frames),
+        label_map=resolve(spec, task_labels(session, task), body.mapping),
+        threshold=0.5 if body.threshold is None else body.threshold,
+        cleanup=body.cleanup,
+        conv_mask_to_poly=body.conv_mask_to_poly,
+        roi=body.roi,
+        jobs=tuple(jobs),
+    )
+
+
+def clear(session: Session, run: RunPlan) -> None:
+    annotation_service.clear_run_jobs(session, run.task_id, run.jobs)
+
+
+def save(
+    session: Session, run: RunPlan, results: Sequence[tuple[int, list[dict[str, Any]]]]
+) -> tuple[int, list[str]]:
+    """Write model output of some frames; returns (objects written, dropped reasons)."""
+    task = session.get(Task, run.task_id)
+    if task is None:
+        raise NotFound("The task was deleted.")
+    data = to_labeled_data(results, run.label_map, roi=run.roi)
+    return annotation_service.add_model_annotations(session, task, run.jobs, data)
+
+
+def report(session: Session, request_id: str, progress: float, message: str) -> bool:
+    """Record progress of a started run; False when it is not running any more (cancelled)."""
+    result = session.execute(
+        update(BackgroundRequest)
+        .where(BackgroundRequest.id == request_id, BackgroundRequest.status == "started")
+        .values(progress=min(1.0, max(0.0, progress)), message=message)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def finish(session: Session, request_id: str, message: str) -> bool:
+    """Mark the run finished unless it was cancelled meanwhile."""
+    row = session.get(BackgroundRequest, request_id)
+    if row is None or row.status != "started":
+        return False
+    request_service.transition(session, request_id, "finished", message=message)
+    return True
+
+
+def fail(session: Session, request_id: str, message: str) -> None:
+    request_service.fail_if_unfinished(session, request_id, message)
