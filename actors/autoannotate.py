@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from actors.functions.base import Detector
-from actors.functions.loader import load_model
 from actors.functions.output import detection_dict
 from cluster.settings import Settings
 from storage.db import Database
@@ -112,6 +111,8 @@ def postprocess_json(model: Detector, output: Any, threshold: float, conv: bool)
 
 
 def load_detector(spec: FunctionSpec, *, device: str | None = None) -> Detector:
+    from actors.functions.loader import load_model
+
     model = load_model(
         spec.kind,
         spec.runtime.to_loader(),
@@ -199,9 +200,9 @@ def local_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Resu
 class _Decode:
     """Ray Data stage: decode a group of frames and run the model's preprocess."""
 
-    def __init__(self, plan: RenderPlan, spec: FunctionSpec) -> None:
+    def __init__(self, plan: RenderPlan, spec: FunctionSpec, preprocess: bool) -> None:
         self.plan = plan
-        self.model = load_detector(spec, device="cpu")
+        self.model = load_detector(spec, device="cpu") if preprocess else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         positions: list[int] = []
@@ -215,7 +216,7 @@ class _Decode:
                     errors.append(image)
                     continue
                 try:
-                    inputs.append(self.model.preprocess(image))
+                    inputs.append(self.model.preprocess(image) if self.model else image)
                     errors.append("")
                 except Exception:
                     inputs.append(None)
@@ -242,6 +243,47 @@ class _Infer:
             else:
                 outputs[i] = output
         return {"pos": positions, "output": outputs, "error": errors}
+
+
+class _ServeInfer:
+    """Ray Data stage: batches sent to the function's Serve replicas (preprocess, infer and
+    postprocess run there), so a run shares the replicas, their GPUs and their autoscaling
+    with online calls instead of reserving its own."""
+
+    def __init__(self, app: str, threshold: float, conv: bool, timeout_s: float) -> None:
+        from ray import serve
+
+        self.handle = serve.get_app_handle(app)
+        self.threshold = threshold
+        self.conv = conv
+        self.timeout_s = timeout_s
+
+    def _detect(self, images: list[Any]) -> list[Any]:
+        try:
+            result: list[Any] = self.handle.detect_many.remote(
+                images, self.threshold, self.conv
+            ).result(timeout_s=self.timeout_s)
+            return result
+        except Exception:
+            if len(images) == 1:
+                return [_reason()]
+        out: list[Any] = []
+        for image in images:
+            out.extend(self._detect([image]))
+        return out
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        positions = list(batch["pos"])
+        errors = list(batch["error"])
+        live = [i for i, e in enumerate(errors) if not e]
+        objects = [""] * len(positions)
+        results = self._detect([batch["input"][i] for i in live]) if live else []
+        for i, result in zip(live, results, strict=True):
+            if isinstance(result, str):
+                errors[i] = result
+            else:
+                objects[i] = json.dumps(result)
+        return {"pos": positions, "objects": objects, "error": errors}
 
 
 class _Post:
@@ -289,36 +331,65 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
     if spec.resources.memory:
         infer_options["memory"] = spec.resources.memory
     pool = max(1, spec.autoscaling.max_replicas)
+    app = _serve_app(spec) if settings.functions.use_replicas else None
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
         _Decode,
-        fn_constructor_args=(run.plan, spec),
+        fn_constructor_args=(run.plan, spec, app is None),
         batch_size=1,
         num_cpus=decode_cpus,
         compute=ActorPoolStrategy(min_size=1, max_size=2),
         zero_copy_batch=True,
     )
-    ds = ds.map_batches(
-        _Infer,
-        fn_constructor_args=(spec,),
-        batch_size=spec.batching.max_batch_size,
-        compute=ActorPoolStrategy(min_size=1, max_size=pool),
-        batch_format="numpy",
-        **infer_options,
-    )
-    ds = ds.map_batches(
-        _Post,
-        fn_constructor_args=(spec, run.threshold, run.conv_mask_to_poly),
-        batch_size=spec.batching.max_batch_size,
-        num_cpus=decode_cpus,
-        compute=ActorPoolStrategy(min_size=1, max_size=1),
-    )
+    if app is not None:
+        # Two batches in flight per replica, so a replica never waits for its next batch.
+        ds = ds.map_batches(
+            _ServeInfer,
+            fn_constructor_args=(
+                app,
+                run.threshold,
+                run.conv_mask_to_poly,
+                settings.functions.call_timeout_s,
+            ),
+            batch_size=spec.batching.max_batch_size,
+            num_cpus=0.01,
+            compute=ActorPoolStrategy(min_size=1, max_size=2 * pool),
+        )
+    else:
+        ds = ds.map_batches(
+            _Infer,
+            fn_constructor_args=(spec,),
+            batch_size=spec.batching.max_batch_size,
+            compute=ActorPoolStrategy(min_size=1, max_size=pool),
+            batch_format="numpy",
+            **infer_options,
+        )
+        ds = ds.map_batches(
+            _Post,
+            fn_constructor_args=(spec, run.threshold, run.conv_mask_to_poly),
+            batch_size=spec.batching.max_batch_size,
+            num_cpus=decode_cpus,
+            compute=ActorPoolStrategy(min_size=1, max_size=1),
+        )
     ds.set_name(f"autoannotate-task-{run.task_id}-{run.request_id[:8]}")
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for pos, objects, error in zip(
             batch["pos"].tolist(), batch["objects"].tolist(), batch["error"].tolist(), strict=True
         ):
             yield int(pos), (objects or None), (error or None)
+
+
+def _serve_app(spec: FunctionSpec) -> str | None:
+    """The function's Serve application when it is deployed on this cluster, else None."""
+    try:
+        from ray import serve
+
+        from storage.services.lambda_functions import app_name
+
+        name = app_name(spec.id)
+        return name if name in serve.status().applications else None
+    except Exception:
+        return None
 
 
 Engine = Callable[[lambda_runs.RunPlan, Settings], Iterator[Result]]
@@ -340,16 +411,21 @@ def pick_engine(settings: Settings) -> Engine:
 def _save(
     db: Database, run: lambda_runs.RunPlan, stats: RunStats, results: list[tuple[int, list[Any]]]
 ) -> bool:
+    """Save one batch of results, unless the run was cancelled (then False, nothing saved).
+    The check and the write are one transaction."""
     with db.session() as session:
-        written, dropped = lambda_runs.save(session, run, results)
-        stats.objects += written
-        stats.dropped.extend(dropped)
-        return lambda_runs.report(
+        running = lambda_runs.report(
             session,
             run.request_id,
             stats.done / max(1, stats.frames),
             f"{stats.done}/{stats.frames} frames, {stats.objects} objects",
         )
+        if not running:
+            return False
+        written, dropped = lambda_runs.save(session, run, results)
+        stats.objects += written
+        stats.dropped.extend(dropped)
+        return True
 
 
 def run_request(

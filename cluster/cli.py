@@ -162,6 +162,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         from serve_apps import deploy
 
         deploy.deploy(settings)
+        db = _database(settings)
+        try:
+            for problem in deploy.register_startup_functions(settings, db):
+                print(f"  Function skipped: {problem}", flush=True)
+            functions = deploy.deploy_functions(db, wait=True)
+        finally:
+            db.dispose()
         from actors.launcher import start_ray_workers
 
         start_ray_workers(settings)
@@ -171,6 +178,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if ray_runtime.dashboard_url:
             note = f" (token: {ray_runtime.token_path})" if ray_runtime.token_path else ""
             print(f"  Ray dashboard: {ray_runtime.dashboard_url}{note}")
+        if functions:
+            print(f"  Functions:     {', '.join(functions)}")
         if password:
             print(f"  Log in as {admin!r} with password {password!r} (shown only this once).")
         else:
@@ -243,6 +252,252 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _running_state(settings: Settings) -> dict[str, Any] | None:
+    """The state file of a running ``up`` on this data dir, or None."""
+    if not settings.state_file.exists():
+        return None
+    state: dict[str, Any] = json.loads(settings.state_file.read_text())
+    try:
+        os.kill(state["pid"], 0)
+    except (ProcessLookupError, PermissionError):
+        return None
+    return state
+
+
+def _connect(settings: Settings) -> dict[str, Any] | None:
+    """Join the cluster of a running ``up`` (or ``RAY_ADDRESS``); None when there is none.
+    Returns what is known about it (dashboard URL, token path)."""
+    state = _running_state(settings)
+    address = settings.ray.address or os.environ.get("RAY_ADDRESS")
+    if state is None and not address:
+        return None
+    if state is not None and not address:
+        address = state["ray_address"]
+        if state.get("token_path"):
+            os.environ["RAY_AUTH_MODE"] = "token"
+            os.environ["RAY_AUTH_TOKEN_PATH"] = state["token_path"]
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    from cluster.names import NAMESPACE
+
+    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+    return state or {"ray_address": address}
+
+
+def cmd_functions_deploy(args: argparse.Namespace) -> int:
+    from cluster.errors import AppError
+    from storage.functions.spec import load_spec_file
+    from storage.services import lambda_functions
+
+    settings = _apply_overrides(args.data_dir)
+    _migrate(settings)
+    try:
+        spec = load_spec_file(Path(args.path).resolve())
+    except AppError as exc:
+        print(f"Error: {exc.detail}", file=sys.stderr)
+        return 2
+    if args.check:
+        from actors.functions.host import ModelHost
+
+        try:
+            ModelHost(spec, device="cpu")
+        except Exception as exc:
+            print(f"Error: {spec.id}: the model does not load: {exc}", file=sys.stderr)
+            return 2
+    db = _database(settings)
+    try:
+        with db.session() as session:
+            lambda_functions.register(session, spec, str(Path(args.path).resolve()))
+    finally:
+        db.dispose()
+    if _connect(settings) is None:
+        print(f"Function {spec.id!r} registered; the next `cvat-ray up` deploys it.")
+        return 0
+    from serve_apps.functions import deploy
+
+    deploy(spec, wait=True)
+    print(
+        f"Function {spec.id!r} deployed (Serve application {lambda_functions.app_name(spec.id)!r})."
+    )
+    return 0
+
+
+def cmd_functions_list(args: argparse.Namespace) -> int:
+    from storage.services import lambda_functions
+
+    settings = _apply_overrides(args.data_dir)
+    _migrate(settings)
+    db = _database(settings)
+    try:
+        with db.session() as session:
+            specs = lambda_functions.registered(session)
+    finally:
+        db.dispose()
+    states: dict[str, str] = {}
+    if _connect(settings) is not None:
+        from serve_apps.functions import deployed
+
+        states = deployed()
+    if args.json:
+        print(json.dumps([s.to_cvat() | {"serve": states.get(s.id)} for s in specs], indent=2))
+        return 0
+    print(f"{'ID':24} {'KIND':11} {'VERSION':7} {'SERVE':14} NAME")
+    for s in specs:
+        state = states.get(s.id, "not running" if states else "-")
+        print(f"{s.id:24} {s.kind:11} {s.version:<7} {state:14} {s.name}")
+    return 0
+
+
+def cmd_functions_delete(args: argparse.Namespace) -> int:
+    from storage.services import lambda_functions
+
+    settings = _apply_overrides(args.data_dir)
+    _migrate(settings)
+    db = _database(settings)
+    try:
+        with db.session() as session:
+            found = lambda_functions.unregister(session, args.id)
+    finally:
+        db.dispose()
+    if _connect(settings) is not None:
+        from serve_apps.functions import undeploy
+
+        undeploy(args.id)
+    if not found:
+        print(f"Error: no function {args.id!r}.", file=sys.stderr)
+        return 1
+    print(f"Function {args.id!r} deleted.")
+    return 0
+
+
+def cmd_functions_invoke(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from cluster.errors import AppError
+    from storage.services import lambda_functions
+
+    settings = _apply_overrides(args.data_dir)
+    _migrate(settings)
+    db = _database(settings)
+    try:
+        with db.session() as session:
+            spec = lambda_functions.get_spec(session, args.id)
+    except AppError as exc:
+        print(f"Error: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    try:
+        with Image.open(args.image) as im:
+            image = np.asarray(im.convert("RGB"))
+    except OSError as exc:
+        print(f"Error: {args.image}: not an image ({exc})", file=sys.stderr)
+        return 2
+    payload: dict[str, Any] = json.loads(args.data) if args.data else {}
+    if spec.kind == "detector":
+        call_args: tuple[Any, ...] = (image, args.threshold, False)
+        method = "detect"
+    elif spec.kind == "interactor":
+        box = payload.get("obj_bbox")
+        call_args = (
+            image,
+            [tuple(p) for p in payload.get("pos_points", [])],
+            [tuple(p) for p in payload.get("neg_points", [])],
+            tuple(box) if box else None,
+        )
+        method = "interact"
+    else:
+        call_args = (image, payload.get("shapes"), payload.get("states"))
+        method = "track"
+    if args.local or _connect(settings) is None:
+        from actors.functions.host import ModelHost
+
+        host = ModelHost(spec, device="cpu")
+        if method == "detect":
+            result: Any = host.detect([image], [args.threshold], [False])[0]
+        else:
+            result = getattr(host, method)(*call_args)
+    else:
+        from ray import serve
+
+        handle = serve.get_app_handle(lambda_functions.app_name(spec.id))
+        result = (
+            getattr(handle, method)
+            .remote(*call_args)
+            .result(timeout_s=settings.functions.call_timeout_s)
+        )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_auto_annotate(args: argparse.Namespace) -> int:
+    """Submit a dataset run as a Ray job (Jobs API, token auth) and follow it."""
+    settings = _apply_overrides(args.data_dir)
+    entry = ["python", "-m", "actors.dataset_run", "--function", args.function]
+    for task in args.task:
+        entry += ["--task", str(task)]
+    if args.project is not None:
+        entry += ["--project", str(args.project)]
+    if args.organization is not None:
+        entry += ["--organization", args.organization]
+    if args.threshold is not None:
+        entry += ["--threshold", str(args.threshold)]
+    if args.cleanup:
+        entry.append("--cleanup")
+    if args.run:
+        entry += ["--run", args.run]
+    if args.local:
+        from actors import dataset_run
+
+        return dataset_run.main([*entry[3:], "--engine", "local"])
+    state = _running_state(settings)
+    dashboard = args.dashboard or (state or {}).get("dashboard_url")
+    if not dashboard:
+        print(
+            "Error: no running cvat-ray on this data dir and no --dashboard; start `cvat-ray up` "
+            "or use --local.",
+            file=sys.stderr,
+        )
+        return 2
+    headers: dict[str, str] = {}
+    token_path = (state or {}).get("token_path")
+    token = os.environ.get("RAY_AUTH_TOKEN") or (
+        Path(token_path).read_text().strip() if token_path else None
+    )
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(dashboard, headers=headers)
+    env = {k: v for k, v in os.environ.items() if k.startswith("CVAT_RAY_")}
+    import shlex
+
+    job_id = client.submit_job(
+        entrypoint=shlex.join(entry),
+        runtime_env={"env_vars": env},
+        entrypoint_num_cpus=0.1,
+        metadata={"function": args.function, "kind": "cvat-ray auto-annotate"},
+    )
+    print(f"Submitted Ray job {job_id} ({dashboard}/#/jobs/{job_id}).", flush=True)
+    if args.no_wait:
+        return 0
+    import time
+
+    shown = 0
+    while True:
+        status = client.get_job_status(job_id)
+        logs = client.get_job_logs(job_id)
+        if len(logs) > shown:
+            print(logs[shown:], end="", flush=True)
+            shown = len(logs)
+        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            print(f"Ray job {job_id}: {status}.")
+            return 0 if status == JobStatus.SUCCEEDED else 1
+        time.sleep(1.0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cvat-ray",
@@ -279,6 +534,57 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="Show what is deployed, replicas and URLs")
     data_dir(status)
     status.set_defaults(func=cmd_status)
+
+    functions = sub.add_parser("functions", help="Deploy, list, delete and invoke functions")
+    fsub = functions.add_subparsers(dest="functions_command", required=True)
+    fdeploy = fsub.add_parser("deploy", help="Validate a spec file, register and deploy it")
+    fdeploy.add_argument("path", help="Function spec (YAML)")
+    fdeploy.add_argument(
+        "--check", action="store_true", help="Load the model here first and refuse if it fails"
+    )
+    data_dir(fdeploy)
+    fdeploy.set_defaults(func=cmd_functions_deploy)
+    flist = fsub.add_parser("list", help="Registered functions and their Serve status")
+    flist.add_argument("--json", action="store_true", help="As JSON (CVAT's function objects)")
+    data_dir(flist)
+    flist.set_defaults(func=cmd_functions_list)
+    fdelete = fsub.add_parser("delete", help="Remove a function and its Serve application")
+    fdelete.add_argument("id")
+    data_dir(fdelete)
+    fdelete.set_defaults(func=cmd_functions_delete)
+    finvoke = fsub.add_parser("invoke", help="Run a function on one image and print the JSON")
+    finvoke.add_argument("id")
+    finvoke.add_argument("--image", required=True, help="Image file")
+    finvoke.add_argument("--threshold", type=float, default=0.5, help="Detectors: threshold")
+    finvoke.add_argument(
+        "--data", default=None, help="Interactors/trackers: JSON with pos_points, shapes, ..."
+    )
+    finvoke.add_argument(
+        "--local", action="store_true", help="Load the model here instead of calling Serve"
+    )
+    data_dir(finvoke)
+    finvoke.set_defaults(func=cmd_functions_invoke)
+
+    auto = sub.add_parser(
+        "auto-annotate", help="Annotate tasks, a project or an organization with a function"
+    )
+    auto.add_argument("--function", required=True, help="Function id")
+    scope = auto.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--task", type=int, action="append", default=[], help="Task id (repeat)")
+    scope.add_argument("--project", type=int, default=None, help="Every task of a project")
+    scope.add_argument("--organization", default=None, help="Every task of an organization")
+    auto.add_argument("--threshold", type=float, default=None, help="Confidence threshold")
+    auto.add_argument("--cleanup", action="store_true", help="Delete existing annotations first")
+    auto.add_argument("--run", default=None, help="Run name; the same name resumes a run")
+    auto.add_argument("--no-wait", action="store_true", help="Submit and return")
+    auto.add_argument(
+        "--dashboard", default=None, help="Ray dashboard URL (default: the running up)"
+    )
+    auto.add_argument(
+        "--local", action="store_true", help="Run here without Ray (threads), not as a Ray job"
+    )
+    data_dir(auto)
+    auto.set_defaults(func=cmd_auto_annotate)
     return parser
 
 

@@ -284,6 +284,11 @@ class FunctionsSettings(BaseModel):
     driver_num_cpus: float = Field(
         default=0.1, gt=0, description="CPUs of the actor that drives one whole-task run"
     )
+    use_replicas: bool = Field(
+        default=True,
+        description="Whole-task runs send batches to the function's Serve replicas when it is "
+        "deployed (sharing its GPUs and autoscaling); off: an actor pool of their own",
+    )
     engine: Literal["auto", "ray", "local"] = Field(
         default="auto",
         description="Whole-task runs: a Ray Data pipeline (`ray`), threads of the driver "

@@ -40,3 +40,51 @@ def status() -> dict[str, Any]:
 
 def shutdown() -> None:
     serve.shutdown()  # type: ignore[no-untyped-call]
+
+
+def builtin_spec_dir() -> Any:
+    from pathlib import Path
+
+    import actors.functions
+
+    return Path(actors.functions.__file__).parent / "specs"
+
+
+def register_startup_functions(settings: Settings, db: Any) -> list[str]:
+    """Register the built-in functions (when enabled) and those of ``functions.dir`` in the
+    database; returns the problems found (an invalid spec is reported, not fatal)."""
+    from cluster.errors import AppError
+    from storage.functions.spec import load_spec_file, spec_files
+    from storage.services import lambda_functions
+
+    folders = []
+    if settings.functions.builtins:
+        folders.append((builtin_spec_dir(), "builtin"))
+    if settings.functions.dir is not None:
+        folders.append((settings.functions.dir, None))
+    problems: list[str] = []
+    for folder, source in folders:
+        if not folder.is_dir():
+            problems.append(f"{folder}: not a folder")
+            continue
+        for path in spec_files(folder):
+            try:
+                spec = load_spec_file(path)
+            except AppError as exc:
+                problems.append(str(exc.detail))
+                continue
+            with db.session() as session:
+                lambda_functions.register(session, spec, source or str(path))
+    return problems
+
+
+def deploy_functions(db: Any, *, wait: bool = True) -> list[str]:
+    """Deploy every registered function; returns the ids deployed."""
+    from serve_apps.functions import deploy as deploy_function
+    from storage.services import lambda_functions
+
+    with db.session() as session:
+        specs = lambda_functions.registered(session)
+    for spec in specs:
+        deploy_function(spec, wait=wait)
+    return [spec.id for spec in specs]

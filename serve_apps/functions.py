@@ -183,6 +183,16 @@ def _deployment_class() -> Any:
             result: list[dict[str, Any]] = await self._detect_batch((image, threshold, conv))
             return result
 
+        async def detect_many(
+            self, images: list[Any], threshold: float, conv: bool
+        ) -> list[list[dict[str, Any]]]:
+            """A whole batch at once (the whole-task pipeline batches already)."""
+            n = len(images)
+            result: list[list[dict[str, Any]]] = await asyncio.to_thread(
+                self.host.detect, images, [threshold] * n, [conv] * n
+            )
+            return result
+
         async def interact(self, *args: Any) -> dict[str, Any]:
             result: dict[str, Any] = await asyncio.to_thread(self.host.interact, *args)
             return result

@@ -319,3 +319,9 @@ def cancel_request(session: Session, ctx: RequestContext, request_id: str) -> No
     if row.status in ("finished", "failed"):
         return
     request_service.transition(session, row.id, "failed", message=CANCELLED)
+
+
+def retrieve_status(session: Session, request_id: str) -> str:
+    """The status of a run (its operator's view, no caller)."""
+    row = session.get(BackgroundRequest, request_id)
+    return row.status if row is not None else "gone"

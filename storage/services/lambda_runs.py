@@ -118,3 +118,111 @@ def finish(session: Session, request_id: str, message: str) -> bool:
 
 def fail(session: Session, request_id: str, message: str) -> None:
     request_service.fail_if_unfinished(session, request_id, message)
+
+
+# ---------------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class DatasetTask:
+    task_id: int
+    name: str
+    # "run": to annotate; "done": annotated by an earlier attempt of the same run;
+    # "no data": nothing to annotate
+    state: str
+
+
+def dataset_tasks(
+    session: Session,
+    *,
+    task_ids: Sequence[int] = (),
+    project_id: int | None = None,
+    organization: str | None = None,
+    function_id: str,
+    run: str,
+) -> list[DatasetTask]:
+    """The tasks of a dataset run, in id order, with what is left to do."""
+    from sqlalchemy import select
+
+    from storage.models import Organization
+
+    stmt = select(Task.id, Task.name, Task.data_id).order_by(Task.id)
+    if task_ids:
+        stmt = stmt.where(Task.id.in_(list(task_ids)))
+    elif project_id is not None:
+        stmt = stmt.where(Task.project_id == project_id)
+    elif organization is not None:
+        org_id = session.scalar(select(Organization.id).where(Organization.slug == organization))
+        if org_id is None:
+            raise NotFound(f"No organization {organization!r}.")
+        stmt = stmt.where(Task.organization_id == org_id)
+    rows = session.execute(stmt).all()
+    if task_ids:
+        missing = sorted(set(task_ids) - {r.id for r in rows})
+        if missing:
+            raise NotFound(f"No tasks with ids {', '.join(map(str, missing))}.")
+    done = set(
+        session.scalars(
+            select(BackgroundRequest.task_id).where(
+                BackgroundRequest.operation_type == "autoannotate:task",
+                BackgroundRequest.function_id == function_id,
+                BackgroundRequest.status == "finished",
+                BackgroundRequest.params["run"].as_string() == run,
+            )
+        )
+    )
+    return [
+        DatasetTask(
+            r.id, r.name, "done" if r.id in done else ("no data" if r.data_id is None else "run")
+        )
+        for r in rows
+    ]
+
+
+def new_dataset_request(
+    session: Session,
+    *,
+    owner_id: int | None,
+    task_id: int,
+    function_id: str,
+    run: str,
+    params: dict[str, Any],
+) -> str:
+    """A request row for one task of a dataset run (as its operator, no caller). Requests of
+    the same run left unfinished by an interrupted attempt are failed first."""
+    import uuid
+
+    from sqlalchemy import select
+
+    from storage.models import utcnow
+
+    stale = session.scalars(
+        select(BackgroundRequest.id).where(
+            BackgroundRequest.operation_type == "autoannotate:task",
+            BackgroundRequest.task_id == task_id,
+            BackgroundRequest.status.in_(("queued", "started")),
+        )
+    ).all()
+    for request_id in stale:
+        request_service.transition(
+            session, request_id, "failed", message="Interrupted; a new attempt took over."
+        )
+    task = session.get(Task, task_id)
+    if task is None:
+        raise NotFound(f"Task {task_id} was deleted.")
+    body = FunctionCallRequest.model_validate({**params, "function": function_id, "task": task_id})
+    row = BackgroundRequest(
+        id=str(uuid.uuid4()),
+        operation_type="autoannotate:task",
+        target="task",
+        project_id=task.project_id,
+        task_id=task_id,
+        function_id=function_id,
+        owner_id=owner_id,
+        organization_id=task.organization_id,
+        params=body.model_dump(mode="json") | {"run": run},
+        created_date=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row.id

@@ -98,6 +98,7 @@ async def objects(client_for, db: Database, admin: Account) -> dict[str, str]:
         "membership_id": str(membership["id"]),
         "user_id": str(admin.id),
         "request_id": "nonexistent",
+        "func_id": "nonexistent",
         # a cloud storage needs a reachable bucket; a missing one must still not give a 500
         "storage_id": "999999",
         "upload_id": "nonexistent",

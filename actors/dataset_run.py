@@ -1,0 +1,141 @@
+"""Batch auto-annotation of a whole dataset: the entrypoint of the Ray job that
+``cvat-ray auto-annotate`` submits (and that a KubeRay RayJob runs the same way).
+
+It annotates the chosen tasks one after the other, each with the streaming Ray Data pipeline
+of ``actors.autoannotate``, each as a ``/api/lambda/requests`` row (so progress shows in
+the API too). A run has a name; tasks that an earlier attempt of the same run finished are
+skipped, so submitting the same command again resumes an interrupted run. At the end it
+prints a summary, one line per task and a JSON line with the totals.
+
+    python -m actors.dataset_run --function colour-detector --task 1 --task 2
+    python -m actors.dataset_run --function colour-detector --project 3 --run nightly
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from typing import Any
+
+from cluster.settings import get_settings
+
+
+def default_run_name(args: argparse.Namespace) -> str:
+    scope = (
+        f"tasks={','.join(map(str, sorted(args.task)))}"
+        if args.task
+        else f"project={args.project}"
+        if args.project is not None
+        else f"organization={args.organization}"
+    )
+    digest = hashlib.sha256(f"{args.function}|{scope}".encode()).hexdigest()[:10]
+    return f"{args.function}-{digest}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m actors.dataset_run",
+        description="Auto-annotate many tasks with one function, task after task, resumable.",
+    )
+    p.add_argument("--function", required=True, help="Function id")
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--task", type=int, action="append", default=[], help="Task id (repeat)")
+    scope.add_argument("--project", type=int, default=None, help="Every task of a project")
+    scope.add_argument("--organization", default=None, help="Every task of an organization (slug)")
+    p.add_argument("--threshold", type=float, default=None, help="Confidence threshold 0..1")
+    p.add_argument("--cleanup", action="store_true", help="Delete existing annotations first")
+    p.add_argument("--run", default=None, help="Run name (default: derived from the arguments)")
+    p.add_argument("--owner", default=None, help="Username the requests belong to (default: admin)")
+    p.add_argument(
+        "--engine", choices=("ray", "local"), default="ray", help="Pipeline engine (default ray)"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    from sqlalchemy import select
+
+    from actors.autoannotate import local_results, ray_results, run_request
+    from cluster.errors import AppError
+    from storage.db import Database
+    from storage.models import User
+    from storage.services import lambda_functions, lambda_runs
+
+    run = args.run or default_run_name(args)
+    db = Database(settings.database_url, pool_size=2)
+    engine = local_results
+    if args.engine == "ray":
+        import ray
+
+        from cluster.names import NAMESPACE
+
+        if not ray.is_initialized():
+            ray.init(namespace=NAMESPACE, log_to_driver=False)
+        engine = ray_results
+    started = time.monotonic()
+    try:
+        with db.session() as session:
+            lambda_functions.get_spec(session, args.function)
+            owner = session.scalar(
+                select(User.id).where(User.username == (args.owner or settings.admin_username))
+            )
+            tasks = lambda_runs.dataset_tasks(
+                session,
+                task_ids=args.task,
+                project_id=args.project,
+                organization=args.organization,
+                function_id=args.function,
+                run=run,
+            )
+    except AppError as exc:
+        print(f"Error: {exc.detail}", file=sys.stderr)
+        return 2
+    params: dict[str, Any] = {"cleanup": args.cleanup}
+    if args.threshold is not None:
+        params["threshold"] = args.threshold
+    print(f"Run {run!r}: function {args.function}, {len(tasks)} task(s).", flush=True)
+    totals = {"tasks": len(tasks), "annotated": 0, "skipped": 0, "failed": 0, "objects": 0}
+    for task in tasks:
+        if task.state != "run":
+            totals["skipped"] += 1
+            reason = "already annotated by this run" if task.state == "done" else "no data"
+            print(f"  task {task.task_id} ({task.name}): skipped, {reason}", flush=True)
+            continue
+        try:
+            with db.session() as session:
+                request_id = lambda_runs.new_dataset_request(
+                    session,
+                    owner_id=owner,
+                    task_id=task.task_id,
+                    function_id=args.function,
+                    run=run,
+                    params=params,
+                )
+        except AppError as exc:
+            totals["failed"] += 1
+            print(f"  task {task.task_id} ({task.name}): failed, {exc.detail}", flush=True)
+            continue
+        stats = run_request(db, settings, request_id, f"dataset-run-{run}", engine=engine)
+        with db.session() as session:
+            status = lambda_functions.retrieve_status(session, request_id)
+        if stats is not None:
+            totals["objects"] += stats.objects
+        if status == "finished":
+            totals["annotated"] += 1
+        else:
+            totals["failed"] += 1
+        summary = stats.summary() if stats is not None else "taken by another worker"
+        print(f"  task {task.task_id} ({task.name}): {status}, {summary}", flush=True)
+    totals["seconds"] = round(time.monotonic() - started, 1)
+    print(json.dumps({"run": run, **totals}), flush=True)
+    db.dispose()
+    return 0 if totals["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""Whole-task auto-annotation benchmark: our pipeline against CVAT's way and the model's limit.
+
+Generates a task at run time (default 2,000 640x480 JPEG frames with 1-6 solid-colour
+rectangles each, known positions) in a file share, starts a local Ray cluster with the API
+on Serve and the built-in torch ``colour-detector`` function deployed (two 1-thread CPU
+replicas, batches of 8), and measures with that same function:
+
+(a) ours: ``POST /api/lambda/requests`` for the whole task, polled until finished: a Ray Data
+    pipeline decoding frames in parallel and sending batches to the function's replicas,
+    saving annotations every 64 frames -> frames/s (and how many of the known objects were
+    saved at the right place);
+(b) the CVAT way: one synchronous ``POST /api/lambda/functions/{id}`` per frame, one after
+    the other, on the first ``--online-frames`` frames (CVAT's ``LambdaJob`` loop, without
+    even saving the results) -> frames/s;
+(c) the limit: the model's batched forward pass (``infer``) on preloaded tensors in this
+    process with every core (torch threads = cores), no decoding, no Ray, no HTTP -> frames/s.
+
+    python bench/auto_annotation.py [--frames 2000] [--online-frames 200] [--database postgresql]
+
+It prints frames/s of each, and the ratios it is judged by: (a)/(b) (goal >= 3 on a 2-core
+CPU) and (a)/(c) (goal >= 0.8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from PIL import Image
+
+FUNCTION = "colour-detector"
+LABELS = ["red", "green", "blue", "yellow"]
+
+
+class Http:
+    def __init__(self, base: str, token: str) -> None:
+        parts = urlsplit(base)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        self.conn.request(method, path, body=data, headers=self.headers)
+        response = self.conn.getresponse()
+        payload = response.read()
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {path}: {response.status} {payload[:300]!r}")
+        return json.loads(payload) if payload else None
+
+
+def make_frames(folder: Path, count: int) -> list[list[tuple[str, tuple[int, int, int, int]]]]:
+    from actors.functions.synthetic import make_scene
+
+    folder.mkdir(parents=True, exist_ok=True)
+    truths = []
+    for i in range(count):
+        image, truth = make_scene(640, 480, (1, 6), seed=i)
+        Image.fromarray(image).save(folder / f"frame_{i:05d}.jpg", quality=92)
+        truths.append(truth)
+    return truths
+
+
+def prepare(url: str, settings: Any) -> tuple[str, int]:
+    """A superuser's session key; the function registered with the bench's resources."""
+    from iam.authn import start_session
+    from serve_apps.deploy import builtin_spec_dir
+    from storage.db import Database
+    from storage.functions.spec import load_spec_file
+    from storage.migrate import upgrade
+    from storage.services import lambda_functions
+    from storage.services.users import create_user
+
+    db = Database(url)
+    upgrade(db.engine)
+    spec = load_spec_file(builtin_spec_dir() / f"{FUNCTION}.yaml")
+    # Two replicas of one thread each (they beat one two-thread replica on two cores), kept
+    # up for the whole run; half a logical CPU each so the API and the media worker fit too.
+    spec = spec.model_copy(
+        update={
+            "resources": spec.resources.model_copy(update={"num_cpus": 0.5, "threads": 1}),
+            "autoscaling": spec.autoscaling.model_copy(
+                update={"min_replicas": 2, "max_replicas": 2}
+            ),
+        }
+    )
+    with db.session() as session:
+        user = create_user(
+            session,
+            username=f"bench{uuid.uuid4().hex[:6]}",
+            password="Bench-pass-1",
+            groups=("admin",),
+            is_superuser=True,
+        )
+        lambda_functions.register(session, spec, "bench")
+        key = start_session(session, user, 24 * 3600).key
+    db.dispose()
+    return key, 0
+
+
+def create_task(client: Http, count: int) -> int:
+    task = client.call(
+        "POST",
+        "/api/tasks",
+        {
+            "name": "bench auto-annotation",
+            "labels": [{"name": n, "type": "rectangle"} for n in LABELS],
+        },
+    )
+    files = [f"frames/frame_{i:05d}.jpg" for i in range(count)]
+    rq = client.call(
+        "POST",
+        f"/api/tasks/{task['id']}/data",
+        {"server_files": files, "image_quality": 90, "sorting_method": "lexicographical"},
+    )
+    while True:
+        status = client.call("GET", f"/api/requests/{rq['rq_id']}")
+        if status["status"] == "finished":
+            return int(task["id"])
+        if status["status"] == "failed":
+            raise RuntimeError(status["message"])
+        time.sleep(0.5)
+
+
+def ours(client: Http, task_id: int) -> tuple[float, list[dict[str, Any]]]:
+    started = time.perf_counter()
+    call = client.call(
+        "POST", "/api/lambda/requests", {"function": FUNCTION, "task": task_id, "cleanup": True}
+    )
+    while True:
+        state = client.call("GET", f"/api/lambda/requests/{call['id']}")
+        if state["status"] in ("finished", "failed"):
+            break
+        time.sleep(0.2)
+    seconds = time.perf_counter() - started
+    if state["status"] != "finished":
+        raise RuntimeError(f"the run failed: {state['exc_info']}")
+    shapes = client.call("GET", f"/api/tasks/{task_id}/annotations")["shapes"]
+    return seconds, shapes
+
+
+def cvat_way(client: Http, task_id: int, frames: int) -> float:
+    client.call("POST", f"/api/lambda/functions/{FUNCTION}", {"task": task_id, "frame": 0})
+    started = time.perf_counter()
+    for frame in range(frames):
+        client.call("POST", f"/api/lambda/functions/{FUNCTION}", {"task": task_id, "frame": frame})
+    return time.perf_counter() - started
+
+
+def limit(frames: int, batch: int) -> float:
+    """The model's batched forward pass on preloaded tensors, every core, in this process."""
+    import torch
+
+    from actors.functions.loader import load_model
+    from actors.functions.synthetic import make_scene
+    from serve_apps.deploy import builtin_spec_dir
+    from storage.functions.spec import load_spec_file
+
+    spec = load_spec_file(builtin_spec_dir() / f"{FUNCTION}.yaml")
+    torch.set_num_threads(os.cpu_count() or 1)
+    model: Any = load_model(spec.kind, spec.runtime.to_loader(), LABELS, "cpu")
+    distinct = [model.preprocess(make_scene(640, 480, (1, 6), seed=i)[0]) for i in range(32)]
+    batches = [distinct[i : i + batch] for i in range(0, len(distinct), batch)]
+    model.infer(batches[0])  # warm-up
+    done = 0
+    started = time.perf_counter()
+    while done < frames:
+        model.infer(batches[(done // batch) % len(batches)])
+        done += batch
+    return done / (time.perf_counter() - started)
+
+
+def accuracy(
+    shapes: list[dict[str, Any]], labels: dict[int, str], truths: list[Any]
+) -> tuple[int, int, int]:
+    """(objects known, found at the right place (1 px), extra shapes)."""
+    want = {(i, name, tuple(box)) for i, t in enumerate(truths) for name, box in t}
+    got = {
+        (s["frame"], labels[s["label_id"]], tuple(round(p) for p in s["points"])) for s in shapes
+    }
+    hits = sum(
+        1
+        for f, name, box in want
+        if any(
+            g[0] == f
+            and g[1] == name
+            and all(abs(a - b) <= 1 for a, b in zip(g[2], box, strict=True))
+            for g in got
+            if g[0] == f
+        )
+    )
+    return len(want), hits, max(0, len(shapes) - hits)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--online-frames", type=int, default=200, help="frames for (b)")
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument(
+        "--pg-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+    )
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="cvat-bench-aa-"))
+    share = workdir / "share"
+    print(f"Generating {args.frames} frames...", flush=True)
+    truths = make_frames(share / "frames", args.frames)
+    print("(c) model limit...", flush=True)
+    limit_fps = limit(max(256, args.frames // 4), 8)
+
+    from cluster import runtime
+    from cluster.settings import get_settings, reset_settings_cache
+
+    admin = None
+    if args.database == "postgresql":
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        name = f"cvat_bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(args.pg_url).set(database=name).render_as_string(hide_password=False)
+    else:
+        url = f"sqlite:///{workdir / 'bench.db'}"
+    env = {
+        "CVAT_RAY_DATA_DIR": str(workdir / "data"),
+        "CVAT_RAY_DATABASE__URL": url,
+        "CVAT_RAY_MEDIA__SHARE_ROOT": str(share),
+        "CVAT_RAY_MEDIA__LAUNCHER": "ray",
+        "CVAT_RAY_FUNCTIONS__BUILTINS": "false",
+        "CVAT_RAY_RAY__NUM_CPUS": str(os.cpu_count() or 2),
+        # Logical CPUs, so everything is placed on two cores: API 0.25, media worker 0.25,
+        # two function replicas 0.5 each, two decode actors 0.15 each, the run's driver 0.1.
+        "CVAT_RAY_API__NUM_CPUS": "0.25",
+        "CVAT_RAY_MEDIA__WORKER_NUM_CPUS": "0.25",
+        "CVAT_RAY_FUNCTIONS__DECODE_NUM_CPUS": "0.15",
+        "CVAT_RAY_RAY__INCLUDE_DASHBOARD": "false",
+        "CVAT_RAY_SERVER__PORT": str(runtime.free_port()),
+    }
+    os.environ.update(env)
+    reset_settings_cache()
+    settings = get_settings()
+    key, _ = prepare(url, settings)
+    runtime.start(settings)
+    try:
+        from serve_apps.deploy import deploy, deploy_functions
+        from storage.db import Database
+
+        deploy(settings)
+        db = Database(url)
+        deploy_functions(db, wait=True)
+        db.dispose()
+        client = Http(f"http://{settings.server.host}:{settings.server.port}", key)
+        print("Creating the task...", flush=True)
+        task_id = create_task(client, args.frames)
+        labels = {
+            lb["id"]: lb["name"]
+            for lb in client.call("GET", f"/api/labels?task_id={task_id}&page_size=100")["results"]
+        }
+        print("(b) CVAT way...", flush=True)
+        online_s = cvat_way(client, task_id, min(args.online_frames, args.frames))
+        online_fps = min(args.online_frames, args.frames) / online_s
+        print("(a) ours...", flush=True)
+        run_s, shapes = ours(client, task_id)
+        ours_fps = args.frames / run_s
+        known, hits, extra = accuracy(shapes, labels, truths)
+    finally:
+        runtime.stop()
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print()
+    print(f"frames: {args.frames} (640x480 JPEG), function {FUNCTION}, database {args.database}")
+    print(f"(a) ours, whole-task request:           {ours_fps:8.1f} frames/s  ({run_s:.1f} s)")
+    print(
+        f"(b) CVAT way, one online call per frame: {online_fps:8.1f} frames/s  ({args.online_frames} frames)"
+    )
+    print(f"(c) limit, batched forward, preloaded:   {limit_fps:8.1f} frames/s")
+    print(f"objects: {known} known, {hits} saved at the right place, {extra} other shapes")
+    print(f"ratio (a)/(b) = {ours_fps / online_fps:.2f}   (goal >= 3)")
+    print(f"ratio (a)/(c) = {ours_fps / limit_fps:.2f}   (goal >= 0.8)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

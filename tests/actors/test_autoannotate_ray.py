@@ -1,0 +1,225 @@
+"""The Ray paths of auto-annotation: whole-task runs as Ray Data pipelines (an actor pool of
+their own, or the function's Serve replicas), runs in their own detached actor, functions
+as Serve deployments called online, and a dataset run resumed after an interruption."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from actors import dataset_run
+from actors.autoannotate import ray_results, run_request
+from actors.runs import RayRunLauncher
+from cluster import runtime
+from cluster.settings import Settings
+from serve_apps.app import build_app
+from serve_apps.functions import FunctionUnavailable, ServeRunner, deploy, undeploy
+from storage.db import Database
+from storage.functions.spec import FunctionSpec, load_spec_file
+from storage.services import lambda_functions
+from tests.conftest import Account
+from tests.serve_apps.test_lambda import (
+    Deferred,
+    colour_task,
+    found,
+    label_names,
+    poll,
+    scenes,
+    truth_of,
+)
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def colour_spec(**resources: Any) -> FunctionSpec:
+    from serve_apps.deploy import builtin_spec_dir
+
+    spec = load_spec_file(builtin_spec_dir() / "colour-detector.yaml")
+    return spec.model_copy(
+        update={
+            "resources": spec.resources.model_copy(update={"num_cpus": 0.25, **resources}),
+            "autoscaling": spec.autoscaling.model_copy(
+                update={"min_replicas": 1, "max_replicas": 1}
+            ),
+            "batching": spec.batching.model_copy(update={"max_batch_size": 4}),
+        }
+    )
+
+
+@pytest.fixture
+def registered(db: Database) -> FunctionSpec:
+    spec = colour_spec()
+    with db.session() as session:
+        lambda_functions.register(session, spec, "test")
+    return spec
+
+
+@pytest.fixture
+def ray_settings(ray_cluster: None, settings: Settings) -> Settings:
+    settings.functions.decode_num_cpus = 0.1
+    settings.functions.driver_num_cpus = 0.05
+    settings.functions.save_every = 4
+    return settings
+
+
+@pytest.fixture
+async def deferred(ray_settings: Settings, db: Database, alice: Account) -> Any:
+    runs = Deferred()
+    app = build_app(ray_settings, db, runs=runs)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://testserver",
+        headers={"Authorization": f"Token {alice.token}"},
+    ) as client:
+        yield client, runs
+
+
+async def test_ray_data_pipeline_with_its_own_actor_pool(
+    deferred: Any, db: Database, ray_settings: Settings, registered: FunctionSpec
+) -> None:
+    api, _runs = deferred
+    frames = scenes(10, seed=5)
+    task_id = await colour_task(api, [im for im, _ in frames], segment_size=4)
+    call = (
+        await api.post("/api/lambda/requests", json={"function": registered.id, "task": task_id})
+    ).json()
+    ray_settings.functions.use_replicas = False
+    stats = await asyncio.to_thread(
+        run_request, db, ray_settings, call["id"], "test", engine=ray_results
+    )
+    assert stats is not None and not stats.failed and stats.done == 10
+    done = (await api.get(f"/api/lambda/requests/{call['id']}")).json()
+    assert done["status"] == "finished", done
+    shapes = (await api.get(f"/api/tasks/{task_id}/annotations")).json()["shapes"]
+    assert found(shapes, await label_names(api, task_id)) == truth_of(frames)
+
+
+@pytest.fixture
+def serve_up(ray_cluster: None, registered: FunctionSpec) -> Iterator[FunctionSpec]:
+    from ray import serve
+
+    serve.start(http_options={"host": "127.0.0.1", "port": runtime.free_port()})
+    deploy(registered, wait=True)
+    try:
+        yield registered
+    finally:
+        undeploy(registered.id)
+        with contextlib.suppress(Exception):
+            serve.shutdown()  # type: ignore[no-untyped-call]
+
+
+async def test_function_on_serve_online_and_whole_task(
+    deferred: Any, db: Database, ray_settings: Settings, serve_up: FunctionSpec
+) -> None:
+    runner = ServeRunner(ray_settings)
+    frames = scenes(6, seed=9)
+    image, truth = frames[0]
+    output = await runner.call(serve_up, "detect", image, 0.5, False)
+    got = {(o["label"], tuple(round(p) for p in o["points"])) for o in output}
+    assert got == {(name, tuple(box)) for name, box in truth}
+    # A call the model cannot handle fails readably; the replica keeps serving.
+    with pytest.raises(FunctionUnavailable, match="The function 'colour-detector' failed"):
+        await runner.call(serve_up, "detect", np.zeros((4,), dtype=np.uint8), 0.5, False)
+    assert await runner.call(serve_up, "detect", image, 0.5, False) == output
+    # Whole task through the replicas (use_replicas is on by default).
+    api, _ = deferred
+    task_id = await colour_task(api, [im for im, _ in frames])
+    call = (
+        await api.post("/api/lambda/requests", json={"function": serve_up.id, "task": task_id})
+    ).json()
+    stats = await asyncio.to_thread(
+        run_request, db, ray_settings, call["id"], "test", engine=ray_results
+    )
+    assert stats is not None and stats.done == 6 and not stats.failed
+    shapes = (await api.get(f"/api/tasks/{task_id}/annotations")).json()["shapes"]
+    assert found(shapes, await label_names(api, task_id)) == truth_of(frames)
+
+
+async def test_a_run_in_its_own_detached_actor(
+    ray_settings: Settings, db: Database, alice: Account, registered: FunctionSpec
+) -> None:
+    env = {"CVAT_RAY_DATA_DIR": str(ray_settings.data_dir), "CVAT_RAY_DATABASE__URL": db.url}
+    env |= {
+        "CVAT_RAY_FUNCTIONS__DECODE_NUM_CPUS": "0.1",
+        "CVAT_RAY_FUNCTIONS__USE_REPLICAS": "false",
+    }
+    runs = RayRunLauncher(ray_settings, db, runtime_env={"env_vars": env})
+    app = build_app(ray_settings, db, runs=runs)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://testserver",
+        headers={"Authorization": f"Token {alice.token}"},
+    ) as api:
+        frames = scenes(4, seed=13)
+        task_id = await colour_task(api, [im for im, _ in frames])
+        r = await api.post(
+            "/api/lambda/requests", json={"function": registered.id, "task": task_id}
+        )
+        assert r.status_code == 200, r.text
+        done = await poll(api, r.json()["id"], timeout=180)
+        assert done["status"] == "finished", done
+        shapes = (await api.get(f"/api/tasks/{task_id}/annotations")).json()["shapes"]
+        assert found(shapes, await label_names(api, task_id)) == truth_of(frames)
+
+
+async def test_dataset_run_resumes(
+    deferred: Any,
+    db: Database,
+    ray_settings: Settings,
+    registered: FunctionSpec,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    api, _ = deferred
+    project = (
+        await api.post(
+            "/api/projects",
+            json={
+                "name": "p",
+                "labels": [
+                    {"name": n, "type": "rectangle"} for n in ("red", "green", "blue", "yellow")
+                ],
+            },
+        )
+    ).json()
+    task_ids = []
+    for seed in (1, 2, 3):
+        frames = scenes(3, seed=30 + seed)
+        task_ids.append(await colour_task(api, [im for im, _ in frames], project_id=project["id"]))
+    monkeypatch.setenv("CVAT_RAY_DATA_DIR", str(ray_settings.data_dir))
+    monkeypatch.setenv("CVAT_RAY_DATABASE__URL", db.url)
+    monkeypatch.setenv("CVAT_RAY_FUNCTIONS__USE_REPLICAS", "false")
+    monkeypatch.setenv("CVAT_RAY_FUNCTIONS__DECODE_NUM_CPUS", "0.1")
+    from cluster.settings import reset_settings_cache
+
+    reset_settings_cache()
+    run = f"r-{uuid.uuid4().hex[:6]}"
+    # An interrupted first attempt: only the first task got done.
+    code = await asyncio.to_thread(
+        dataset_run.main, ["--function", registered.id, "--task", str(task_ids[0]), "--run", run]
+    )
+    assert code == 0
+    first = (await api.get(f"/api/tasks/{task_ids[0]}/annotations")).json()["shapes"]
+    assert first
+    capsys.readouterr()
+    code = await asyncio.to_thread(
+        dataset_run.main,
+        ["--function", registered.id, "--project", str(project["id"]), "--run", run],
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"task {task_ids[0]} (" in out and "skipped, already annotated by this run" in out
+    summary = [line for line in out.splitlines() if line.startswith("{")][-1]
+    assert '"annotated": 2' in summary and '"skipped": 1' in summary
+    again = (await api.get(f"/api/tasks/{task_ids[0]}/annotations")).json()["shapes"]
+    assert len(again) == len(first)  # not annotated twice
+    for task_id in task_ids[1:]:
+        assert (await api.get(f"/api/tasks/{task_id}/annotations")).json()["shapes"]
+    reset_settings_cache()
