@@ -49,7 +49,8 @@ def functions(db: Database) -> list[str]:
 
 
 async def colour_task(api: httpx.AsyncClient, frames: list[np.ndarray], **extra: object) -> int:
-    r = await api.post("/api/tasks", json={"name": "scenes", "labels": COLOUR_LABELS, **extra})
+    labels = {} if "project_id" in extra else {"labels": COLOUR_LABELS}
+    r = await api.post("/api/tasks", json={"name": "scenes", **labels, **extra})
     assert r.status_code == 201, r.text
     task_id = int(r.json()["id"])
     files = {f"scene_{i:03d}.png": png(im) for i, im in enumerate(frames)}
