@@ -18,24 +18,17 @@ model's confidence as ``score``), reports progress, and stops when the request i
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import dataclasses
 import json
 import logging
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from actors.functions.base import Detector
-from actors.functions.output import detection_dict
+from actors import stages
 from cluster.settings import Settings
 from storage.db import Database
 from storage.functions.spec import FunctionSpec
-from storage.media.render import RenderPlan, decode
 from storage.services import lambda_runs
 from storage.services import requests as request_service
 
@@ -71,65 +64,6 @@ class RunStats:
 # ---------------------------------------------------------------------------------- stages
 
 
-def decode_frames(plan: RenderPlan, indexes: list[int]) -> list[tuple[int, np.ndarray | str]]:
-    """``(position, RGB array or error)`` for ``plan.frames[i]`` of each index; a failing
-    group is retried frame by frame so one bad frame costs only itself."""
-    sub = dataclasses.replace(plan, frames=tuple(plan.frames[i] for i in indexes))
-    try:
-        return [(i, np.asarray(im)) for i, im in zip(indexes, decode(sub), strict=True)]
-    except Exception:
-        if len(indexes) == 1:
-            return [(indexes[0], _reason())]
-    out: list[tuple[int, np.ndarray | str]] = []
-    for i in indexes:
-        out.extend(decode_frames(plan, [i]))
-    return out
-
-
-def _reason() -> str:
-    lines = traceback.format_exc().strip().splitlines()
-    return lines[-1][:200] if lines else "unknown error"
-
-
-def infer_isolating(model: Detector, inputs: list[Any]) -> list[Any | str]:
-    """``model.infer`` on a batch; if the batch fails, each frame alone, so a bad frame
-    becomes an error string instead of failing its neighbours."""
-    try:
-        return list(model.infer(inputs))
-    except Exception:
-        if len(inputs) == 1:
-            return [_reason()]
-    out: list[Any | str] = []
-    for item in inputs:
-        out.extend(infer_isolating(model, [item]))
-    return out
-
-
-def postprocess_json(model: Detector, output: Any, threshold: float, conv: bool) -> str:
-    dets = model.postprocess(output, threshold)
-    return json.dumps([detection_dict(d, conv_mask_to_poly=conv) for d in dets])
-
-
-def load_detector(spec: FunctionSpec, *, device: str | None = None) -> Detector:
-    from actors.functions.loader import load_model
-
-    model = load_model(
-        spec.kind,
-        spec.runtime.to_loader(),
-        [label.name for label in spec.labels],
-        device or ("cuda" if spec.resources.num_gpus > 0 else "cpu"),
-    )
-    assert isinstance(model, Detector)
-    return model
-
-
-def _set_threads(spec: FunctionSpec) -> None:
-    import torch
-
-    with contextlib.suppress(RuntimeError):
-        torch.set_num_threads(spec.threads)
-
-
 # ---------------------------------------------------------------------------------- engines
 
 # (position in plan.frames, objects as JSON | None, error | None)
@@ -139,8 +73,8 @@ Result = tuple[int, str | None, str | None]
 def local_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result]:
     """The stages in this process: decoding and preprocessing in a thread pool ahead of the
     batched inference."""
-    model = load_detector(run.spec)
-    _set_threads(run.spec)
+    model = stages.load_detector(run.spec)
+    stages.set_threads(run.spec)
     batch = run.spec.batching.max_batch_size
     groups = [
         list(range(i, min(i + DECODE_GROUP, len(run.frames))))
@@ -149,14 +83,14 @@ def local_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Resu
 
     def prepare(indexes: list[int]) -> list[tuple[int, Any, str | None]]:
         out: list[tuple[int, Any, str | None]] = []
-        for pos, image in decode_frames(run.plan, indexes):
+        for pos, image in stages.decode_frames(run.plan, indexes):
             if isinstance(image, str):
                 out.append((pos, None, image))
                 continue
             try:
                 out.append((pos, model.preprocess(image), None))
             except Exception:
-                out.append((pos, None, _reason()))
+                out.append((pos, None, stages.reason()))
         return out
 
     with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="cvat-decode") as pool:
@@ -166,7 +100,7 @@ def local_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Resu
         pending: list[tuple[int, Any]] = []
 
         def flush() -> Iterator[Result]:
-            outputs = infer_isolating(model, [x for _, x in pending])
+            outputs = stages.infer_isolating(model, [x for _, x in pending])
             for (pos, _), output in zip(pending, outputs, strict=True):
                 if isinstance(output, str):
                     yield pos, None, output
@@ -174,11 +108,13 @@ def local_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Resu
                 try:
                     yield (
                         pos,
-                        postprocess_json(model, output, run.threshold, run.conv_mask_to_poly),
+                        stages.postprocess_json(
+                            model, output, run.threshold, run.conv_mask_to_poly
+                        ),
                         None,
                     )
                 except Exception:
-                    yield pos, None, _reason()
+                    yield pos, None, stages.reason()
             pending.clear()
 
         while futures:
@@ -197,127 +133,18 @@ def local_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Resu
             yield from flush()
 
 
-class _Decode:
-    """Ray Data stage: decode a group of frames and run the model's preprocess."""
-
-    def __init__(self, plan: RenderPlan, spec: FunctionSpec, preprocess: bool) -> None:
-        self.plan = plan
-        self.model = load_detector(spec, device="cpu") if preprocess else None
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        positions: list[int] = []
-        inputs: list[Any] = []
-        errors: list[str] = []
-        for start, stop in zip(batch["start"].tolist(), batch["stop"].tolist(), strict=True):
-            for pos, image in decode_frames(self.plan, list(range(start, stop))):
-                positions.append(pos)
-                if isinstance(image, str):
-                    inputs.append(None)
-                    errors.append(image)
-                    continue
-                try:
-                    inputs.append(self.model.preprocess(image) if self.model else image)
-                    errors.append("")
-                except Exception:
-                    inputs.append(None)
-                    errors.append(_reason())
-        return {"pos": positions, "input": inputs, "error": errors}
-
-
-class _Infer:
-    """Ray Data stage: the model on batches, with the function's resources."""
-
-    def __init__(self, spec: FunctionSpec) -> None:
-        self.model = load_detector(spec)
-        _set_threads(spec)
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        positions = list(batch["pos"])
-        errors = list(batch["error"])
-        live = [i for i, e in enumerate(errors) if not e]
-        outputs: list[Any] = [None] * len(positions)
-        results = infer_isolating(self.model, [batch["input"][i] for i in live]) if live else []
-        for i, output in zip(live, results, strict=True):
-            if isinstance(output, str):
-                errors[i] = output
-            else:
-                outputs[i] = output
-        return {"pos": positions, "output": outputs, "error": errors}
-
-
-class _ServeInfer:
-    """Ray Data stage: batches sent to the function's Serve replicas (preprocess, infer and
-    postprocess run there), so a run shares the replicas, their GPUs and their autoscaling
-    with online calls instead of reserving its own."""
-
-    def __init__(self, app: str, threshold: float, conv: bool, timeout_s: float) -> None:
-        from ray import serve
-
-        self.handle = serve.get_app_handle(app)
-        self.threshold = threshold
-        self.conv = conv
-        self.timeout_s = timeout_s
-
-    def _detect(self, images: list[Any]) -> list[Any]:
-        try:
-            result: list[Any] = self.handle.detect_many.remote(
-                images, self.threshold, self.conv
-            ).result(timeout_s=self.timeout_s)
-            return result
-        except Exception:
-            if len(images) == 1:
-                return [_reason()]
-        out: list[Any] = []
-        for image in images:
-            out.extend(self._detect([image]))
-        return out
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        positions = list(batch["pos"])
-        errors = list(batch["error"])
-        live = [i for i, e in enumerate(errors) if not e]
-        objects = [""] * len(positions)
-        results = self._detect([batch["input"][i] for i in live]) if live else []
-        for i, result in zip(live, results, strict=True):
-            if isinstance(result, str):
-                errors[i] = result
-            else:
-                objects[i] = json.dumps(result)
-        return {"pos": positions, "objects": objects, "error": errors}
-
-
-class _Post:
-    """Ray Data stage: detections as CVAT's function output (JSON text)."""
-
-    def __init__(self, spec: FunctionSpec, threshold: float, conv: bool) -> None:
-        self.model = load_detector(spec, device="cpu")
-        self.threshold = threshold
-        self.conv = conv
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        objects: list[str] = []
-        errors = list(batch["error"])
-        for i, output in enumerate(batch["output"]):
-            if errors[i]:
-                objects.append("")
-                continue
-            try:
-                objects.append(postprocess_json(self.model, output, self.threshold, self.conv))
-            except Exception:
-                objects.append("")
-                errors[i] = _reason()
-        return {"pos": list(batch["pos"]), "objects": objects, "error": errors}
-
-
 def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result]:
     """The stages as a streaming Ray Data pipeline."""
     import ray.data
     from ray.data import ActorPoolStrategy
 
     spec = run.spec
+    # One decoded block feeds one inference batch; few blocks keep Ray Data's per-block
+    # scheduling cost small.
+    block = max(DECODE_GROUP, spec.batching.max_batch_size)
     items = [
-        {"start": i, "stop": min(i + DECODE_GROUP, len(run.frames))}
-        for i in range(0, len(run.frames), DECODE_GROUP)
+        {"start": i, "stop": min(i + block, len(run.frames))}
+        for i in range(0, len(run.frames), block)
     ]
     if not items:
         return
@@ -332,19 +159,19 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
         infer_options["memory"] = spec.resources.memory
     pool = max(1, spec.autoscaling.max_replicas)
     app = _serve_app(spec) if settings.functions.use_replicas else None
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds: Any = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
-        _Decode,
+        stages.Decode,
         fn_constructor_args=(run.plan, spec, app is None),
         batch_size=1,
         num_cpus=decode_cpus,
-        compute=ActorPoolStrategy(min_size=1, max_size=2),
+        compute=ActorPoolStrategy(size=1),
         zero_copy_batch=True,
     )
     if app is not None:
-        # Two batches in flight per replica, so a replica never waits for its next batch.
+        # One caller per replica: a batch takes the replica far longer than the round trip.
         ds = ds.map_batches(
-            _ServeInfer,
+            stages.ServeInfer,
             fn_constructor_args=(
                 app,
                 run.threshold,
@@ -353,11 +180,11 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
             ),
             batch_size=spec.batching.max_batch_size,
             num_cpus=0.01,
-            compute=ActorPoolStrategy(min_size=1, max_size=2 * pool),
+            compute=ActorPoolStrategy(size=pool),
         )
     else:
         ds = ds.map_batches(
-            _Infer,
+            stages.Infer,
             fn_constructor_args=(spec,),
             batch_size=spec.batching.max_batch_size,
             compute=ActorPoolStrategy(min_size=1, max_size=pool),
@@ -365,7 +192,7 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
             **infer_options,
         )
         ds = ds.map_batches(
-            _Post,
+            stages.Post,
             fn_constructor_args=(spec, run.threshold, run.conv_mask_to_poly),
             batch_size=spec.batching.max_batch_size,
             num_cpus=decode_cpus,

@@ -99,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.threshold is not None:
         params["threshold"] = args.threshold
     print(f"Run {run!r}: function {args.function}, {len(tasks)} task(s).", flush=True)
-    totals = {"tasks": len(tasks), "annotated": 0, "skipped": 0, "failed": 0, "objects": 0}
+    totals: dict[str, float] = {
+        "tasks": len(tasks),
+        "annotated": 0,
+        "skipped": 0,
+        "failed": 0,
+        "objects": 0,
+    }
     for task in tasks:
         if task.state != "run":
             totals["skipped"] += 1

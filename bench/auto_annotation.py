@@ -139,11 +139,25 @@ def ours(client: Http, task_id: int) -> tuple[float, list[dict[str, Any]]]:
     call = client.call(
         "POST", "/api/lambda/requests", {"function": FUNCTION, "task": task_id, "cleanup": True}
     )
+    first = None
     while True:
         state = client.call("GET", f"/api/lambda/requests/{call['id']}")
+        if first is None and (state["progress"] or 0) > 0:
+            first = (time.perf_counter() - started, state["progress"])
         if state["status"] in ("finished", "failed"):
             break
         time.sleep(0.2)
+    if first is not None:
+        from datetime import datetime
+
+        waited = datetime.fromisoformat(state["started"]) - datetime.fromisoformat(
+            state["enqueued"]
+        )
+        print(
+            f"    run started {waited.total_seconds():.1f} s after the request; first "
+            f"progress ({first[1]} %) after {first[0]:.1f} s",
+            flush=True,
+        )
     seconds = time.perf_counter() - started
     if state["status"] != "finished":
         raise RuntimeError(f"the run failed: {state['exc_info']}")

@@ -57,7 +57,7 @@ def register_startup_functions(settings: Settings, db: Any) -> list[str]:
     from storage.functions.spec import load_spec_file, spec_files
     from storage.services import lambda_functions
 
-    folders = []
+    folders: list[tuple[Any, str | None]] = []
     if settings.functions.builtins:
         folders.append((builtin_spec_dir(), "builtin"))
     if settings.functions.dir is not None:

@@ -164,8 +164,9 @@ def _deployment_class() -> Any:
                 cv2.setNumThreads(threads)
             self.host = ModelHost(self.spec)
             batching = self.spec.batching
-            self._detect_batch.set_max_batch_size(batching.max_batch_size)
-            self._detect_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+            batcher: Any = self._detect_batch
+            batcher.set_max_batch_size(batching.max_batch_size)
+            batcher.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
         @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
         async def _detect_batch(

@@ -10,7 +10,7 @@ Example::
       - {name: red, type: rectangle}
     runtime:
       class: colour                   # or torchscript: model.pt / onnx: model.onnx
-      options: {width: 16, depth: 3}
+      options: {width: 16, depth: 2}
     resources: {num_cpus: 1, num_gpus: 0}
     autoscaling: {min_replicas: 1, max_replicas: 2, target_ongoing_requests: 2}
     batching: {max_batch_size: 8, batch_wait_timeout_s: 0.01}

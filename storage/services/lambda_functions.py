@@ -224,7 +224,7 @@ def _to_call(row: BackgroundRequest) -> FunctionCall:
             threshold=params.get("threshold"),
             job=row.job_id,
         ),
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
         progress=None if row.progress is None else round(row.progress * 100),
         enqueued=row.created_date,
         started=row.started_date,
@@ -300,7 +300,9 @@ def list_requests(session: Session, ctx: RequestContext) -> list[FunctionCall]:
 
 
 def _own(session: Session, ctx: RequestContext, request_id: str) -> BackgroundRequest:
-    row = session.scalar(_visible(session, ctx).where(BackgroundRequest.id == request_id))
+    row: BackgroundRequest | None = session.scalar(
+        _visible(session, ctx).where(BackgroundRequest.id == request_id)
+    )
     if row is None:
         raise NotFound("Request not found.")
     return row
