@@ -160,29 +160,30 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
     pool = max(1, spec.autoscaling.max_replicas)
     app = _serve_app(spec) if settings.functions.use_replicas else None
     ds: Any = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map_batches(
-        stages.Decode,
-        fn_constructor_args=(run.plan, spec, app is None),
-        batch_size=1,
-        num_cpus=decode_cpus,
-        compute=ActorPoolStrategy(size=1),
-        zero_copy_batch=True,
-    )
     if app is not None:
-        # One caller per replica: a batch takes the replica far longer than the round trip.
         ds = ds.map_batches(
-            stages.ServeInfer,
+            stages.DecodeServeInfer,
             fn_constructor_args=(
                 app,
+                run.plan,
                 run.threshold,
                 run.conv_mask_to_poly,
                 settings.functions.call_timeout_s,
             ),
-            batch_size=spec.batching.max_batch_size,
-            num_cpus=0.01,
-            compute=ActorPoolStrategy(size=pool),
+            batch_size=1,
+            num_cpus=decode_cpus,
+            # grows to two per replica as far as the cluster's CPUs allow
+            compute=ActorPoolStrategy(min_size=1, max_size=2 * pool),
         )
     else:
+        ds = ds.map_batches(
+            stages.Decode,
+            fn_constructor_args=(run.plan, spec),
+            batch_size=1,
+            num_cpus=decode_cpus,
+            compute=ActorPoolStrategy(size=1),
+            zero_copy_batch=True,
+        )
         ds = ds.map_batches(
             stages.Infer,
             fn_constructor_args=(spec,),
@@ -196,7 +197,7 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
             fn_constructor_args=(spec, run.threshold, run.conv_mask_to_poly),
             batch_size=spec.batching.max_batch_size,
             num_cpus=decode_cpus,
-            compute=ActorPoolStrategy(min_size=1, max_size=1),
+            compute=ActorPoolStrategy(size=1),
         )
     ds.set_name(f"autoannotate-task-{run.task_id}-{run.request_id[:8]}")
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):

@@ -260,10 +260,10 @@ def main() -> int:
         "CVAT_RAY_FUNCTIONS__BUILTINS": "false",
         "CVAT_RAY_RAY__NUM_CPUS": str(os.cpu_count() or 2),
         # Logical CPUs, so everything is placed on two cores: API 0.25, media worker 0.25,
-        # two function replicas 0.5 each, two decode actors 0.15 each, the run's driver 0.1.
+        # two function replicas 0.5 each, four decode actors 0.1 each, the run's driver 0.1.
         "CVAT_RAY_API__NUM_CPUS": "0.25",
         "CVAT_RAY_MEDIA__WORKER_NUM_CPUS": "0.25",
-        "CVAT_RAY_FUNCTIONS__DECODE_NUM_CPUS": "0.15",
+        "CVAT_RAY_FUNCTIONS__DECODE_NUM_CPUS": "0.1",
         "CVAT_RAY_RAY__INCLUDE_DASHBOARD": "false",
         "CVAT_RAY_SERVER__PORT": str(runtime.free_port()),
     }

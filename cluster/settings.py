@@ -279,7 +279,10 @@ class FunctionsSettings(BaseModel):
         default=64, ge=1, le=100_000, description="Whole-task runs save annotations every N frames"
     )
     decode_num_cpus: float = Field(
-        default=0.25, gt=0, description="CPUs per decode task of a whole-task pipeline"
+        default=0.1,
+        gt=0,
+        description="Logical CPUs per decode actor of a whole-task pipeline (up to two per "
+        "function replica run)",
     )
     driver_num_cpus: float = Field(
         default=0.1, gt=0, description="CPUs of the actor that drives one whole-task run"

@@ -187,10 +187,11 @@ def _deployment_class() -> Any:
         async def detect_many(
             self, images: list[Any], threshold: float, conv: bool
         ) -> list[list[dict[str, Any]]]:
-            """A whole batch at once (the whole-task pipeline batches already)."""
+            """A whole batch at once (the whole-task pipeline batches already): a list of
+            frames, or one stacked array."""
             n = len(images)
             result: list[list[dict[str, Any]]] = await asyncio.to_thread(
-                self.host.detect, images, [threshold] * n, [conv] * n
+                self.host.detect, list(images), [threshold] * n, [conv] * n
             )
             return result
 
