@@ -11,6 +11,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cvat_sdk import make_client
@@ -179,6 +180,16 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
             assert with_data.size == 3
             frame = with_data.get_frame(2, quality="original").read()
             assert frame == (images / "2.png").read_bytes()
+            _auto_annotate(f"http://127.0.0.1:{port}", ("admin", password.group(1)), tmp_path)
+            functions = subprocess.run(
+                [CLI, "functions", "list", "--data-dir", str(tmp_path / "data")],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            )
+            assert functions.returncode == 0, functions.stdout + functions.stderr
+            assert "colour-detector" in functions.stdout and "RUNNING" in functions.stdout
             with_data.remove()
             task.remove()
             project.remove()
@@ -200,3 +211,62 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
     leftovers = [p for p in tree if _alive(p)]
     assert not leftovers, f"Ray processes left behind: {leftovers}"
     assert not (tmp_path / "data" / "server.json").exists()
+
+
+def _auto_annotate(base: str, auth: tuple[str, str], tmp_path: Path) -> None:
+    """The built-in functions are deployed by ``up``: an online call wakes a replica from
+    zero, and a whole-task request runs in its own actor as a Ray Data pipeline."""
+    import httpx
+
+    from actors.functions.synthetic import COLOURS, make_scene
+
+    with httpx.Client(base_url=base, auth=auth, timeout=120) as api:
+        functions = {f["id"] for f in api.get("/api/lambda/functions").json()}
+        assert {"colour-detector", "grabcut", "mil-tracker"} <= functions
+        labels = [{"name": n, "type": "rectangle"} for n in COLOURS]
+        task = api.post("/api/tasks", json={"name": "auto", "labels": labels}).json()
+        scenes = [make_scene(160, 120, 2, seed=i, sizes=(20, 40)) for i in range(4)]
+        folder = tmp_path / "scenes"
+        folder.mkdir()
+        files = {}
+        for i, (image, _) in enumerate(scenes):
+            Image.fromarray(image).save(folder / f"{i}.png")
+            files[f"client_files[{i}]"] = (f"{i}.png", (folder / f"{i}.png").read_bytes())
+        rq = api.post(f"/api/tasks/{task['id']}/data", files=files, data={"image_quality": "70"})
+        assert rq.status_code == 202, rq.text
+        _wait(lambda: api.get(f"/api/requests/{rq.json()['rq_id']}").json()["status"] == "finished")
+        names = {
+            lb["id"]: lb["name"]
+            for lb in api.get(f"/api/labels?task_id={task['id']}").json()["results"]
+        }
+        online = api.post(
+            "/api/lambda/functions/colour-detector", json={"task": task["id"], "frame": 1}
+        )
+        assert online.status_code == 200, online.text
+        got = {
+            (names[s["label_id"]], tuple(round(p) for p in s["points"]))
+            for s in online.json()["shapes"]
+        }
+        assert got == {(n, tuple(b)) for n, b in scenes[1][1]}
+        run = api.post(
+            "/api/lambda/requests", json={"function": "colour-detector", "task": task["id"]}
+        )
+        assert run.status_code == 200, run.text
+        _wait(
+            lambda: (
+                api.get(f"/api/lambda/requests/{run.json()['id']}").json()["status"]
+                in ("finished", "failed")
+            )
+        )
+        done = api.get(f"/api/lambda/requests/{run.json()['id']}").json()
+        assert done["status"] == "finished", done
+        shapes = api.get(f"/api/tasks/{task['id']}/annotations").json()["shapes"]
+        assert len(shapes) == sum(len(t) for _, t in scenes)
+        api.delete(f"/api/tasks/{task['id']}")
+
+
+def _wait(ready: Any, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
