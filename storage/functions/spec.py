@@ -125,7 +125,7 @@ class AutoscalingSpec(_Strict):
     @model_validator(mode="after")
     def _range(self) -> AutoscalingSpec:
         if self.min_replicas > self.max_replicas:
-            raise ValueError("autoscaling: min_replicas must not exceed max_replicas")
+            raise ValueError("min_replicas must not exceed max_replicas")
         return self
 
 
@@ -235,7 +235,7 @@ def _format_errors(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "spec"
-        parts.append(f"{where}: {err['msg']}")
+        parts.append(f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
     return "; ".join(parts)
 
 

@@ -48,7 +48,7 @@ def test_cvat_function_object() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"id": "Bad Id"}, "id: Value error, id must be"),
+        ({"id": "Bad Id"}, "id: id must be"),
         ({"kind": "segmenter"}, "kind: Input should be"),
         ({"runtime": {}}, "runtime needs exactly one of"),
         ({"runtime": {"class": "x", "onnx": "m.onnx"}}, "runtime needs exactly one of"),

@@ -1,0 +1,103 @@
+"""``cvat-ray functions`` and ``auto-annotate --local`` without a running server: specs are
+validated and registered, models run in the CLI's process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from actors.functions.synthetic import make_scene
+from cluster.cli import main
+from serve_apps.deploy import builtin_spec_dir
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    for key in ("CVAT_RAY_DATA_DIR", "RAY_ADDRESS", "CVAT_RAY_DATABASE__URL"):
+        monkeypatch.delenv(key, raising=False)
+    return str(tmp_path / "data")
+
+
+def test_deploy_list_invoke_delete(data_dir: str, tmp_path: Path, capsys) -> None:
+    spec = builtin_spec_dir() / "colour-detector.yaml"
+    assert main(["functions", "deploy", str(spec), "--check", "--data-dir", data_dir]) == 0
+    assert "registered; the next `cvat-ray up` deploys it" in capsys.readouterr().out
+    assert main(["functions", "list", "--data-dir", data_dir]) == 0
+    assert "colour-detector" in capsys.readouterr().out
+    assert main(["functions", "list", "--json", "--data-dir", data_dir]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["id"] == "colour-detector" and listed["kind"] == "detector"
+
+    image, truth = make_scene(200, 150, 2, seed=4, sizes=(24, 50))
+    path = tmp_path / "scene.png"
+    Image.fromarray(image).save(path)
+    argv = ["functions", "invoke", "colour-detector", "--image", str(path), "--data-dir", data_dir]
+    assert main(argv) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert {(d["label"], tuple(round(p) for p in d["points"])) for d in found} == {
+        (name, tuple(box)) for name, box in truth
+    }
+    bad = tmp_path / "not-an-image.png"
+    bad.write_bytes(b"nope")
+    argv[4] = str(bad)
+    assert main(argv) == 2
+    assert "not an image" in capsys.readouterr().err
+
+    assert main(["functions", "delete", "colour-detector", "--data-dir", data_dir]) == 0
+    assert main(["functions", "delete", "colour-detector", "--data-dir", data_dir]) == 1
+    assert "no function 'colour-detector'" in capsys.readouterr().err
+
+
+def test_invalid_spec_is_refused_at_deploy(data_dir: str, tmp_path: Path, capsys) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("id: bad\nname: B\nkind: detector\nlabels: []\nruntime: {class: colour}\n")
+    assert main(["functions", "deploy", str(spec), "--data-dir", data_dir]) == 2
+    assert "bad.yaml: spec: a detector needs at least one label" in capsys.readouterr().err
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not onnx")
+    spec.write_text(
+        "id: broken\nname: B\nkind: detector\nlabels: [{name: a}]\nruntime: {onnx: broken.onnx}\n"
+    )
+    assert main(["functions", "deploy", str(spec), "--check", "--data-dir", data_dir]) == 2
+    assert "broken: the model does not load" in capsys.readouterr().err
+    assert main(["functions", "list", "--json", "--data-dir", data_dir]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_interactor_invoke(data_dir: str, tmp_path: Path, capsys) -> None:
+    assert (
+        main(
+            [
+                "functions",
+                "deploy",
+                str(builtin_spec_dir() / "grabcut.yaml"),
+                "--data-dir",
+                data_dir,
+            ]
+        )
+        == 0
+    )
+    image = np.full((120, 160, 3), 80, dtype=np.uint8)
+    image[30:90, 40:120] = (230, 30, 30)
+    path = tmp_path / "obj.png"
+    Image.fromarray(image).save(path)
+    capsys.readouterr()
+    data = json.dumps({"pos_points": [[80, 60]], "obj_bbox": [30, 20, 130, 100]})
+    argv = [
+        "functions",
+        "invoke",
+        "grabcut",
+        "--image",
+        str(path),
+        "--data",
+        data,
+        "--data-dir",
+        data_dir,
+    ]
+    assert main(argv) == 0
+    points = np.array(json.loads(capsys.readouterr().out)["points"])
+    assert abs(points[:, 0].min() - 40) <= 3 and abs(points[:, 0].max() - 119) <= 3
