@@ -1,14 +1,16 @@
 """Whole-task auto-annotation: the driver of one ``/api/lambda/requests`` run.
 
-A run streams the task's frames through four stages: decode (+ the model's preprocess) ->
-batched inference -> postprocess -> save. Two engines run the same stage code:
+A run streams the task's frames through decode (+ the model's preprocess) -> batched
+inference -> postprocess -> save. Two engines run the same stage code (``actors.stages``):
 
-* ``ray``: a Ray Data pipeline (named after the request, so it shows in the dashboard's Ray
-  Data view): decoding in an actor pool with fractional CPUs, inference in an actor pool with
-  the function's resources (GPUs included) and batch size, postprocessing in a small pool.
-  Stages overlap, so inference never waits on decoding.
+* ``ray``: a Ray Data pipeline, named after the request so it shows in the dashboard's Ray
+  Data view. When the function is deployed on Serve, one stage of actors decodes blocks of
+  frames and sends each block as one batch to the function's replicas (which preprocess,
+  infer and postprocess), two actors per replica so decoding overlaps inference; otherwise
+  decode, inference (an actor pool with the function's resources, GPUs included) and
+  postprocess are stages of their own.
 * ``local``: the driver's own threads (decode ahead in a thread pool, infer in batches); used
-  without Ray (the in-process app, tests) and as a fallback.
+  without Ray (the in-process app, tests).
 
 The driver saves results every ``functions.save_every`` frames (``source: auto``, the
 model's confidence as ``score``), reports progress, and stops when the request is cancelled
@@ -21,7 +23,7 @@ import concurrent.futures
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -309,8 +311,3 @@ def run_request(
         with db.session() as session:
             lambda_runs.fail(session, request_id, f"{type(exc).__name__}: {exc}"[:1000])
     return stats
-
-
-def iter_positions(results: Iterable[Result]) -> list[int]:
-    """The frame positions a result stream covered (tests)."""
-    return sorted(pos for pos, _, _ in results)
