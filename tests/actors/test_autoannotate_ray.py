@@ -223,3 +223,43 @@ async def test_dataset_run_resumes(
     for task_id in task_ids[1:]:
         assert (await api.get(f"/api/tasks/{task_id}/annotations")).json()["shapes"]
     reset_settings_cache()
+
+
+async def test_a_crashing_replica_fails_only_its_call(
+    ray_cluster: None, ray_settings: Settings
+) -> None:
+    from ray import serve
+
+    spec = colour_spec().model_copy(
+        update={
+            "id": "crasher",
+            "runtime": colour_spec().runtime.model_copy(
+                update={"class_": "tests.actors.crashing:Crasher", "options": {}}
+            ),
+            "labels": colour_spec().labels[:1],
+        }
+    )
+    serve.start(http_options={"host": "127.0.0.1", "port": runtime.free_port()})
+    deploy(spec, wait=True)
+    runner = ServeRunner(ray_settings)
+    try:
+        fine = np.zeros((8, 8, 3), dtype=np.uint8)
+        assert await runner.call(spec, "detect", fine, 0.5, False) == []
+        deadly = fine.copy()
+        deadly[0, 0, 0] = 1
+        with pytest.raises(FunctionUnavailable, match=r"The function 'crasher' failed: .+") as err:
+            await runner.call(spec, "detect", deadly, 0.5, False)
+        assert "\n" not in str(err.value.detail)
+        # Serve replaces the replica; calls go on.
+        deadline = asyncio.get_running_loop().time() + 90
+        while True:
+            try:
+                assert await runner.call(spec, "detect", fine, 0.5, False) == []
+                break
+            except FunctionUnavailable:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(1)
+    finally:
+        undeploy(spec.id)
+        with contextlib.suppress(Exception):
+            serve.shutdown()  # type: ignore[no-untyped-call]
