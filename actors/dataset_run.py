@@ -14,25 +14,13 @@ prints a summary, one line per task and a JSON line with the totals.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
 from typing import Any
 
-from cluster.settings import get_settings
-
-
-def default_run_name(args: argparse.Namespace) -> str:
-    scope = (
-        f"tasks={','.join(map(str, sorted(args.task)))}"
-        if args.task
-        else f"project={args.project}"
-        if args.project is not None
-        else f"organization={args.organization}"
-    )
-    digest = hashlib.sha256(f"{args.function}|{scope}".encode()).hexdigest()[:10]
-    return f"{args.function}-{digest}"
+from cluster.settings import Settings, get_settings
+from storage.db import Database
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,18 +44,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from storage.db import Database
+
     args = build_parser().parse_args(argv)
     settings = get_settings()
+    db = Database(settings.database_url, pool_size=2)
+    try:
+        return execute(args, settings, db)
+    finally:
+        db.dispose()
+
+
+def execute(args: argparse.Namespace, settings: Settings, db: Database) -> int:
+    """Run a parsed dataset run against ``db``; prints per task and a JSON summary."""
     from sqlalchemy import select
 
     from actors.autoannotate import local_results, ray_results, run_request
     from cluster.errors import AppError
-    from storage.db import Database
     from storage.models import User
     from storage.services import lambda_functions, lambda_runs
 
-    run = args.run or default_run_name(args)
-    db = Database(settings.database_url, pool_size=2)
+    run = args.run or lambda_runs.default_run_name(
+        args.function, args.task, args.project, args.organization
+    )
     engine = local_results
     if args.engine == "ray":
         import ray
@@ -139,7 +138,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  task {task.task_id} ({task.name}): {status}, {summary}", flush=True)
     totals["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps({"run": run, **totals}), flush=True)
-    db.dispose()
     return 0 if totals["failed"] == 0 else 1
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from actors.autoannotate import run_request
 from actors.launcher import Launcher, in_ray_worker
@@ -123,3 +123,107 @@ def make_run_launcher(settings: Settings, db: Database) -> Launcher:
     if mode == "ray":
         return RayRunLauncher(settings, db)
     return InProcessRunLauncher(settings, db)
+
+
+# ---------------------------------------------------------------------------------- datasets
+
+
+def ray_token_headers() -> dict[str, str]:
+    """The Authorization header for the Ray dashboard (Jobs API) from Ray's token settings."""
+    import os
+    from pathlib import Path
+
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if not token and path and Path(path).is_file():
+        token = Path(path).read_text().strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def submit_dataset_job(
+    dashboard_url: str,
+    argv: list[str],
+    *,
+    headers: dict[str, str],
+    python: str = "python",
+) -> str:
+    """Submit ``python -m actors.dataset_run ARGV`` as a Ray job with this process's
+    ``CVAT_RAY_*`` settings; returns the job id."""
+    import os
+    import shlex
+
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(dashboard_url, headers=headers)
+    env = {k: v for k, v in os.environ.items() if k.startswith("CVAT_RAY_")}
+    job_id: str = client.submit_job(
+        entrypoint=shlex.join([python, "-m", "actors.dataset_run", *argv]),
+        runtime_env={"env_vars": env},
+        entrypoint_num_cpus=0.05,
+        metadata={"kind": "cvat-ray dataset run"},
+    )
+    return job_id
+
+
+class DatasetRunner(Protocol):
+    def submit(self, argv: list[str]) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+class RayJobDatasetRunner:
+    """From an API replica: the cluster's dashboard (Jobs API) with the cluster's token."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def dashboard_url(self) -> str:
+        """``functions.jobs_url``, else the URL the dashboard registered in the cluster."""
+        url = self.settings.functions.jobs_url
+        if not url:
+            from ray._private.services import get_webui_url_from_internal_kv
+
+            url = get_webui_url_from_internal_kv()  # type: ignore[no-untyped-call]
+        if not url:
+            raise RuntimeError("the cluster has no dashboard; set CVAT_RAY_FUNCTIONS__JOBS_URL")
+        return url if url.startswith("http") else f"http://{url}"
+
+    def submit(self, argv: list[str]) -> str | None:
+        import sys
+
+        return submit_dataset_job(
+            self.dashboard_url(), argv, headers=ray_token_headers(), python=sys.executable
+        )
+
+    def close(self) -> None:
+        pass
+
+
+class InProcessDatasetRunner:
+    """Without Ray: the run in a thread of this process (local engine)."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def submit(self, argv: list[str]) -> str | None:
+        from actors import dataset_run
+
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cvat-ds")
+        args = dataset_run.build_parser().parse_args([*argv, "--engine", "local"])
+        self._executor.submit(dataset_run.execute, args, self.settings, self.db)
+        return None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+
+def make_dataset_runner(settings: Settings, db: Database) -> DatasetRunner:
+    mode = settings.media.launcher
+    if mode == "auto":
+        mode = "ray" if in_ray_worker() else "inprocess"
+    return RayJobDatasetRunner(settings) if mode == "ray" else InProcessDatasetRunner(settings, db)

@@ -461,25 +461,18 @@ def cmd_auto_annotate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    headers: dict[str, str] = {}
     token_path = (state or {}).get("token_path")
-    token = os.environ.get("RAY_AUTH_TOKEN") or (
-        Path(token_path).read_text().strip() if token_path else None
-    )
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+    if token_path and "RAY_AUTH_TOKEN" not in os.environ:
+        os.environ["RAY_AUTH_TOKEN_PATH"] = token_path
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    client = JobSubmissionClient(dashboard, headers=headers)
-    env = {k: v for k, v in os.environ.items() if k.startswith("CVAT_RAY_")}
-    import shlex
+    from actors.runs import ray_token_headers, submit_dataset_job
 
-    job_id = client.submit_job(
-        entrypoint=shlex.join(entry),
-        runtime_env={"env_vars": env},
-        entrypoint_num_cpus=0.1,
-        metadata={"function": args.function, "kind": "cvat-ray auto-annotate"},
-    )
+    headers = ray_token_headers()
+    # The local `up`'s cluster runs this very Python; a remote one has `python` on its PATH.
+    python = sys.executable if not args.dashboard else "python"
+    job_id = submit_dataset_job(dashboard, entry[3:], headers=headers, python=python)
+    client = JobSubmissionClient(dashboard, headers=headers)
     print(f"Submitted Ray job {job_id} ({dashboard}/#/jobs/{job_id}).", flush=True)
     if args.no_wait:
         return 0

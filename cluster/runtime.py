@@ -9,6 +9,7 @@ the first ``import ray`` of the process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
@@ -16,6 +17,7 @@ import secrets
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,16 +108,17 @@ def start(settings: Settings) -> RayRuntime:
         dashboard_port = free_port(settings.ray.dashboard_host)
     import ray
 
-    ctx = ray.init(
-        address="local",
-        namespace=NAMESPACE,
-        num_cpus=settings.ray.num_cpus,  # type: ignore[arg-type]
-        include_dashboard=settings.ray.include_dashboard,
-        dashboard_host=settings.ray.dashboard_host,
-        dashboard_port=dashboard_port,
-        log_to_driver=False,
-        _temp_dir=str(temp_dir),
-    )
+    with agent_port(free_port()):
+        ctx = ray.init(
+            address="local",
+            namespace=NAMESPACE,
+            num_cpus=settings.ray.num_cpus,  # type: ignore[arg-type]
+            include_dashboard=settings.ray.include_dashboard,
+            dashboard_host=settings.ray.dashboard_host,
+            dashboard_port=dashboard_port,
+            log_to_driver=False,
+            _temp_dir=str(temp_dir),
+        )
     info: dict[str, Any] = ctx.address_info  # type: ignore[attr-defined]
     return RayRuntime(
         address=info["gcs_address"],
@@ -123,6 +126,31 @@ def start(settings: Settings) -> RayRuntime:
         started_local_head=True,
         token_path=token_path,
     )
+
+
+@contextlib.contextmanager
+def agent_port(port: int) -> Iterator[None]:
+    """Give the local head's dashboard agent ``port`` for its HTTP server (the Jobs API).
+
+    Ray binds it to 52365 unless told otherwise, and ``ray.init`` has no argument for it; a
+    second Ray on the machine (another server, a test cluster) then runs without a Jobs API
+    ("No available agent to submit job"). ``ray.init`` builds its node parameters through
+    ``ray._private.parameter.RayParams``; for the duration of the call that name gives our
+    port as the default."""
+    from ray._private import parameter
+
+    original = parameter.RayParams
+
+    class _Params(original):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("dashboard_agent_listen_port", port)
+            super().__init__(*args, **kwargs)
+
+    parameter.RayParams = _Params  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        parameter.RayParams = original  # type: ignore[misc]
 
 
 def _http(url: str | None) -> str | None:

@@ -292,6 +292,11 @@ class FunctionsSettings(BaseModel):
         description="Whole-task runs send batches to the function's Serve replicas when it is "
         "deployed (sharing its GPUs and autoscaling); off: an actor pool of their own",
     )
+    jobs_url: str | None = Field(
+        default=None,
+        description="Ray dashboard URL that `POST /api/lambda/runs` submits dataset runs to "
+        "(Jobs API). Unset: the cluster's own dashboard",
+    )
     engine: Literal["auto", "ray", "local"] = Field(
         default="auto",
         description="Whole-task runs: a Ray Data pipeline (`ray`), threads of the driver "

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from actors.launcher import Launcher, make_launcher
-from actors.runs import make_run_launcher
+from actors.runs import DatasetRunner, make_dataset_runner, make_run_launcher
 from cluster.settings import Settings, get_settings
 from iam.throttle import LoginThrottle, MemoryStore, RedisStore, ThrottleStore
 from serve_apps import errors
@@ -78,6 +78,7 @@ def build_app(
     *,
     runs: Launcher | None = None,
     functions: FunctionRunner | None = None,
+    dataset_runs: DatasetRunner | None = None,
     behind_serve_proxy: bool = False,
 ) -> FastAPI:
     """The API app. Settings are read here (in the replica), never at import time.
@@ -96,12 +97,14 @@ def build_app(
     media = MediaRenderer(make_cache(settings), settings.media.serve_threads)
     runs = runs or make_run_launcher(settings, db)
     functions = functions or make_runner(settings)
+    dataset_runs = dataset_runs or make_dataset_runner(settings, db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         media.close()
         functions.close()
+        dataset_runs.close()
         runs.close()
         launcher.close()
         workers.close()
@@ -124,6 +127,7 @@ def build_app(
     app.state.media = media
     app.state.runs = runs
     app.state.functions = functions
+    app.state.dataset_runs = dataset_runs
     for module in ROUTERS:
         app.include_router(module.router)
     errors.install(app)

@@ -3,18 +3,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import ValidationError
 
-from cluster.errors import InvalidInput
+from cluster.errors import AppError, InvalidInput
 from serve_apps.deps import Call
-from storage.schemas.lambda_ import FunctionCall, FunctionCallRequest, OnlineCallRequest
+from storage.schemas.lambda_ import (
+    DatasetRunRead,
+    DatasetRunRequest,
+    FunctionCall,
+    FunctionCallRequest,
+    OnlineCallRequest,
+)
 from storage.services import lambda_functions as service
 
 router = APIRouter(prefix="/api/lambda", tags=["lambda"])
+
+
+class JobsUnavailable(AppError):
+    status = 503
+    default_detail = "The cluster's Jobs API is not available."
+
 
 FunctionId = Annotated[str, Path(min_length=1, max_length=64)]
 RequestId = Annotated[str, Path(max_length=128)]
@@ -86,6 +99,27 @@ async def call_function(func_id: FunctionId, request: Request, call: Call) -> An
     else:
         output = await runner.call(plan.spec, "track", image, body.shapes, body.states)
     return service.online_answer(plan, output)
+
+
+@router.post("/runs", response_model=DatasetRunRead, status_code=202)
+async def create_dataset_run(request: Request, call: Call) -> DatasetRunRead:
+    """Ours (CVAT has none): annotate the ``tasks``, a ``project`` or an ``organization``
+    with one function as a Ray job, task after task; the same ``run`` name resumes. Each
+    task's progress shows in ``/api/lambda/requests``."""
+    body: DatasetRunRequest = await _body(request, DatasetRunRequest)
+    plan = await call(service.plan_dataset_run, body)
+    runner = request.app.state.dataset_runs
+    try:
+        job_id = await asyncio.to_thread(runner.submit, plan.argv)
+    except Exception as exc:
+        raise JobsUnavailable(f"The Ray job could not be submitted: {exc}"[:500]) from exc
+    return DatasetRunRead(
+        run=plan.run,
+        function=plan.function,
+        tasks=plan.tasks,
+        to_annotate=plan.to_annotate,
+        job_id=job_id,
+    )
 
 
 @router.post("/requests", response_model=FunctionCall)

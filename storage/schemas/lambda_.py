@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 
 from storage.schemas.common import DbId, WriteModel
 
@@ -62,6 +62,36 @@ class OnlineCallRequest(WriteModel):
     # trackers: shapes to start, or states (from the previous answer) to continue
     shapes: list[list[float]] | None = Field(default=None, max_length=1000)
     states: list[dict[str, Any]] | None = Field(default=None, max_length=1000)
+
+
+class DatasetRunRequest(WriteModel):
+    """``POST /api/lambda/runs``: annotate many tasks with one function, as a Ray job (ours;
+    CVAT has no such endpoint). Exactly one of ``tasks``, ``project``, ``organization``."""
+
+    function: str = Field(min_length=1, max_length=64)
+    tasks: list[DbId] = Field(default_factory=list, max_length=10_000)
+    project: DbId | None = None
+    organization: str | None = Field(default=None, min_length=1, max_length=16)
+    threshold: Threshold | None = None
+    cleanup: bool = False
+    # the same name resumes a run; default: derived from the function and the scope
+    run: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> DatasetRunRequest:
+        given = sum(bool(x) for x in (self.tasks, self.project is not None, self.organization))
+        if given != 1:
+            raise ValueError("Give exactly one of 'tasks', 'project' or 'organization'.")
+        return self
+
+
+class DatasetRunRead(BaseModel):
+    run: str
+    function: str
+    tasks: int
+    to_annotate: int
+    # the Ray job that runs it (its log ends with a JSON summary); null without Ray
+    job_id: str | None
 
 
 class FunctionCallParams(BaseModel):

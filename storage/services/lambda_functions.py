@@ -27,6 +27,7 @@ from storage.models import BackgroundRequest, Job, LambdaFunction, Segment, Task
 from storage.query import compile_policy
 from storage.schemas.annotations import encode
 from storage.schemas.lambda_ import (
+    DatasetRunRequest,
     FunctionCall,
     FunctionCallParams,
     FunctionCallRequest,
@@ -327,3 +328,71 @@ def retrieve_status(session: Session, request_id: str) -> str:
     """The status of a run (its operator's view, no caller)."""
     row = session.get(BackgroundRequest, request_id)
     return row.status if row is not None else "gone"
+
+
+# ---------------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class DatasetRunPlan:
+    """A dataset run the caller may start: the arguments of ``actors.dataset_run``."""
+
+    run: str
+    function: str
+    tasks: int
+    to_annotate: int
+    argv: list[str]
+
+
+def plan_dataset_run(
+    session: Session, ctx: RequestContext, body: DatasetRunRequest
+) -> DatasetRunPlan:
+    """``POST /api/lambda/runs``: the caller needs ``call:offline`` and, on every task of
+    the scope, ``update:annotations`` (the first task refused is named)."""
+    from storage.models import Task, User
+    from storage.services.lambda_runs import dataset_tasks, default_run_name
+
+    authorize(ctx.principal, ctx.org, "call:offline", _LAMBDA)
+    spec = get_spec(session, body.function)
+    if spec.kind != "detector":
+        raise InvalidInput(
+            f"The function {spec.id!r} is a {spec.kind}; dataset runs take detectors.",
+            field="function",
+        )
+    run = body.run or default_run_name(body.function, body.tasks, body.project, body.organization)
+    tasks = dataset_tasks(
+        session,
+        task_ids=body.tasks,
+        project_id=body.project,
+        organization=body.organization,
+        function_id=spec.id,
+        run=run,
+    )
+    if not tasks:
+        raise InvalidInput("The scope holds no tasks.", field="tasks")
+    for item in tasks:
+        task = session.get(Task, item.task_id)
+        assert task is not None
+        authorize(ctx.principal, ctx.org, "update:annotations", task_resource(session, task))
+    user = session.get(User, ctx.principal.user_id)
+    assert user is not None
+    argv = ["--function", spec.id, "--run", run, "--owner", user.username]
+    if body.tasks:
+        for task_id in body.tasks:
+            argv += ["--task", str(task_id)]
+    elif body.project is not None:
+        argv += ["--project", str(body.project)]
+    else:
+        assert body.organization is not None
+        argv += ["--organization", body.organization]
+    if body.threshold is not None:
+        argv += ["--threshold", str(body.threshold)]
+    if body.cleanup:
+        argv.append("--cleanup")
+    return DatasetRunPlan(
+        run=run,
+        function=spec.id,
+        tasks=len(tasks),
+        to_annotate=sum(1 for t in tasks if t.state == "run"),
+        argv=argv,
+    )

@@ -123,6 +123,26 @@ def fail(session: Session, request_id: str, message: str) -> None:
 # ---------------------------------------------------------------------------------- datasets
 
 
+def default_run_name(
+    function_id: str,
+    task_ids: Sequence[int] = (),
+    project_id: int | None = None,
+    organization: str | None = None,
+) -> str:
+    """The name of a dataset run when none is given: the same function and scope give the
+    same name, so submitting the same run again resumes it."""
+    import hashlib
+
+    if task_ids:
+        scope = "tasks=" + ",".join(map(str, sorted(task_ids)))
+    elif project_id is not None:
+        scope = f"project={project_id}"
+    else:
+        scope = f"organization={organization}"
+    digest = hashlib.sha256(f"{function_id}|{scope}".encode()).hexdigest()[:10]
+    return f"{function_id}-{digest}"
+
+
 @dataclass(frozen=True)
 class DatasetTask:
     task_id: int

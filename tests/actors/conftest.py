@@ -27,14 +27,15 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     import ray
 
     temp = Path("/tmp") / f"cvr-t-{uuid.uuid4().hex[:6]}"
-    ray.init(
-        address="local",
-        namespace=NAMESPACE,
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        _temp_dir=str(temp),
-    )
+    with runtime.agent_port(runtime.free_port()):  # leave Ray's default port to others
+        ray.init(
+            address="local",
+            namespace=NAMESPACE,
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            _temp_dir=str(temp),
+        )
     try:
         yield
     finally:

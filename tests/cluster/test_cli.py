@@ -180,7 +180,12 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
             assert with_data.size == 3
             frame = with_data.get_frame(2, quality="original").read()
             assert frame == (images / "2.png").read_bytes()
-            _auto_annotate(f"http://127.0.0.1:{port}", ("admin", password.group(1)), tmp_path)
+            _auto_annotate(
+                f"http://127.0.0.1:{port}",
+                ("admin", password.group(1)),
+                tmp_path,
+                f"http://127.0.0.1:{dashboard}",
+            )
             functions = subprocess.run(
                 [CLI, "functions", "list", "--data-dir", str(tmp_path / "data")],
                 capture_output=True,
@@ -213,7 +218,7 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "server.json").exists()
 
 
-def _auto_annotate(base: str, auth: tuple[str, str], tmp_path: Path) -> None:
+def _auto_annotate(base: str, auth: tuple[str, str], tmp_path: Path, dashboard: str) -> None:
     """The built-in functions are deployed by ``up``: an online call wakes a replica from
     zero, and a whole-task request runs in its own actor as a Ray Data pipeline."""
     import httpx
@@ -262,6 +267,24 @@ def _auto_annotate(base: str, auth: tuple[str, str], tmp_path: Path) -> None:
         assert done["status"] == "finished", done
         shapes = api.get(f"/api/tasks/{task['id']}/annotations").json()["shapes"]
         assert len(shapes) == sum(len(t) for _, t in scenes)
+        # A dataset run: a Ray job submitted by the API replica through the Jobs API.
+        body = {"function": "colour-detector", "tasks": [task["id"]], "cleanup": True}
+        submitted = api.post("/api/lambda/runs", json=body)
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["job_id"]
+        assert job_id, submitted.json()
+        token = (tmp_path / "data" / "ray" / "auth_token").read_text().strip()
+        jobs = httpx.Client(base_url=dashboard, headers={"Authorization": f"Bearer {token}"})
+
+        def job_status() -> str:
+            return str(jobs.get(f"/api/jobs/{job_id}").json()["status"])
+
+        _wait(lambda: job_status() in ("SUCCEEDED", "FAILED", "STOPPED"))
+        logs = jobs.get(f"/api/jobs/{job_id}/logs").json()["logs"]
+        assert job_status() == "SUCCEEDED", logs[-3000:]
+        assert '"annotated": 1' in logs, logs[-3000:]
+        again = api.get(f"/api/tasks/{task['id']}/annotations").json()["shapes"]
+        assert len(again) == len(shapes)  # cleanup: replaced, not doubled
         api.delete(f"/api/tasks/{task['id']}")
 
 

@@ -399,3 +399,49 @@ async def test_a_bad_frame_is_recorded_and_skipped(
     names = await label_names(api, task_id)
     want = {(i, n, tuple(b)) for i, (_, t) in enumerate(frames) if i != 2 for n, b in t}
     assert found(shapes, names) == want
+
+
+async def test_dataset_run_through_the_api(
+    client_for, alice: Account, bob: Account, functions
+) -> None:
+    api = client_for(alice)
+    labels = [{"name": n, "type": "rectangle"} for n in COLOURS]
+    project = (await api.post("/api/projects", json={"name": "p", "labels": labels})).json()
+    frames = [scenes(2, seed=40 + i) for i in range(2)]
+    task_ids = [
+        await colour_task(api, [im for im, _ in f], project_id=project["id"]) for f in frames
+    ]
+    url = "/api/lambda/runs"
+    r = await api.post(url, json={"function": "colour-detector", "project": project["id"]})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["tasks"] == 2 and body["to_annotate"] == 2 and body["job_id"] is None
+    assert body["run"].startswith("colour-detector-")
+    deadline = asyncio.get_running_loop().time() + 120
+    while True:
+        calls = (await api.get("/api/lambda/requests")).json()
+        if len([c for c in calls if c["status"] == "finished"]) == 2:
+            break
+        assert asyncio.get_running_loop().time() < deadline, calls
+        await asyncio.sleep(0.2)
+    for task_id, f in zip(task_ids, frames, strict=True):
+        shapes = (await api.get(f"/api/tasks/{task_id}/annotations")).json()["shapes"]
+        assert found(shapes, await label_names(api, task_id)) == truth_of(f)
+    # the same run again: nothing left to do
+    r = await api.post(url, json={"function": "colour-detector", "project": project["id"]})
+    assert r.status_code == 202 and r.json()["to_annotate"] == 0
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"function": "colour-detector"}, 400, "exactly one of"),
+        ({"function": "colour-detector", "tasks": [1], "project": 1}, 400, "exactly one of"),
+        ({"function": "nope", "tasks": task_ids}, 404, "Unknown function"),
+        ({"function": "grabcut", "tasks": task_ids}, 400, "dataset runs take detectors"),
+        ({"function": "colour-detector", "tasks": [999999]}, 404, "999999"),
+        ({"function": "colour-detector", "organization": "nowhere"}, 404, "nowhere"),
+        ({"function": "colour-detector", "tasks": task_ids, "run": "../x"}, 400, "run"),
+    ]
+    for case, status, text in cases:
+        r = await api.post(url, json=case)
+        assert r.status_code == status, (case, r.text)
+        assert text in r.text
+    r = await client_for(bob).post(url, json={"function": "colour-detector", "tasks": task_ids})
+    assert r.status_code == 403
