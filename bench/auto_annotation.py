@@ -73,7 +73,7 @@ def make_frames(folder: Path, count: int) -> list[list[tuple[str, tuple[int, int
     return truths
 
 
-def prepare(url: str, settings: Any) -> tuple[str, int]:
+def prepare(url: str, settings: Any, batch: int = 8) -> tuple[str, int]:
     """A superuser's session key; the function registered with the bench's resources."""
     from iam.authn import start_session
     from serve_apps.deploy import builtin_spec_dir
@@ -94,6 +94,7 @@ def prepare(url: str, settings: Any) -> tuple[str, int]:
             "autoscaling": spec.autoscaling.model_copy(
                 update={"min_replicas": 2, "max_replicas": 2}
             ),
+            "batching": spec.batching.model_copy(update={"max_batch_size": batch}),
         }
     )
     with db.session() as session:
@@ -225,6 +226,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--online-frames", type=int, default=200, help="frames for (b)")
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--batch", type=int, default=8, help="the function's max_batch_size")
     parser.add_argument(
         "--pg-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
     )
@@ -270,7 +272,7 @@ def main() -> int:
     os.environ.update(env)
     reset_settings_cache()
     settings = get_settings()
-    key, _ = prepare(url, settings)
+    key, _ = prepare(url, settings, args.batch)
     runtime.start(settings)
     try:
         from serve_apps.deploy import deploy, deploy_functions
