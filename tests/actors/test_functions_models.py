@@ -137,7 +137,7 @@ def test_colour_detector_labels_threshold_and_outputs() -> None:
 # --- OpenCV detectors ------------------------------------------------------------------
 
 
-def _cartoon_face(size: int = 200) -> tuple[np.ndarray, tuple[int, int]]:
+def cartoon_face(size: int = 200) -> tuple[np.ndarray, tuple[int, int]]:
     grey = np.full((480, 640), 60, np.uint8)
     cx, cy = 300, 250
     cv2.ellipse(grey, (cx, cy), (int(size * 0.42), int(size * 0.55)), 0, 0, 360, 190, -1)
@@ -156,7 +156,7 @@ def _cartoon_face(size: int = 200) -> tuple[np.ndarray, tuple[int, int]]:
     return np.stack([blurred] * 3, axis=-1), (cx, cy)
 
 
-def _silhouette(height: int = 240) -> tuple[np.ndarray, tuple[int, int]]:
+def silhouette(height: int = 240) -> tuple[np.ndarray, tuple[int, int]]:
     image = np.full((480, 640, 3), 170, np.uint8)
     cx, top, u, ink = 320, 120, height / 8, (50, 50, 50)
     cv2.circle(image, (cx, int(top + u * 0.6)), int(u * 0.55), ink, -1)
@@ -185,7 +185,7 @@ def _check_contract(detections: list[Detection], label: str, width: int, height:
 
 @pytest.mark.parametrize(
     ("name", "label", "drawing"),
-    [("haar-face", "face", _cartoon_face), ("hog-people", "person", _silhouette)],
+    [("haar-face", "face", cartoon_face), ("hog-people", "person", silhouette)],
 )
 def test_opencv_detectors_find_drawn_objects(name, label, drawing) -> None:
     model = load_model("detector", {"class": name}, [label, "other"])

@@ -23,6 +23,7 @@ from storage.db import Database
 from storage.functions.spec import load_spec_file, spec_files
 from storage.services import lambda_functions
 from storage.services import requests as request_service
+from tests.actors.test_functions_models import cartoon_face, silhouette
 from tests.conftest import Account
 from tests.serve_apps.test_task_data import upload, wait
 
@@ -445,3 +446,30 @@ async def test_dataset_run_through_the_api(
         assert text in r.text
     r = await client_for(bob).post(url, json={"function": "colour-detector", "tasks": task_ids})
     assert r.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("function", "label", "drawing"),
+    [("face-detector", "face", cartoon_face), ("person-detector", "person", silhouette)],
+)
+async def test_opencv_detectors_online(
+    client_for, alice: Account, functions, function: str, label: str, drawing: Any
+) -> None:
+    api = client_for(alice)
+    image, (cx, cy) = drawing()
+    r = await api.post("/api/tasks", json={"name": "d", "labels": [{"name": label}]})
+    task_id = int(r.json()["id"])
+    r = await upload(api, task_id, {"drawing.png": png(image)})
+    assert (await wait(api, r.json()["rq_id"]))["status"] == "finished"
+    r = await api.post(
+        f"/api/lambda/functions/{function}", json={"task": task_id, "frame": 0, "threshold": 0.3}
+    )
+    assert r.status_code == 200, r.text
+    shapes = r.json()["shapes"]
+    hits = [
+        s
+        for s in shapes
+        if s["points"][0] < cx < s["points"][2] and s["points"][1] < cy < s["points"][3]
+    ]
+    assert hits, shapes
+    assert all(s["type"] == "rectangle" and 0 < s["score"] <= 1 for s in shapes)
