@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,7 @@ from storage.context import RequestContext
 from storage.functions.mapping import LabelMap, resolve, task_labels, to_labeled_data
 from storage.functions.spec import FunctionSpec, parse_spec
 from storage.media.render import RenderPlan
-from storage.models import BackgroundRequest, Job, LambdaFunction, Segment, Task, utcnow
+from storage.models import BackgroundRequest, Data, Job, LambdaFunction, Segment, Task, utcnow
 from storage.query import compile_policy
 from storage.schemas.annotations import encode
 from storage.schemas.lambda_ import (
@@ -142,7 +143,6 @@ def prepare_online(
         raise InvalidInput("Either 'job' or 'task' is required.", field="task")
     if task.data_id is None:
         raise InvalidInput("The task has no data.", field="task")
-    plan = frames_plan(session, task, settings, [0])
     size = _task_size(session, task)
     if body.frame >= size:
         raise InvalidInput(f"The frame must be between 0 and {size - 1}.", field="frame")
@@ -162,8 +162,6 @@ def prepare_online(
 
 
 def _task_size(session: Session, task: Task) -> int:
-    from storage.models import Data
-
     data = session.get(Data, task.data_id)
     return data.size if data is not None else 0
 
@@ -206,8 +204,6 @@ def online_answer(plan: OnlinePlan, output: Any) -> Any:
     if plan.spec.kind != "detector":
         return output
     data = to_labeled_data([(plan.frame_number, list(output))], plan.label_map, roi=plan.body.roi)
-    import msgspec
-
     return msgspec.json.decode(encode(data))
 
 
