@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -74,6 +75,9 @@ def execute(args: argparse.Namespace, settings: Settings, db: Database) -> int:
         from cluster.names import NAMESPACE
 
         if not ray.is_initialized():
+            # An explicit cluster wins over the RAY_ADDRESS the job supervisor guessed.
+            if settings.ray.address:
+                os.environ["RAY_ADDRESS"] = settings.ray.address
             ray.init(namespace=NAMESPACE, log_to_driver=False)
         engine = ray_results
     started = time.monotonic()

@@ -146,9 +146,14 @@ def submit_dataset_job(
     *,
     headers: dict[str, str],
     python: str = "python",
+    gcs_address: str | None = None,
 ) -> str:
     """Submit ``python -m actors.dataset_run ARGV`` as a Ray job with this process's
-    ``CVAT_RAY_*`` settings; returns the job id."""
+    ``CVAT_RAY_*`` settings; returns the job id.
+
+    ``gcs_address`` names the cluster the job's driver joins. Ray's job supervisor gives
+    the driver an address it resolves itself, and on a machine running several Ray clusters
+    that resolution can pick another one; an explicit address avoids it."""
     import os
     import shlex
 
@@ -156,6 +161,8 @@ def submit_dataset_job(
 
     client = JobSubmissionClient(dashboard_url, headers=headers)
     env = {k: v for k, v in os.environ.items() if k.startswith("CVAT_RAY_")}
+    if gcs_address:
+        env["CVAT_RAY_RAY__ADDRESS"] = gcs_address
     job_id: str = client.submit_job(
         entrypoint=shlex.join([python, "-m", "actors.dataset_run", *argv]),
         runtime_env={"env_vars": env},
@@ -191,8 +198,14 @@ class RayJobDatasetRunner:
     def submit(self, argv: list[str]) -> str | None:
         import sys
 
+        import ray
+
         return submit_dataset_job(
-            self.dashboard_url(), argv, headers=ray_token_headers(), python=sys.executable
+            self.dashboard_url(),
+            argv,
+            headers=ray_token_headers(),
+            python=sys.executable,
+            gcs_address=ray.get_runtime_context().gcs_address,
         )
 
     def close(self) -> None:

@@ -471,7 +471,10 @@ def cmd_auto_annotate(args: argparse.Namespace) -> int:
     headers = ray_token_headers()
     # The local `up`'s cluster runs this very Python; a remote one has `python` on its PATH.
     python = sys.executable if not args.dashboard else "python"
-    job_id = submit_dataset_job(dashboard, entry[3:], headers=headers, python=python)
+    gcs = None if args.dashboard else (state or {}).get("ray_address")
+    job_id = submit_dataset_job(
+        dashboard, entry[3:], headers=headers, python=python, gcs_address=gcs
+    )
     client = JobSubmissionClient(dashboard, headers=headers)
     print(f"Submitted Ray job {job_id} ({dashboard}/#/jobs/{job_id}).", flush=True)
     if args.no_wait:
