@@ -176,11 +176,15 @@ class RayLauncher:
         self._handles.clear()
 
 
-def make_launcher(settings: Settings, db: Database) -> Launcher:
+def uses_ray(settings: Settings) -> bool:
+    """Whether background work goes to Ray actors (``media.launcher``; ``auto``: when this
+    process is a Ray worker, e.g. a Serve replica)."""
     mode = settings.media.launcher
-    if mode == "auto":
-        mode = "ray" if in_ray_worker() else "inprocess"
-    if mode == "ray":
+    return mode == "ray" or (mode == "auto" and in_ray_worker())
+
+
+def make_launcher(settings: Settings, db: Database) -> Launcher:
+    if uses_ray(settings):
         return RayLauncher(settings, db)
     return InProcessLauncher(settings, db)
 

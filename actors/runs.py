@@ -15,7 +15,7 @@ import uuid
 from typing import Any, Protocol
 
 from actors.autoannotate import run_request
-from actors.launcher import Launcher, in_ray_worker
+from actors.launcher import Launcher, uses_ray
 from cluster.names import NAMESPACE
 from cluster.settings import Settings, get_settings
 from storage.db import Database
@@ -117,10 +117,7 @@ class RayRunLauncher:
 
 
 def make_run_launcher(settings: Settings, db: Database) -> Launcher:
-    mode = settings.media.launcher
-    if mode == "auto":
-        mode = "ray" if in_ray_worker() else "inprocess"
-    if mode == "ray":
+    if uses_ray(settings):
         return RayRunLauncher(settings, db)
     return InProcessRunLauncher(settings, db)
 
@@ -236,7 +233,6 @@ class InProcessDatasetRunner:
 
 
 def make_dataset_runner(settings: Settings, db: Database) -> DatasetRunner:
-    mode = settings.media.launcher
-    if mode == "auto":
-        mode = "ray" if in_ray_worker() else "inprocess"
-    return RayJobDatasetRunner(settings) if mode == "ray" else InProcessDatasetRunner(settings, db)
+    if uses_ray(settings):
+        return RayJobDatasetRunner(settings)
+    return InProcessDatasetRunner(settings, db)

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -42,18 +43,23 @@ def reason() -> str:
     return lines[-1][:200] if lines else "unknown error"
 
 
-def infer_isolating(model: Detector, inputs: list[Any]) -> list[Any | str]:
-    """``model.infer`` on a batch; if the batch fails, each frame alone, so a bad frame
-    becomes an error string instead of failing its neighbours."""
+def isolating(batch_fn: Callable[[list[Any]], list[Any]], items: list[Any]) -> list[Any]:
+    """``batch_fn`` on a batch; if the batch fails, on each item alone, so a bad frame
+    becomes its error string instead of failing its neighbours."""
     try:
-        return list(model.infer(inputs))
+        return list(batch_fn(items))
     except Exception:
-        if len(inputs) == 1:
+        if len(items) == 1:
             return [reason()]
-    out: list[Any | str] = []
-    for item in inputs:
-        out.extend(infer_isolating(model, [item]))
+    out: list[Any] = []
+    for item in items:
+        out.extend(isolating(batch_fn, [item]))
     return out
+
+
+def infer_isolating(model: Detector, inputs: list[Any]) -> list[Any | str]:
+    """``model.infer`` on a batch, a failing frame isolated (:func:`isolating`)."""
+    return isolating(model.infer, inputs)
 
 
 def postprocess_json(model: Detector, output: Any, threshold: float, conv: bool) -> str:
@@ -170,19 +176,14 @@ class DecodeServeInfer:
         self.conv = conv
         self.timeout_s = timeout_s
 
+    def _detect_batch(self, images: list[Any]) -> list[Any]:
+        result: list[Any] = self.handle.detect_many.remote(
+            _stacked(images), self.threshold, self.conv
+        ).result(timeout_s=self.timeout_s)
+        return result
+
     def _detect(self, images: list[Any]) -> list[Any]:
-        try:
-            result: list[Any] = self.handle.detect_many.remote(
-                _stacked(images), self.threshold, self.conv
-            ).result(timeout_s=self.timeout_s)
-            return result
-        except Exception:
-            if len(images) == 1:
-                return [reason()]
-        out: list[Any] = []
-        for image in images:
-            out.extend(self._detect([image]))
-        return out
+        return isolating(self._detect_batch, images)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         positions: list[int] = []

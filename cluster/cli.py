@@ -16,11 +16,14 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cluster.settings import Settings, get_settings, reset_settings_cache
+
+T = TypeVar("T")
 
 
 def _apply_overrides(
@@ -46,6 +49,18 @@ def _database(settings: Settings) -> Any:
     from storage.db import Database
 
     return Database(settings.database_url, pool_size=2)
+
+
+def _in_session(settings: Settings, work: Callable[[Any], T]) -> T:
+    """``work(session)`` in one transaction on the migrated database (the registry
+    commands: they run without a server)."""
+    _migrate(settings)
+    db = _database(settings)
+    try:
+        with db.session() as session:
+            return work(session)
+    finally:
+        db.dispose()
 
 
 def _migrate(settings: Settings) -> str:
@@ -291,7 +306,6 @@ def cmd_functions_deploy(args: argparse.Namespace) -> int:
     from storage.services import lambda_functions
 
     settings = _apply_overrides(args.data_dir)
-    _migrate(settings)
     try:
         spec = load_spec_file(Path(args.path).resolve())
     except AppError as exc:
@@ -305,12 +319,9 @@ def cmd_functions_deploy(args: argparse.Namespace) -> int:
         except Exception as exc:
             print(f"Error: {spec.id}: the model does not load: {exc}", file=sys.stderr)
             return 2
-    db = _database(settings)
-    try:
-        with db.session() as session:
-            lambda_functions.register(session, spec, str(Path(args.path).resolve()))
-    finally:
-        db.dispose()
+    _in_session(
+        settings, lambda s: lambda_functions.register(s, spec, str(Path(args.path).resolve()))
+    )
     if _connect(settings) is None:
         print(f"Function {spec.id!r} registered; the next `cvat-ray up` deploys it.")
         return 0
@@ -327,13 +338,7 @@ def cmd_functions_list(args: argparse.Namespace) -> int:
     from storage.services import lambda_functions
 
     settings = _apply_overrides(args.data_dir)
-    _migrate(settings)
-    db = _database(settings)
-    try:
-        with db.session() as session:
-            specs = lambda_functions.registered(session)
-    finally:
-        db.dispose()
+    specs = _in_session(settings, lambda_functions.registered)
     states: dict[str, str] = {}
     if _connect(settings) is not None:
         from serve_apps.functions import deployed
@@ -353,13 +358,7 @@ def cmd_functions_delete(args: argparse.Namespace) -> int:
     from storage.services import lambda_functions
 
     settings = _apply_overrides(args.data_dir)
-    _migrate(settings)
-    db = _database(settings)
-    try:
-        with db.session() as session:
-            found = lambda_functions.unregister(session, args.id)
-    finally:
-        db.dispose()
+    found = _in_session(settings, lambda s: lambda_functions.unregister(s, args.id))
     if _connect(settings) is not None:
         from serve_apps.functions import undeploy
 
@@ -379,16 +378,11 @@ def cmd_functions_invoke(args: argparse.Namespace) -> int:
     from storage.services import lambda_functions
 
     settings = _apply_overrides(args.data_dir)
-    _migrate(settings)
-    db = _database(settings)
     try:
-        with db.session() as session:
-            spec = lambda_functions.get_spec(session, args.id)
+        spec = _in_session(settings, lambda s: lambda_functions.get_spec(s, args.id))
     except AppError as exc:
         print(f"Error: {exc.detail}", file=sys.stderr)
         return 1
-    finally:
-        db.dispose()
     try:
         with Image.open(args.image) as im:
             image = np.asarray(im.convert("RGB"))
@@ -435,23 +429,21 @@ def cmd_functions_invoke(args: argparse.Namespace) -> int:
 def cmd_auto_annotate(args: argparse.Namespace) -> int:
     """Submit a dataset run as a Ray job (Jobs API, token auth) and follow it."""
     settings = _apply_overrides(args.data_dir)
-    entry = ["python", "-m", "actors.dataset_run", "--function", args.function]
-    for task in args.task:
-        entry += ["--task", str(task)]
-    if args.project is not None:
-        entry += ["--project", str(args.project)]
-    if args.organization is not None:
-        entry += ["--organization", args.organization]
-    if args.threshold is not None:
-        entry += ["--threshold", str(args.threshold)]
-    if args.cleanup:
-        entry.append("--cleanup")
-    if args.run:
-        entry += ["--run", args.run]
+    from storage.services.lambda_runs import dataset_argv
+
+    argv = dataset_argv(
+        args.function,
+        task_ids=args.task,
+        project_id=args.project,
+        organization=args.organization,
+        threshold=args.threshold,
+        cleanup=args.cleanup,
+        run=args.run,
+    )
     if args.local:
         from actors import dataset_run
 
-        return dataset_run.main([*entry[3:], "--engine", "local"])
+        return dataset_run.main([*argv, "--engine", "local"])
     state = _running_state(settings)
     dashboard = args.dashboard or (state or {}).get("dashboard_url")
     if not dashboard:
@@ -472,9 +464,7 @@ def cmd_auto_annotate(args: argparse.Namespace) -> int:
     # The local `up`'s cluster runs this very Python; a remote one has `python` on its PATH.
     python = sys.executable if not args.dashboard else "python"
     gcs = None if args.dashboard else (state or {}).get("ray_address")
-    job_id = submit_dataset_job(
-        dashboard, entry[3:], headers=headers, python=python, gcs_address=gcs
-    )
+    job_id = submit_dataset_job(dashboard, argv, headers=headers, python=python, gcs_address=gcs)
     client = JobSubmissionClient(dashboard, headers=headers)
     print(f"Submitted Ray job {job_id} ({dashboard}/#/jobs/{job_id}).", flush=True)
     if args.no_wait:

@@ -106,17 +106,27 @@ class ServeRunner:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # One handle per application, made on its first call (a lookup in the controller).
+        self._handles: dict[str, Any] = {}
 
-    async def call(self, spec: FunctionSpec, method: str, *args: Any) -> Any:
+    def _handle(self, spec: FunctionSpec) -> Any:
         from ray import serve
         from ray.serve.exceptions import RayServeException
 
-        try:
-            handle = serve.get_app_handle(app_name(spec.id))
-        except (RayServeException, ValueError, KeyError) as exc:
-            raise FunctionUnavailable(
-                f"The function {spec.id!r} is registered but not deployed ({_reason(exc)})."
-            ) from exc
+        name = app_name(spec.id)
+        handle = self._handles.get(name)
+        if handle is None:
+            try:
+                handle = serve.get_app_handle(name)
+            except (RayServeException, ValueError, KeyError) as exc:
+                raise FunctionUnavailable(
+                    f"The function {spec.id!r} is registered but not deployed ({_reason(exc)})."
+                ) from exc
+            self._handles[name] = handle
+        return handle
+
+    async def call(self, spec: FunctionSpec, method: str, *args: Any) -> Any:
+        handle = self._handle(spec)
         try:
             response = getattr(handle, method).remote(*args)
             return await asyncio.wait_for(response, self.settings.functions.call_timeout_s)
@@ -126,7 +136,7 @@ class ServeRunner:
             raise FunctionUnavailable(f"The function {spec.id!r} failed: {_reason(exc)}") from exc
 
     def close(self) -> None:
-        pass
+        self._handles.clear()
 
 
 def make_runner(settings: Settings) -> FunctionRunner:

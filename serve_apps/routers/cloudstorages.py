@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 from cluster.errors import InvalidInput
+from serve_apps.bodies import parse_json_object, validated
 from serve_apps.deps import Call, Listing, ObjectId
 from serve_apps.pagination import paginated
 from storage.schemas.cloud_storages import (
@@ -43,26 +42,7 @@ async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > _MAX_BODY:
         raise InvalidInput("The request body is too large.")
-    try:
-        value = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise InvalidInput(f"JSON parse error - {exc}") from exc
-    if not isinstance(value, dict):
-        raise InvalidInput("Expected a JSON object.")
-    return value
-
-
-def _validated(
-    model: type[CloudStorageWrite] | type[CloudStoragePatch], raw: dict[str, Any]
-) -> Any:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        fields: dict[str, list[str]] = {}
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "non_field_errors"
-            fields.setdefault(key, []).append(str(err["msg"]).removeprefix("Value error, "))
-        raise InvalidInput(fields) from exc
+    return parse_json_object(raw)
 
 
 @router.get("", response_model=Paginated[CloudStorageRead])
@@ -77,7 +57,7 @@ async def list_cloud_storages(
 async def create_cloud_storage(request: Request, call: Call) -> CloudStorageRead:
     """CVAT ``POST /api/cloudstorages``: checked to be reachable with the credentials, which
     are stored encrypted and never returned."""
-    data = _validated(CloudStorageWrite, await _body(request))
+    data = validated(CloudStorageWrite, await _body(request))
     return await call(cloud_service.create_cloud_storage, data, request.app.state.settings)
 
 
@@ -92,7 +72,7 @@ async def partial_update_cloud_storage(
     storage_id: ObjectId, request: Request, call: Call
 ) -> CloudStorageRead:
     """CVAT ``PATCH /api/cloudstorages/{id}``."""
-    data = _validated(CloudStoragePatch, await _body(request))
+    data = validated(CloudStoragePatch, await _body(request))
     return await call(
         cloud_service.partial_update_cloud_storage, storage_id, data, request.app.state.settings
     )

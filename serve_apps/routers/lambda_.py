@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
-from pydantic import ValidationError
 
 from cluster.errors import AppError, InvalidInput
+from serve_apps.bodies import json_object, validated
 from serve_apps.deps import Call
 from storage.schemas.lambda_ import (
     DatasetRunRead,
@@ -31,24 +30,6 @@ class JobsUnavailable(AppError):
 
 FunctionId = Annotated[str, Path(min_length=1, max_length=64)]
 RequestId = Annotated[str, Path(max_length=128)]
-
-
-async def _body(request: Request, model: type[Any]) -> Any:
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError as exc:
-        raise InvalidInput(f"JSON parse error - {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidInput("Expected a JSON object.")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        fields: dict[str, list[str]] = {}
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "non_field_errors"
-            fields.setdefault(key, []).append(str(err["msg"]).removeprefix("Value error, "))
-        raise InvalidInput(fields) from exc
 
 
 @router.get("/functions")
@@ -73,11 +54,11 @@ def _box(value: Any) -> tuple[float, float, float, float] | None:
 
 
 @router.post("/functions/{func_id}")
-async def call_function(func_id: FunctionId, request: Request, call: Call) -> Any:
+async def call_function(func_id: FunctionId, request: Request, call: Call) -> Response:
     """CVAT ``POST /api/lambda/functions/{id}``: the function on one frame, synchronously.
     Detectors answer annotations with task label ids; interactors ``{points, mask}``;
     trackers ``{shapes, states}``."""
-    body: OnlineCallRequest = await _body(request, OnlineCallRequest)
+    body: OnlineCallRequest = validated(OnlineCallRequest, await json_object(request))
     settings = request.app.state.settings
     plan = await call(service.prepare_online, func_id, body, settings)
     image = await request.app.state.media.decode(plan.frame)
@@ -98,7 +79,7 @@ async def call_function(func_id: FunctionId, request: Request, call: Call) -> An
         )
     else:
         output = await runner.call(plan.spec, "track", image, body.shapes, body.states)
-    return service.online_answer(plan, output)
+    return Response(service.online_answer(plan, output), media_type="application/json")
 
 
 @router.post("/runs", response_model=DatasetRunRead, status_code=202)
@@ -106,7 +87,7 @@ async def create_dataset_run(request: Request, call: Call) -> DatasetRunRead:
     """Ours (CVAT has none): annotate the ``tasks``, a ``project`` or an ``organization``
     with one function as a Ray job, task after task; the same ``run`` name resumes. Each
     task's progress shows in ``/api/lambda/requests``."""
-    body: DatasetRunRequest = await _body(request, DatasetRunRequest)
+    body: DatasetRunRequest = validated(DatasetRunRequest, await json_object(request))
     plan = await call(service.plan_dataset_run, body)
     runner = request.app.state.dataset_runs
     try:
@@ -125,7 +106,7 @@ async def create_dataset_run(request: Request, call: Call) -> DatasetRunRead:
 @router.post("/requests", response_model=FunctionCall)
 async def create_request(request: Request, call: Call) -> FunctionCall:
     """CVAT ``POST /api/lambda/requests``: annotate a whole task (or job) in the background."""
-    body: FunctionCallRequest = await _body(request, FunctionCallRequest)
+    body: FunctionCallRequest = validated(FunctionCallRequest, await json_object(request))
     return await call(service.create_request, body, request.app.state.runs.submit)
 
 

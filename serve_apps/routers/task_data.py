@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 from cluster.errors import InvalidInput
+from serve_apps.bodies import json_object, validated
 from serve_apps.compat import upload_action
 from serve_apps.deps import Call, ObjectId
 from serve_apps.media import stream_multipart, stream_tus
@@ -27,30 +26,6 @@ QualityParam = Annotated[Literal["original", "compressed"], Query()]
 Number = Annotated[int | None, Query(ge=0, le=2_147_483_647)]
 
 _TUS = {"Tus-Resumable": "1.0.0"}
-
-
-def _data_request(raw: dict[str, Any]) -> DataRequest:
-    try:
-        return DataRequest.model_validate(raw)
-    except ValidationError as exc:
-        fields: dict[str, list[str]] = {}
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "non_field_errors"
-            fields.setdefault(key, []).append(str(err["msg"]).removeprefix("Value error, "))
-        raise InvalidInput(fields) from exc
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"JSON parse error - {exc}") from exc
-    if not isinstance(value, dict):
-        raise InvalidInput("Expected a JSON object.")
-    return value
 
 
 def _filename(metadata: str | None) -> str:
@@ -105,10 +80,10 @@ async def create_data(task_id: ObjectId, request: Request, call: Call) -> Respon
         sink = await stream_multipart(request, area)
         if action == "multiple":
             return JSONResponse({}, status_code=200)
-        body = _data_request(sink.fields)
+        body = validated(DataRequest, sink.fields)
         finished = await call(data_upload.upload_finish, task_id, body, settings, launch)
         return JSONResponse(finished.model_dump(), status_code=202)
-    body = _data_request(await _json_body(request))
+    body = validated(DataRequest, await json_object(request))
     service = data_upload.upload_finish if action == "finish" else data_upload.create_data
     rq: RqId = await call(service, task_id, body, settings, launch)
     return JSONResponse(rq.model_dump(), status_code=202)

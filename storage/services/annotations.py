@@ -75,7 +75,7 @@ def _job_range(session: Session, job: Job) -> JobRange:
     return _ranges(session, Job.id == job.id)[0]
 
 
-def _task_size(session: Session, task: Task) -> int:
+def task_size(session: Session, task: Task) -> int:
     if task.data_id is None:
         return 0
     return session.scalar(select(Data.size).where(Data.id == task.data_id)) or 0
@@ -84,7 +84,7 @@ def _task_size(session: Session, task: Task) -> int:
 def _job_scope(session: Session, job: Job) -> tuple[Scope, JobRange]:
     task = get_task(session, job.task_id)
     rng = _job_range(session, job)
-    stop = min(rng.stop, _task_size(session, task) - 1)
+    stop = min(rng.stop, task_size(session, task) - 1)
     scope = load_scope(session, task, rng.start, stop)
     scope.frames = rng.frames
     return scope, rng

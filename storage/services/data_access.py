@@ -203,7 +203,7 @@ def task_preview(
     return task_data(session, ctx, task_id, "preview", None, "original", settings)
 
 
-def _job_frames(segment: Segment) -> list[int]:
+def job_frames(segment: Segment) -> list[int]:
     if segment.frames is not None:
         return sorted(segment.frames)
     return list(range(segment.start_frame, segment.stop_frame + 1))
@@ -234,7 +234,7 @@ def job_data(
     ``number`` is a task chunk or frame number (as CVAT, deprecated for chunks)."""
     _, segment, task = _job(session, ctx, job_id, "view" if kind == "preview" else "view:data")
     data = _data(session, task)
-    frames = _job_frames(segment)
+    frames = job_frames(segment)
     if kind == "chunk" and index is not None:
         chunk_size = data.chunk_size or 36
         n = _check_number(index, -(-len(frames) // chunk_size), "chunk")
@@ -361,7 +361,7 @@ def job_meta(session: Session, ctx: RequestContext, job_id: int) -> DataMetaRead
     media's numbering, and the deleted frames that fall into the job."""
     _, segment, task = _job(session, ctx, job_id, "view:metadata")
     data = _data(session, task)
-    frames = _job_frames(segment)
+    frames = job_frames(segment)
     step = _step(data)
     lo, hi = frames[0], frames[-1]
     deleted = [f for f in (data.deleted_frames or []) if lo <= f <= hi]
@@ -378,7 +378,7 @@ def update_job_meta(
     task = get_task(session, task.id, for_update=True)
     data = _data(session, task)
     if patch.deleted_frames is not None:
-        frames = _job_frames(segment)
+        frames = job_frames(segment)
         outside = [f for f in (data.deleted_frames or []) if f not in set(frames)]
         _set_deleted(data, sorted(set(patch.deleted_frames)), frames, keep=outside)
         task.updated_date = utcnow()

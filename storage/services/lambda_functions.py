@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -24,7 +23,7 @@ from storage.context import RequestContext
 from storage.functions.mapping import LabelMap, resolve, task_labels, to_labeled_data
 from storage.functions.spec import FunctionSpec, parse_spec
 from storage.media.render import RenderPlan
-from storage.models import BackgroundRequest, Data, Job, LambdaFunction, Segment, Task, utcnow
+from storage.models import BackgroundRequest, Job, LambdaFunction, Segment, Task, utcnow
 from storage.query import compile_policy
 from storage.schemas.annotations import encode
 from storage.schemas.lambda_ import (
@@ -35,7 +34,8 @@ from storage.schemas.lambda_ import (
     OnlineCallRequest,
 )
 from storage.services import requests as request_service
-from storage.services.data_access import frames_plan
+from storage.services.annotations import task_size
+from storage.services.data_access import frames_plan, job_frames
 from storage.services.resources import get_job, get_task, job_resource, task_resource
 
 OPERATION = "autoannotate:task"
@@ -109,12 +109,6 @@ class OnlinePlan:
     threshold: float
 
 
-def _frames_of(segment: Segment) -> list[int]:
-    if segment.frames is not None:
-        return sorted(segment.frames)
-    return list(range(segment.start_frame, segment.stop_frame + 1))
-
-
 def prepare_online(
     session: Session,
     ctx: RequestContext,
@@ -132,7 +126,7 @@ def prepare_online(
         segment = session.get(Segment, job.segment_id)
         task = session.get(Task, job.task_id)
         assert segment is not None and task is not None
-        if body.frame not in _frames_of(segment):
+        if body.frame not in job_frames(segment):
             raise InvalidInput(f"Frame {body.frame} is not in job {job.id}.", field="frame")
         if body.task is not None and body.task != task.id:
             raise InvalidInput(f"Job {job.id} is not in task {body.task}.", field="job")
@@ -143,7 +137,7 @@ def prepare_online(
         raise InvalidInput("Either 'job' or 'task' is required.", field="task")
     if task.data_id is None:
         raise InvalidInput("The task has no data.", field="task")
-    size = _task_size(session, task)
+    size = task_size(session, task)
     if body.frame >= size:
         raise InvalidInput(f"The frame must be between 0 and {size - 1}.", field="frame")
     plan = frames_plan(session, task, settings, [body.frame])
@@ -159,11 +153,6 @@ def prepare_online(
         label_map=label_map,
         threshold=0.5 if body.threshold is None else body.threshold,
     )
-
-
-def _task_size(session: Session, task: Task) -> int:
-    data = session.get(Data, task.data_id)
-    return data.size if data is not None else 0
 
 
 def _check_kind_input(spec: FunctionSpec, body: OnlineCallRequest) -> None:
@@ -196,15 +185,15 @@ def _check_kind_input(spec: FunctionSpec, body: OnlineCallRequest) -> None:
         raise InvalidInput("ReID functions are not callable online here.", field="function")
 
 
-def online_answer(plan: OnlinePlan, output: Any) -> Any:
-    """CVAT's answer to an online call from the model's output.
+def online_answer(plan: OnlinePlan, output: Any) -> bytes:
+    """CVAT's answer to an online call from the model's output, as JSON.
 
     Detector: ``{version, tags, shapes, tracks, intervals}`` with task label ids. Interactor
     and tracker answers pass through (``{points, mask}``, ``{shapes, states}``)."""
     if plan.spec.kind != "detector":
-        return output
+        return encode(output)
     data = to_labeled_data([(plan.frame_number, list(output))], plan.label_map, roi=plan.body.roi)
-    return msgspec.json.decode(encode(data))
+    return encode(data)
 
 
 # ---------------------------------------------------------------------------------- requests
@@ -259,14 +248,7 @@ def create_request(
             "matches a task label; pass a 'mapping'.",
             field="mapping",
         )
-    running = session.scalar(
-        select(BackgroundRequest.id).where(
-            BackgroundRequest.operation_type == OPERATION,
-            BackgroundRequest.task_id == task.id,
-            BackgroundRequest.status.in_(("queued", "started")),
-        )
-    )
-    if running is not None:
+    if running_for_task(session, task.id):
         raise Conflict("Only one running request is allowed for the same task.")
     row = request_service.new_request(
         session,
@@ -283,9 +265,22 @@ def create_request(
     return _to_call(row)
 
 
+def running_for_task(session: Session, task_id: int) -> list[str]:
+    """Ids of the task's queued or started whole-task runs."""
+    return list(
+        session.scalars(
+            select(BackgroundRequest.id).where(
+                BackgroundRequest.operation_type == OPERATION,
+                BackgroundRequest.task_id == task_id,
+                BackgroundRequest.status.in_(("queued", "started")),
+            )
+        )
+    )
+
+
 def _visible(session: Session, ctx: RequestContext) -> Any:
     policy = compile_policy(
-        list_filter(ctx.principal, ctx.org, "request"), {"owner_id": BackgroundRequest.owner_id}
+        list_filter(ctx.principal, ctx.org, "request"), request_service.REQUEST_LIST.policy_paths
     )
     return select(BackgroundRequest).where(policy, BackgroundRequest.operation_type == OPERATION)
 
@@ -346,7 +341,7 @@ def plan_dataset_run(
     """``POST /api/lambda/runs``: the caller needs ``call:offline`` and, on every task of
     the scope, ``update:annotations`` (the first task refused is named)."""
     from storage.models import Task, User
-    from storage.services.lambda_runs import dataset_tasks, default_run_name
+    from storage.services.lambda_runs import dataset_argv, dataset_tasks, default_run_name
 
     authorize(ctx.principal, ctx.org, "call:offline", _LAMBDA)
     spec = get_spec(session, body.function)
@@ -372,19 +367,16 @@ def plan_dataset_run(
         authorize(ctx.principal, ctx.org, "update:annotations", task_resource(session, task))
     user = session.get(User, ctx.principal.user_id)
     assert user is not None
-    argv = ["--function", spec.id, "--run", run, "--owner", user.username]
-    if body.tasks:
-        for task_id in body.tasks:
-            argv += ["--task", str(task_id)]
-    elif body.project is not None:
-        argv += ["--project", str(body.project)]
-    else:
-        assert body.organization is not None
-        argv += ["--organization", body.organization]
-    if body.threshold is not None:
-        argv += ["--threshold", str(body.threshold)]
-    if body.cleanup:
-        argv.append("--cleanup")
+    argv = dataset_argv(
+        spec.id,
+        task_ids=body.tasks,
+        project_id=body.project,
+        organization=body.organization,
+        threshold=body.threshold,
+        cleanup=body.cleanup,
+        run=run,
+        owner=user.username,
+    )
     return DatasetRunPlan(
         run=run,
         function=spec.id,

@@ -25,7 +25,7 @@ from storage.schemas.lambda_ import FunctionCallRequest
 from storage.services import annotations as annotation_service
 from storage.services import requests as request_service
 from storage.services.data_access import deleted_frames, frames_plan
-from storage.services.lambda_functions import get_spec
+from storage.services.lambda_functions import OPERATION, get_spec, running_for_task
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,37 @@ def default_run_name(
     return f"{function_id}-{digest}"
 
 
+def dataset_argv(
+    function_id: str,
+    *,
+    task_ids: Sequence[int] = (),
+    project_id: int | None = None,
+    organization: str | None = None,
+    threshold: float | None = None,
+    cleanup: bool = False,
+    run: str | None = None,
+    owner: str | None = None,
+) -> list[str]:
+    """The arguments of ``python -m actors.dataset_run`` for a dataset run (the API and
+    the CLI submit the same job)."""
+    argv = ["--function", function_id]
+    for task_id in task_ids:
+        argv += ["--task", str(task_id)]
+    if project_id is not None:
+        argv += ["--project", str(project_id)]
+    if organization is not None:
+        argv += ["--organization", organization]
+    if threshold is not None:
+        argv += ["--threshold", str(threshold)]
+    if cleanup:
+        argv.append("--cleanup")
+    if run:
+        argv += ["--run", run]
+    if owner:
+        argv += ["--owner", owner]
+    return argv
+
+
 @dataclass(frozen=True)
 class DatasetTask:
     task_id: int
@@ -184,7 +215,7 @@ def dataset_tasks(
     done = set(
         session.scalars(
             select(BackgroundRequest.task_id).where(
-                BackgroundRequest.operation_type == "autoannotate:task",
+                BackgroundRequest.operation_type == OPERATION,
                 BackgroundRequest.function_id == function_id,
                 BackgroundRequest.status == "finished",
                 BackgroundRequest.params["run"].as_string() == run,
@@ -210,20 +241,7 @@ def new_dataset_request(
 ) -> str:
     """A request row for one task of a dataset run (as its operator, no caller). Requests of
     the same run left unfinished by an interrupted attempt are failed first."""
-    import uuid
-
-    from sqlalchemy import select
-
-    from storage.models import utcnow
-
-    stale = session.scalars(
-        select(BackgroundRequest.id).where(
-            BackgroundRequest.operation_type == "autoannotate:task",
-            BackgroundRequest.task_id == task_id,
-            BackgroundRequest.status.in_(("queued", "started")),
-        )
-    ).all()
-    for request_id in stale:
+    for request_id in running_for_task(session, task_id):
         request_service.transition(
             session, request_id, "failed", message="Interrupted; a new attempt took over."
         )
@@ -231,18 +249,15 @@ def new_dataset_request(
     if task is None:
         raise NotFound(f"Task {task_id} was deleted.")
     body = FunctionCallRequest.model_validate({**params, "function": function_id, "task": task_id})
-    row = BackgroundRequest(
-        id=str(uuid.uuid4()),
-        operation_type="autoannotate:task",
-        target="task",
+    row = request_service.add_request(
+        session,
+        OPERATION,
+        "task",
+        owner_id=owner_id,
+        organization_id=task.organization_id,
         project_id=task.project_id,
         task_id=task_id,
         function_id=function_id,
-        owner_id=owner_id,
-        organization_id=task.organization_id,
         params=body.model_dump(mode="json") | {"run": run},
-        created_date=utcnow(),
     )
-    session.add(row)
-    session.flush()
     return row.id

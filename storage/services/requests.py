@@ -57,7 +57,26 @@ def new_request(
     ctx: RequestContext,
     operation_type: str,
     target: str,
+    **fields: Any,
+) -> BackgroundRequest:
+    """A queued request of the caller, in the caller's organization context."""
+    return add_request(
+        session,
+        operation_type,
+        target,
+        owner_id=ctx.principal.user_id,
+        organization_id=ctx.org.org_id,
+        **fields,
+    )
+
+
+def add_request(
+    session: Session,
+    operation_type: str,
+    target: str,
     *,
+    owner_id: int | None,
+    organization_id: int | None,
     project_id: int | None = None,
     task_id: int | None = None,
     job_id: int | None = None,
@@ -65,6 +84,7 @@ def new_request(
     function_id: str | None = None,
     params: dict[str, Any] | None = None,
 ) -> BackgroundRequest:
+    """A queued request row (work started by an operator has no caller)."""
     row = BackgroundRequest(
         id=str(uuid.uuid4()),
         operation_type=operation_type,
@@ -74,8 +94,8 @@ def new_request(
         job_id=job_id,
         format=format,
         function_id=function_id,
-        owner_id=ctx.principal.user_id,
-        organization_id=ctx.org.org_id,
+        owner_id=owner_id,
+        organization_id=organization_id,
         params=params or {},
         created_date=utcnow(),
     )
