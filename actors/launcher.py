@@ -190,10 +190,14 @@ def make_launcher(settings: Settings, db: Database) -> Launcher:
 
 
 def start_ray_workers(settings: Settings) -> None:
-    """Create the media workers on the connected cluster (``cvat-ray up`` calls this after
-    deploying the API, so lost requests are picked up even before the first upload)."""
+    """Create the media workers and the auto-annotation run driver on the connected cluster
+    (``cvat-ray up`` calls this after deploying the API, so lost requests are picked up even
+    before the first upload, and the first run starts warm)."""
+    from actors.runs import RayRunLauncher
+
     db = Database(settings.database_url, pool_size=1)
     try:
         RayLauncher(settings, db).start()
+        RayRunLauncher(settings, db).start()
     finally:
         db.dispose()

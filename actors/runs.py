@@ -1,16 +1,20 @@
-"""Starting whole-task auto-annotation runs: one Ray actor per run, or a thread.
+"""Starting whole-task auto-annotation runs: on the cluster's run driver, or in a thread.
 
-Under Ray (``cvat-ray up``, any Serve replica) each run is a detached actor named
-``autoannotate-task-<task>-<request>``, visible in the dashboard's actor list, that drives a
-Ray Data pipeline (``actors.autoannotate``) and ends itself when the run ends. Detached, so
-a run survives the API replica that started it. Without Ray, runs go to a thread of this
-process with the local engine. Both start with an atomic claim of the request row.
+Under Ray (``cvat-ray up``, any Serve replica) runs go to one long-lived detached actor,
+``autoannotate-driver`` (created by ``cvat-ray up`` or on first use, restarted by Ray if
+its process dies), which drives each run's Ray Data pipeline (``actors.autoannotate``,
+named ``autoannotate-task-<task>-<request>`` in the dashboard) in a thread of its own.
+Detached, so a run survives the API replica that started it; long-lived and warm, so a run
+starts at once. Without Ray, runs go to a thread of this process with the local engine.
+Both start with an atomic claim of the request row.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
+import threading
 import uuid
 from typing import Any, Protocol
 
@@ -48,50 +52,106 @@ class InProcessRunLauncher:
             self._executor = None
 
 
-def _actor_class() -> Any:
+RUN_DRIVER = "autoannotate-driver"
+RESTART_REASON = (
+    "The auto-annotation driver's process died during this run and was restarted. "
+    "Start the run again."
+)
+# Worker processes warmed for the pipelines' tasks (two per function replica run).
+WARM_WORKERS = 4
+
+
+def _driver_class() -> Any:
     import ray
 
     @ray.remote
-    class AutoAnnotateRun:
-        """Drives one run; its own process, so a crash fails only this run."""
+    class RunDriver:
+        """Drives whole-task runs, one thread each, for as long as the cluster lives.
 
-        def __init__(self) -> None:
+        Long-lived, so a run does not pay for a process and for importing Ray Data: it
+        starts its pipeline at once, on worker processes this driver warmed when it
+        started. On every (re)start it fails the runs its name still holds ``started``: a
+        previous process died in the middle of them."""
+
+        def __init__(self, name: str) -> None:
+            import ray.data  # noqa: F401  (every run's pipeline executes here: imported once)
+
+            self.name = name
             self.settings = get_settings()
-            self.db = Database(self.settings.database_url, pool_size=1)
+            functions = self.settings.functions
+            self.db = Database(self.settings.database_url, pool_size=functions.concurrent_runs)
+            with self.db.session() as session:
+                failed = request_service.fail_orphans(session, name, RESTART_REASON)
+            if failed:
+                logger.warning("%s: failed %d runs left by a dead process", name, len(failed))
+            threading.Thread(
+                target=self._warm, args=(functions.decode_num_cpus,), daemon=True
+            ).start()
 
-        def run(self, request_id: str, worker: str) -> str:
-            stats = run_request(self.db, self.settings, request_id, worker)
-            self.db.dispose()
+        def _warm(self, num_cpus: float) -> None:
+            from actors import stages
+
+            try:
+                stages.warm_workers(WARM_WORKERS, num_cpus)
+            except Exception:
+                logger.exception("%s: warming the workers failed", self.name)
+
+        def ping(self) -> str:
+            return self.name
+
+        def run(self, request_id: str) -> str:
+            stats = run_request(self.db, self.settings, request_id, self.name)
             return stats.summary() if stats is not None else "taken by another worker"
 
-    return AutoAnnotateRun
+    return RunDriver
 
 
 class RayRunLauncher:
+    """Sends runs to the cluster's run driver (a detached actor named ``name``), creating it
+    on first use; a run whose call fails because the driver died is failed here."""
+
     def __init__(
-        self, settings: Settings, db: Database, *, runtime_env: dict[str, Any] | None = None
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        name: str = RUN_DRIVER,
+        runtime_env: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
+        self.name = name
         self.runtime_env = runtime_env
+        self._handle: Any = None
+
+    def driver(self) -> Any:
+        if self._handle is None:
+            options: dict[str, Any] = {
+                "name": self.name,
+                "namespace": NAMESPACE,
+                "get_if_exists": True,
+                "lifetime": "detached",
+                "max_restarts": -1,
+                "max_task_retries": 0,
+                "max_concurrency": self.settings.functions.concurrent_runs,
+                "num_cpus": self.settings.functions.driver_num_cpus,
+            }
+            if self.runtime_env:
+                options["runtime_env"] = self.runtime_env
+            self._handle = _driver_class().options(**options).remote(self.name)
+        return self._handle
+
+    def start(self, timeout: float = 120) -> None:
+        """Create the driver and wait until it has started."""
+        import ray
+
+        ray.get(self.driver().ping.remote(), timeout=timeout)
 
     def submit(self, request_id: str) -> None:
-        name = f"autoannotate-{request_id}"
-        options: dict[str, Any] = {
-            "name": name,
-            "namespace": NAMESPACE,
-            "lifetime": "detached",
-            "num_cpus": self.settings.functions.driver_num_cpus,
-            "max_restarts": 0,
-        }
-        if self.runtime_env:
-            options["runtime_env"] = self.runtime_env
         try:
-            actor = _actor_class().options(**options).remote()
-            ref = actor.run.remote(request_id, name)
-            # Ends the actor once the run returns (actor calls run in order).
-            actor.__ray_terminate__.remote()
+            ref = self.driver().run.remote(request_id)
         except Exception as exc:
+            self._handle = None
             self._fail(request_id, exc)
             return
         ref.future().add_done_callback(lambda fut: self._done(request_id, fut))
@@ -99,6 +159,7 @@ class RayRunLauncher:
     def _done(self, request_id: str, fut: concurrent.futures.Future[Any]) -> None:
         exc = fut.exception()
         if exc is not None:
+            self._handle = None
             self._fail(request_id, exc)
 
     def _fail(self, request_id: str, exc: BaseException) -> None:
@@ -113,7 +174,15 @@ class RayRunLauncher:
             logger.exception("cannot record the failure of %s", request_id)
 
     def close(self) -> None:
-        pass
+        self._handle = None
+
+    def kill_driver(self) -> None:
+        """End this launcher's driver (tests; a cluster shutdown ends it otherwise)."""
+        import ray
+
+        with contextlib.suppress(ValueError):  # never created, or gone
+            ray.kill(ray.get_actor(self.name, namespace=NAMESPACE))
+        self._handle = None
 
 
 def make_run_launcher(settings: Settings, db: Database) -> Launcher:

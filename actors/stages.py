@@ -8,33 +8,68 @@ and that start is part of every run's latency.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from actors.functions.base import Detector
 from actors.functions.output import detection_dict
 from storage.functions.spec import FunctionSpec
-from storage.media.render import RenderPlan, decode
+from storage.media.render import RenderPlan, decode, decode_image, read_encoded
+
+T = TypeVar("T")
+# A frame on its way to a model: an RGB array, or a stored image file still encoded.
+Frame = np.ndarray | bytes
 
 
 def decode_frames(plan: RenderPlan, indexes: list[int]) -> list[tuple[int, np.ndarray | str]]:
     """``(position, RGB array or error)`` for ``plan.frames[i]`` of each index; a failing
     group is retried frame by frame so one bad frame costs only itself."""
+
+    def decoded(sub: RenderPlan) -> list[np.ndarray | str]:
+        return [np.asarray(im) for im in decode(sub)]
+
+    return _frame_by_frame(decoded, plan, indexes)
+
+
+def read_frames(plan: RenderPlan, indexes: list[int]) -> list[tuple[int, Frame | str]]:
+    """Like :func:`decode_frames`, but an imageset's frames stay encoded (their files, a
+    tenth of the pixels' size): whoever runs the model decodes them (:func:`frame_array`).
+    A video's frames are decoded here, with one seek per group."""
+    if plan.media == "video":
+        return list(decode_frames(plan, indexes))
+
+    def encoded(sub: RenderPlan) -> list[Frame | str]:
+        return list(read_encoded(sub))
+
+    return _frame_by_frame(encoded, plan, indexes)
+
+
+def frame_array(frame: Frame) -> np.ndarray:
+    """A frame as the RGB array models take (decoding a stored file)."""
+    return np.asarray(decode_image(frame)) if isinstance(frame, bytes) else frame
+
+
+def _frame_by_frame(
+    read: Callable[[RenderPlan], list[T]], plan: RenderPlan, indexes: list[int]
+) -> list[tuple[int, T]]:
+    """``read`` on the frames at ``indexes``; if it fails, on each frame alone, a frame that
+    still fails giving its error (``T`` includes ``str``)."""
     sub = dataclasses.replace(plan, frames=tuple(plan.frames[i] for i in indexes))
     try:
-        return [(i, np.asarray(im)) for i, im in zip(indexes, decode(sub), strict=True)]
+        return list(zip(indexes, read(sub), strict=True))
     except Exception:
         if len(indexes) == 1:
-            return [(indexes[0], reason())]
-    out: list[tuple[int, np.ndarray | str]] = []
+            return [(indexes[0], cast(T, reason()))]
+    out: list[tuple[int, T]] = []
     for i in indexes:
-        out.extend(decode_frames(plan, [i]))
+        out.extend(_frame_by_frame(read, plan, [i]))
     return out
 
 
@@ -149,66 +184,121 @@ class Infer:
         return {"pos": positions, "output": outputs, "error": errors}
 
 
-def _stacked(images: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
-    """Frames of one shape as one array: one buffer to serialize instead of one per frame."""
-    first = images[0]
-    if all(im.shape == first.shape and im.dtype == first.dtype for im in images):
-        return np.stack(images)
-    return images
+def _stacked(frames: list[Frame]) -> np.ndarray | list[Frame]:
+    """Decoded frames of one shape as one array: one buffer to serialize instead of one per
+    frame. Encoded frames go as they are."""
+    arrays = [f for f in frames if isinstance(f, np.ndarray)]
+    if len(arrays) != len(frames):
+        return frames
+    first = arrays[0]
+    if all(a.shape == first.shape and a.dtype == first.dtype for a in arrays):
+        return np.stack(arrays)
+    return frames
 
 
-class DecodeServeInfer:
-    """Ray Data stage: decode a block of frames and send it, as one batch, to the function's
-    Serve replicas (preprocess, infer and postprocess run there). A run thus shares the
-    replicas, their GPUs and their autoscaling with online calls instead of reserving its
-    own. The pool has two actors per replica: while one waits for its batch, the other
-    decodes the next, so the replicas never wait for frames; decoded frames go straight to
-    the replica (no copy through Ray Data's blocks)."""
+# Requests a pipeline task keeps outstanding at the function's replicas.
+IN_FLIGHT = 2
 
-    def __init__(
-        self, app: str, plan: RenderPlan, threshold: float, conv: bool, timeout_s: float
-    ) -> None:
+# Serve handles of this worker process, per application: a Ray Data task reuses its
+# worker's handle (and its replica list) instead of asking the controller again.
+_HANDLES: dict[str, Any] = {}
+
+
+def serve_handle(app: str) -> Any:
+    handle = _HANDLES.get(app)
+    if handle is None:
         from ray import serve
 
-        self.handle = serve.get_app_handle(app)
-        self.plan = plan
-        self.threshold = threshold
-        self.conv = conv
-        self.timeout_s = timeout_s
+        handle = _HANDLES[app] = serve.get_app_handle(app)
+    return handle
 
-    def _detect_batch(self, images: list[Any]) -> list[Any]:
-        result: list[Any] = self.handle.detect_many.remote(
-            _stacked(images), self.threshold, self.conv
-        ).result(timeout_s=self.timeout_s)
+
+def decode_serve_infer(
+    batch: dict[str, Any],
+    app: str,
+    plan: RenderPlan,
+    threshold: float,
+    conv: bool,
+    timeout_s: float,
+    batch_size: int,
+) -> dict[str, list[Any]]:
+    """Ray Data stage (tasks): read a block of frames and send it, ``batch_size`` frames per
+    request, to the function's Serve replicas, which decode, preprocess, infer and
+    postprocess. A run thus shares the replicas, their GPUs and their autoscaling with
+    online calls instead of reserving its own. Image files travel encoded (a tenth of their
+    pixels' size; video frames are decoded here), straight to the replica rather than
+    through Ray Data's blocks. Up to :data:`IN_FLIGHT` requests are outstanding while the
+    next batch is read, so the replicas never wait for frames."""
+    handle = serve_handle(app)
+
+    def send(images: list[Any]) -> Any:
+        return handle.detect_many.remote(_stacked(images), threshold, conv)
+
+    def detect_batch(images: list[Any]) -> list[Any]:
+        result: list[Any] = send(images).result(timeout_s=timeout_s)
         return result
 
-    def _detect(self, images: list[Any]) -> list[Any]:
-        return isolating(self._detect_batch, images)
+    positions: list[int] = []
+    objects: list[str] = []
+    errors: list[str] = []
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        positions: list[int] = []
-        objects: list[str] = []
-        errors: list[str] = []
-        for start, stop in zip(batch["start"].tolist(), batch["stop"].tolist(), strict=True):
-            decoded = decode_frames(self.plan, list(range(start, stop)))
-            live = [(pos, image) for pos, image in decoded if not isinstance(image, str)]
-            results = dict(
-                zip(
-                    [pos for pos, _ in live],
-                    self._detect([image for _, image in live]) if live else [],
-                    strict=True,
-                )
-            )
-            for pos, image in decoded:
-                positions.append(pos)
-                result = image if isinstance(image, str) else results[pos]
-                if isinstance(result, str):
-                    objects.append("")
-                    errors.append(result)
-                else:
-                    objects.append(json.dumps(result))
-                    errors.append("")
-        return {"pos": positions, "objects": objects, "error": errors}
+    def finish(decoded: list[tuple[int, Frame | str]], response: Any) -> None:
+        frames = [frame for _, frame in decoded if not isinstance(frame, str)]
+        answers: list[Any] = []
+        if frames:
+            try:
+                answers = list(response.result(timeout_s=timeout_s))
+            except Exception:
+                # the batch failed: once more frame by frame, so a bad frame costs only itself
+                for frame in frames:
+                    answers.extend(isolating(detect_batch, [frame]))
+        it = iter(answers)
+        for pos, item in decoded:
+            positions.append(pos)
+            result: Any = item if isinstance(item, str) else next(it)
+            if isinstance(result, str):
+                objects.append("")
+                errors.append(result)
+            else:
+                objects.append(json.dumps(result))
+                errors.append("")
+
+    pending: collections.deque[tuple[list[tuple[int, Frame | str]], Any]] = collections.deque()
+    for start, stop in zip(batch["start"].tolist(), batch["stop"].tolist(), strict=True):
+        for first in range(start, stop, batch_size):
+            decoded = read_frames(plan, list(range(first, min(first + batch_size, stop))))
+            images = [image for _, image in decoded if not isinstance(image, str)]
+            pending.append((decoded, send(images) if images else None))
+            if len(pending) >= IN_FLIGHT:
+                finish(*pending.popleft())
+    while pending:
+        finish(*pending.popleft())
+    return {"pos": positions, "objects": objects, "error": errors}
+
+
+def warm_workers(count: int, num_cpus: float) -> None:
+    """Run a tiny Ray Data pipeline of ``count`` concurrent tasks shaped like a run's, so
+    that ``count`` worker processes are left with Ray Data, Serve and this module imported:
+    the next run's tasks start on them at once instead of spawning workers."""
+    import ray.data
+
+    # from_items, not range: a read task would want a whole CPU
+    items = [{"i": i} for i in range(count)]
+    ds = ray.data.from_items(items, override_num_blocks=count).map_batches(
+        _warm, batch_size=None, num_cpus=num_cpus, concurrency=count
+    )
+    ds.set_name("autoannotate-warm-up")
+    for _ in ds.iter_batches(batch_size=None):
+        pass
+
+
+def _warm(batch: dict[str, Any]) -> dict[str, Any]:
+    import time
+
+    from ray import serve  # noqa: F401
+
+    time.sleep(0.5)  # held, so that the other tasks get workers of their own
+    return batch
 
 
 class Post:

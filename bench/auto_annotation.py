@@ -147,7 +147,7 @@ def ours(client: Http, task_id: int) -> tuple[float, list[dict[str, Any]]]:
             first = (time.perf_counter() - started, state["progress"])
         if state["status"] in ("finished", "failed"):
             break
-        time.sleep(0.2)
+        time.sleep(0.5)  # a client polling twice a second (CVAT's UI: every few s)
     if first is not None:
         from datetime import datetime
 
@@ -282,6 +282,9 @@ def main() -> int:
         db = Database(url)
         deploy_functions(db, wait=True)
         db.dispose()
+        from actors.launcher import start_ray_workers
+
+        start_ray_workers(settings)  # as `cvat-ray up` does
         client = Http(f"http://{settings.server.host}:{settings.server.port}", key)
         print("Creating the task...", flush=True)
         task_id = create_task(client, args.frames)

@@ -118,6 +118,7 @@ def start(settings: Settings) -> RayRuntime:
             dashboard_port=dashboard_port,
             log_to_driver=False,
             _temp_dir=str(temp_dir),
+            _system_config=system_config(settings),
         )
     info: dict[str, Any] = ctx.address_info  # type: ignore[attr-defined]
     return RayRuntime(
@@ -126,6 +127,15 @@ def start(settings: Settings) -> RayRuntime:
         started_local_head=True,
         token_path=token_path,
     )
+
+
+def system_config(settings: Settings) -> dict[str, Any]:
+    """Ray settings of a local head. ``num_workers_soft_limit``: Ray ends idle worker
+    processes beyond one per CPU after a second, so the workers the auto-annotation driver
+    warms (and those a run used) would be gone before the next run, which would then wait
+    seconds for new ones; a cluster's actors count towards the limit too."""
+    limit = settings.ray.idle_workers
+    return {"num_workers_soft_limit": limit} if limit else {}
 
 
 @contextlib.contextmanager

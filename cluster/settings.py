@@ -58,6 +58,13 @@ class RaySettings(BaseModel):
     temp_dir: Path | None = Field(
         default=None, description="Ray temp dir of the local head (unset: /tmp/cvat-ray-<hash>)"
     )
+    idle_workers: int = Field(
+        default=32,
+        ge=0,
+        description="Worker processes the local head keeps alive when idle (Ray's "
+        "num_workers_soft_limit; 0: Ray's default, one per CPU), so whole-task runs start "
+        "on warm workers",
+    )
 
 
 class ApiSettings(BaseModel):
@@ -281,11 +288,17 @@ class FunctionsSettings(BaseModel):
     decode_num_cpus: float = Field(
         default=0.1,
         gt=0,
-        description="Logical CPUs per decode actor of a whole-task pipeline (up to two per "
-        "function replica run)",
+        description="Logical CPUs per decode task or actor of a whole-task pipeline (two at "
+        "once per function replica)",
     )
     driver_num_cpus: float = Field(
-        default=0.1, gt=0, description="CPUs of the actor that drives one whole-task run"
+        default=0.1, gt=0, description="CPUs of the actor that drives whole-task runs"
+    )
+    concurrent_runs: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Whole-task runs the driver runs at once; later ones wait for a turn",
     )
     use_replicas: bool = Field(
         default=True,

@@ -198,12 +198,20 @@ def _deployment_class() -> Any:
             self, images: list[Any], threshold: float, conv: bool
         ) -> list[list[dict[str, Any]]]:
             """A whole batch at once (the whole-task pipeline batches already): a list of
-            frames, or one stacked array."""
-            n = len(images)
+            frames (RGB arrays or stored image files, decoded here), or one stacked array."""
             result: list[list[dict[str, Any]]] = await asyncio.to_thread(
-                self.host.detect, list(images), [threshold] * n, [conv] * n
+                self._detect_frames, images, threshold, conv
             )
             return result
+
+        def _detect_frames(
+            self, images: Any, threshold: float, conv: bool
+        ) -> list[list[dict[str, Any]]]:
+            from actors.stages import frame_array
+
+            frames = [frame_array(f) for f in images]
+            n = len(frames)
+            return self.host.detect(frames, [threshold] * n, [conv] * n)
 
         async def interact(self, *args: Any) -> dict[str, Any]:
             result: dict[str, Any] = await asyncio.to_thread(self.host.interact, *args)

@@ -67,6 +67,8 @@ def probe_image(data: bytes, name: str, *, max_pixels: int) -> ImageInfo:
 def open_upright(data: bytes) -> Image.Image:
     """The decoded image with its EXIF orientation applied."""
     im = Image.open(io.BytesIO(data))
+    if int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1) == 1:
+        return im  # upright already: no transposed copy
     upright = ImageOps.exif_transpose(im)
     return upright if upright is not None else im
 

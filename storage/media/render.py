@@ -74,8 +74,20 @@ def decode(plan: RenderPlan) -> list[Image.Image]:
     frames of a video are decoded with one seek."""
     if plan.media == "video":
         return [im.convert("RGB") for im in _decoded(plan)]
-    datas = plan.source.read_many([f.path for f in plan.frames])
-    return [images.open_upright(d).convert("RGB") for d in datas]
+    return [decode_image(d) for d in read_encoded(plan)]
+
+
+def read_encoded(plan: RenderPlan) -> list[bytes]:
+    """The files of an imageset plan's frames, as stored (decode each with
+    :func:`decode_image`, where the pixels are needed)."""
+    if plan.media == "video":
+        raise ValueError("the frames of a video are not stored one by one")
+    return plan.source.read_many([f.path for f in plan.frames])
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """One stored image file as the upright RGB image models see."""
+    return images.open_upright(data).convert("RGB")
 
 
 def _decoded(plan: RenderPlan) -> list[Image.Image]:
