@@ -213,6 +213,17 @@ def serve_handle(app: str) -> Any:
     return handle
 
 
+def forget_handle(app: str) -> None:
+    """Drop this process's handle to ``app`` and Serve's cached controller client: the
+    next call looks both up again (the application may have been redeployed, or Serve
+    restarted with a new controller)."""
+    _HANDLES.pop(app, None)
+    with contextlib.suppress(Exception):
+        from ray.serve import context
+
+        context._disconnect()  # type: ignore[no-untyped-call]
+
+
 def decode_serve_infer(
     batch: dict[str, Any],
     app: str,
@@ -229,10 +240,9 @@ def decode_serve_infer(
     pixels' size; video frames are decoded here), straight to the replica rather than
     through Ray Data's blocks. Up to :data:`IN_FLIGHT` requests are outstanding while the
     next batch is read, so the replicas never wait for frames."""
-    handle = serve_handle(app)
 
     def send(images: list[Any]) -> Any:
-        return handle.detect_many.remote(_stacked(images), threshold, conv)
+        return serve_handle(app).detect_many.remote(_stacked(images), threshold, conv)
 
     def detect_batch(images: list[Any]) -> list[Any]:
         result: list[Any] = send(images).result(timeout_s=timeout_s)
@@ -249,7 +259,9 @@ def decode_serve_infer(
             try:
                 answers = list(response.result(timeout_s=timeout_s))
             except Exception:
-                # the batch failed: once more frame by frame, so a bad frame costs only itself
+                # The batch failed: once more frame by frame, so a bad frame costs only
+                # itself, through a new handle in case the application was redeployed.
+                forget_handle(app)
                 for frame in frames:
                     answers.extend(isolating(detect_batch, [frame]))
         it = iter(answers)

@@ -142,7 +142,7 @@ async def test_function_on_serve_online_and_whole_task(
     assert found(shapes, await label_names(api, task_id)) == truth_of(frames)
 
 
-async def test_a_run_in_its_own_detached_actor(
+async def test_a_run_on_the_run_driver(
     ray_settings: Settings, db: Database, alice: Account, registered: FunctionSpec
 ) -> None:
     env = {"CVAT_RAY_DATA_DIR": str(ray_settings.data_dir), "CVAT_RAY_DATABASE__URL": db.url}
@@ -150,7 +150,22 @@ async def test_a_run_in_its_own_detached_actor(
         "CVAT_RAY_FUNCTIONS__DECODE_NUM_CPUS": "0.1",
         "CVAT_RAY_FUNCTIONS__USE_REPLICAS": "false",
     }
-    runs = RayRunLauncher(ray_settings, db, runtime_env={"env_vars": env})
+    runs = RayRunLauncher(
+        ray_settings, db, name=f"test-driver-{uuid.uuid4().hex[:8]}", runtime_env={"env_vars": env}
+    )
+    try:
+        await _run_on_driver(ray_settings, db, alice, registered, runs)
+    finally:
+        runs.kill_driver()
+
+
+async def _run_on_driver(
+    ray_settings: Settings,
+    db: Database,
+    alice: Account,
+    registered: FunctionSpec,
+    runs: RayRunLauncher,
+) -> None:
     app = build_app(ray_settings, db, runs=runs)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
@@ -263,3 +278,30 @@ async def test_a_crashing_replica_fails_only_its_call(
         undeploy(spec.id)
         with contextlib.suppress(Exception):
             serve.shutdown()  # type: ignore[no-untyped-call]
+
+
+async def test_a_restarted_driver_fails_the_runs_it_left(
+    deferred: Any, ray_settings: Settings, db: Database, registered: FunctionSpec
+) -> None:
+    """A run the driver's name still holds ``started`` when the driver (re)starts was left
+    half done by a process that died: the new process fails it, with a readable reason."""
+    from actors.runs import RESTART_REASON
+    from storage.services import requests as request_service
+
+    api, _ = deferred
+    task_id = await colour_task(api, [im for im, _ in scenes(1, seed=3)])
+    call = (
+        await api.post("/api/lambda/requests", json={"function": registered.id, "task": task_id})
+    ).json()
+    name = f"test-driver-{uuid.uuid4().hex[:8]}"
+    with db.session() as session:
+        assert request_service.claim(session, call["id"], name)
+    env = {"CVAT_RAY_DATA_DIR": str(ray_settings.data_dir), "CVAT_RAY_DATABASE__URL": db.url}
+    runs = RayRunLauncher(ray_settings, db, name=name, runtime_env={"env_vars": env})
+    try:
+        await asyncio.to_thread(runs.start)
+    finally:
+        runs.kill_driver()
+    state = (await api.get(f"/api/lambda/requests/{call['id']}")).json()
+    assert state["status"] == "failed"
+    assert RESTART_REASON in state["exc_info"]
