@@ -147,7 +147,9 @@ def ours(client: Http, task_id: int) -> tuple[float, list[dict[str, Any]]]:
             first = (time.perf_counter() - started, state["progress"])
         if state["status"] in ("finished", "failed"):
             break
-        time.sleep(0.5)  # a client polling twice a second (CVAT's UI: every few s)
+        # once a second: cvat-sdk polls every 5 s, and on two cores each status call takes
+        # CPU from the run it measures
+        time.sleep(1.0)
     if first is not None:
         from datetime import datetime
 

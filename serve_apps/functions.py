@@ -173,6 +173,10 @@ def _deployment_class() -> Any:
 
                 cv2.setNumThreads(threads)
             self.host = ModelHost(self.spec)
+            # imported now rather than on the first whole-task batch (it decodes files)
+            from actors.stages import frame_array
+
+            self.frame_array = frame_array
             batching = self.spec.batching
             batcher: Any = self._detect_batch
             batcher.set_max_batch_size(batching.max_batch_size)
@@ -207,9 +211,7 @@ def _deployment_class() -> Any:
         def _detect_frames(
             self, images: Any, threshold: float, conv: bool
         ) -> list[list[dict[str, Any]]]:
-            from actors.stages import frame_array
-
-            frames = [frame_array(f) for f in images]
+            frames = [self.frame_array(f) for f in images]
             n = len(frames)
             return self.host.detect(frames, [threshold] * n, [conv] * n)
 
