@@ -140,6 +140,22 @@ async def test_function_on_serve_online_and_whole_task(
     assert stats is not None and stats.done == 6 and not stats.failed
     shapes = (await api.get(f"/api/tasks/{task_id}/annotations")).json()["shapes"]
     assert found(shapes, await label_names(api, task_id)) == truth_of(frames)
+    # A stored file that no longer decodes: the replica's batch fails, the frame is retried
+    # alone and recorded; the other frames of its batch are annotated.
+    bad_frames = scenes(5, seed=23)
+    bad_task = await colour_task(api, [im for im, _ in bad_frames])
+    for path in sorted(ray_settings.media_dir.rglob("scene_003.png")):
+        path.write_bytes(b"not an image any more")
+    call = (
+        await api.post("/api/lambda/requests", json={"function": serve_up.id, "task": bad_task})
+    ).json()
+    stats = await asyncio.to_thread(
+        run_request, db, ray_settings, call["id"], "test", engine=ray_results
+    )
+    assert stats is not None and stats.done == 5 and [f for f, _ in stats.failed] == [3]
+    shapes = (await api.get(f"/api/tasks/{bad_task}/annotations")).json()["shapes"]
+    want = {(i, n, tuple(b)) for i, (_, t) in enumerate(bad_frames) if i != 3 for n, b in t}
+    assert found(shapes, await label_names(api, bad_task)) == want
 
 
 async def test_a_run_on_the_run_driver(
