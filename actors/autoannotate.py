@@ -4,11 +4,11 @@ A run streams the task's frames through decode (+ the model's preprocess) -> bat
 inference -> postprocess -> save. Two engines run the same stage code (``actors.stages``):
 
 * ``ray``: a Ray Data pipeline, named after the request so it shows in the dashboard's Ray
-  Data view. When the function is deployed on Serve, one stage of actors decodes blocks of
-  frames and sends each block as one batch to the function's replicas (which preprocess,
-  infer and postprocess), two actors per replica so decoding overlaps inference; otherwise
-  decode, inference (an actor pool with the function's resources, GPUs included) and
-  postprocess are stages of their own.
+  Data view. When the function is deployed on Serve, one stage of tasks (two per replica, on
+  warm workers) reads blocks of frames and sends them, batch by batch with requests in
+  flight, to the function's replicas (which decode image files, preprocess, infer and
+  postprocess); otherwise decode, inference (an actor pool with the function's resources,
+  GPUs included) and postprocess are stages of their own.
 * ``local``: the driver's own threads (decode ahead in a thread pool, infer in batches); used
   without Ray (the in-process app, tests).
 
