@@ -211,7 +211,9 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
             compute=ActorPoolStrategy(size=1),
         )
     ds.set_name(f"autoannotate-task-{run.task_id}-{run.request_id[:8]}")
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+    # No prefetching: the executor runs ahead on its own, and a prefetched first block
+    # reached this loop seconds after its task ended (the first progress report with it).
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         for pos, objects, error in zip(
             batch["pos"].tolist(), batch["objects"].tolist(), batch["error"].tolist(), strict=True
         ):
