@@ -106,18 +106,12 @@ class RayLauncher:
             from actors.media import MediaWorker
 
             media = self.settings.media
-            options: dict[str, Any] = {
-                "name": self.worker_name(index),
-                "namespace": NAMESPACE,
-                "get_if_exists": True,
-                "lifetime": "detached",
-                "max_restarts": -1,
-                "max_task_retries": 0,
-                "max_concurrency": media.worker_concurrency + 1,  # + the sweep
-                "num_cpus": media.worker_num_cpus,
-            }
-            if self.runtime_env:
-                options["runtime_env"] = self.runtime_env
+            options = service_actor_options(
+                self.worker_name(index),
+                max_concurrency=media.worker_concurrency + 1,  # + the sweep
+                num_cpus=media.worker_num_cpus,
+                runtime_env=self.runtime_env,
+            )
             handle = MediaWorker.options(**options).remote(  # type: ignore[attr-defined]
                 self.worker_name(index), index == 0
             )
@@ -168,12 +162,44 @@ class RayLauncher:
 
     def kill_workers(self) -> None:
         """End this launcher's workers (tests; a cluster shutdown ends them otherwise)."""
-        import ray
 
         for index in range(self.settings.media.workers):
-            with contextlib.suppress(ValueError):  # never created, or gone
-                ray.kill(ray.get_actor(self.worker_name(index), namespace=NAMESPACE))
+            kill_actor(self.worker_name(index))
         self._handles.clear()
+
+
+def service_actor_options(
+    name: str,
+    *,
+    max_concurrency: int,
+    num_cpus: float,
+    runtime_env: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Ray options of a long-lived service actor (media workers, the run driver): one per
+    name in our namespace, detached, restarted by Ray when its process dies, its calls not
+    retried (the actor fails what a dead predecessor left)."""
+    options: dict[str, Any] = {
+        "name": name,
+        "namespace": NAMESPACE,
+        "get_if_exists": True,
+        "lifetime": "detached",
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "max_concurrency": max_concurrency,
+        "num_cpus": num_cpus,
+    }
+    if runtime_env:
+        options["runtime_env"] = runtime_env
+    return options
+
+
+def kill_actor(name: str) -> None:
+    """End the named actor of our namespace, if it exists (tests; a cluster shutdown ends
+    them otherwise)."""
+    import ray
+
+    with contextlib.suppress(ValueError):  # never created, or gone
+        ray.kill(ray.get_actor(name, namespace=NAMESPACE))
 
 
 def uses_ray(settings: Settings) -> bool:

@@ -12,15 +12,13 @@ Both start with an atomic claim of the request row.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import logging
 import threading
 import uuid
 from typing import Any, Protocol
 
 from actors.autoannotate import run_request
-from actors.launcher import Launcher, uses_ray
-from cluster.names import NAMESPACE
+from actors.launcher import Launcher, kill_actor, service_actor_options, uses_ray
 from cluster.settings import Settings, get_settings
 from storage.db import Database
 from storage.services import requests as request_service
@@ -126,18 +124,12 @@ class RayRunLauncher:
 
     def driver(self) -> Any:
         if self._handle is None:
-            options: dict[str, Any] = {
-                "name": self.name,
-                "namespace": NAMESPACE,
-                "get_if_exists": True,
-                "lifetime": "detached",
-                "max_restarts": -1,
-                "max_task_retries": 0,
-                "max_concurrency": self.settings.functions.concurrent_runs,
-                "num_cpus": self.settings.functions.driver_num_cpus,
-            }
-            if self.runtime_env:
-                options["runtime_env"] = self.runtime_env
+            options = service_actor_options(
+                self.name,
+                max_concurrency=self.settings.functions.concurrent_runs,
+                num_cpus=self.settings.functions.driver_num_cpus,
+                runtime_env=self.runtime_env,
+            )
             self._handle = _driver_class().options(**options).remote(self.name)
         return self._handle
 
@@ -178,10 +170,7 @@ class RayRunLauncher:
 
     def kill_driver(self) -> None:
         """End this launcher's driver (tests; a cluster shutdown ends it otherwise)."""
-        import ray
-
-        with contextlib.suppress(ValueError):  # never created, or gone
-            ray.kill(ray.get_actor(self.name, namespace=NAMESPACE))
+        kill_actor(self.name)
         self._handle = None
 
 
