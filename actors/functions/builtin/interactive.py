@@ -164,6 +164,11 @@ def _largest_region(foreground: np.ndarray) -> np.ndarray | None:
     return region
 
 
+# OpenCV's random generator is per thread, and calls land on any thread of a pool: seeded
+# before each MIL step, a track does not depend on which thread ran the calls before it.
+RNG_SEED = 20261127
+
+
 class MilTracker:
     """Rectangle tracking with ``cv2.TrackerMIL`` (about 16 ms a frame on one core).
 
@@ -209,6 +214,7 @@ class MilTracker:
                 points=[float(v) for v in previous], state={"id": key, "box": list(previous)}
             )
         try:
+            cv2.setRNGSeed(RNG_SEED)
             ok, (x, y, w, h) = tracker.update(_bgr(image))
         except cv2.error as exc:
             raise ModelError(f"the tracker cannot follow onto this frame: {exc.err}") from None
@@ -223,6 +229,7 @@ class MilTracker:
 
     def _new_tracker(self, image: Image, box: list[int]) -> Any:
         tracker = cv2.TrackerMIL.create()
+        cv2.setRNGSeed(RNG_SEED)
         tracker.init(_bgr(image), (box[0], box[1], box[2] - box[0], box[3] - box[1]))
         return tracker
 
