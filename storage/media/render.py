@@ -87,7 +87,8 @@ def read_encoded(plan: RenderPlan) -> list[bytes]:
 
 def decode_image(data: bytes) -> Image.Image:
     """One stored image file as the upright RGB image models see."""
-    return images.open_upright(data).convert("RGB")
+    im = images.open_upright(data)
+    return im if im.mode == "RGB" else im.convert("RGB")  # convert would copy an RGB image
 
 
 def _decoded(plan: RenderPlan) -> list[Image.Image]:

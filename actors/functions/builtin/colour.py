@@ -28,9 +28,10 @@ This holds for rectangles at least ``depth + 1`` px on each side and at least ``
 
 ``infer`` returns, per frame, a ``(2, H, W)`` uint8 array: the class index + 1 (0: none)
 and the evidence scaled to 0..255 (600 KB for 640x480, rather than 4-byte evidence per
-class). ``postprocess`` labels the connected components of each class (scipy), keeps those
-of at least ``min_area`` px, and gives each a box ``[x0, y0, x1 + 1, y1 + 1]`` and a
-confidence equal to the mean evidence over its pixels.
+class). ``postprocess`` labels the connected components of each class (within the blobs of
+non-background pixels: OpenCV, then scipy), keeps those of at least ``min_area`` px, and
+gives each a box ``[x0, y0, x1 + 1, y1 + 1]`` and a confidence equal to the mean evidence
+over its pixels.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from scipy import ndimage  # type: ignore[import-untyped]
@@ -103,7 +105,7 @@ class ColourDetector:
     the colours it names (the others are never emitted); ``weights`` is not used.
 
     Cost with the defaults (0.88 GMAC per 640x480 frame in the 3x3 stack), measured on one
-    core of the project's 2-vCPU EPYC VM: about 25 ms of ``infer`` and 4 ms of
+    core of the project's 2-vCPU EPYC VM: about 25 ms of ``infer`` and 1 ms of
     ``postprocess`` per frame, against about 1 ms to decode the frame's JPEG, so
     inference dominates a whole-task run. ``depth`` and ``width`` scale it (a layer
     ``width -> width`` costs ``9 * width^2`` multiply-adds per pixel).
@@ -145,7 +147,10 @@ class ColourDetector:
         """HWC uint8 RGB -> CHW float32 in 0..1."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ModelError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
-        return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / np.float32(255)
+        out = np.empty((3, image.shape[0], image.shape[1]), dtype=np.float32)
+        out[...] = image.transpose(2, 0, 1)  # one pass to float, one in place to scale
+        out /= np.float32(255)
+        return out
 
     def infer(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         """One ``(2, H, W)`` uint8 array per frame (class index + 1, evidence * 255);
@@ -179,27 +184,52 @@ class ColourDetector:
         return torch.stack([cls, torch.where(keep, level, 0)], dim=1)
 
     def postprocess(self, output: np.ndarray, threshold: float) -> list[Detection]:
-        """Boxes of the connected components of each class, confidence >= ``threshold``."""
+        """Boxes of the connected components of each class, confidence >= ``threshold``.
+
+        The frame is mostly background, so the 8-connected blobs of non-background pixels
+        are found first (one OpenCV pass over the frame), and each class's 4-connected
+        components are labelled inside each blob's bounding box only. A class component
+        lies within one blob, so this finds exactly the components of labelling each class
+        over the whole frame, at a third of the cost."""
         cls, level = output[0], output[1]
-        present = np.bincount(cls.ravel(), minlength=len(self.labels) + 1)
+        count, blobs, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
+            (cls > 0).view(np.uint8), 8, cv2.CV_32S, cv2.CCL_BBDT
+        )
         found: list[Detection] = []
-        for k, name in enumerate(self.labels):
-            if not present[k + 1]:
-                continue
-            components, _ = ndimage.label(cls == k + 1)
+        for blob in range(1, count):
+            x, y, w, h, area = (int(v) for v in stats[blob])
+            if area >= self.min_area:
+                window = (slice(y, y + h), slice(x, x + w))
+                classes = np.where(blobs[window] == blob, cls[window], 0)
+                found.extend(self._components(classes, level[window], (x, y), threshold))
+        return found
+
+    def _components(
+        self, classes: np.ndarray, level: np.ndarray, origin: tuple[int, int], threshold: float
+    ) -> list[Detection]:
+        """The detections of each class's 4-connected components in a window of the frame
+        whose top-left corner is at ``origin``."""
+        x0, y0 = origin
+        counts = np.bincount(classes.ravel(), minlength=len(self.labels) + 1)
+        found: list[Detection] = []
+        for k in np.flatnonzero(counts[1:] >= self.min_area).tolist():
+            components, _ = ndimage.label(classes == k + 1)
             for i, slices in enumerate(ndimage.find_objects(components), start=1):
                 if slices is None:
                     continue
                 inside = components[slices] == i
-                area = int(inside.sum())
-                if area < self.min_area:
+                if int(inside.sum()) < self.min_area:
                     continue
                 confidence = float(level[slices][inside].mean()) / 255.0
                 if confidence < threshold:
                     continue
                 ys, xs = slices
-                box = [float(xs.start), float(ys.start), float(xs.stop), float(ys.stop)]
-                found.append(Detection(name, "rectangle", box, round(confidence, 4)))
+                box = [x0 + xs.start, y0 + ys.start, x0 + xs.stop, y0 + ys.stop]
+                found.append(
+                    Detection(
+                        self.labels[k], "rectangle", [float(v) for v in box], round(confidence, 4)
+                    )
+                )
         return found
 
 
