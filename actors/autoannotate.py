@@ -145,6 +145,8 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
     import ray.data
     from ray.data import ActorPoolStrategy
 
+    from actors.functions.host import model_process_options
+
     spec = run.spec
     pool = max(1, spec.autoscaling.max_replicas)
     app = _serve_app(spec) if settings.functions.use_replicas else None
@@ -163,11 +165,6 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = False
     decode_cpus = settings.functions.decode_num_cpus
-    infer_options: dict[str, Any] = {"num_cpus": spec.resources.num_cpus}
-    if spec.resources.num_gpus:
-        infer_options["num_gpus"] = spec.resources.num_gpus
-    if spec.resources.memory:
-        infer_options["memory"] = spec.resources.memory
     ds: Any = ray.data.from_items(items, override_num_blocks=len(items))
     if app is not None:
         # Tasks, not an actor pool: they run on the cluster's warm worker processes (the run
@@ -201,7 +198,7 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
             batch_size=spec.batching.max_batch_size,
             compute=ActorPoolStrategy(min_size=1, max_size=pool),
             batch_format="numpy",
-            **infer_options,
+            **model_process_options(spec),
         )
         ds = ds.map_batches(
             stages.Post,

@@ -231,17 +231,14 @@ def _deployment_class() -> Any:
 
 def function_application(spec: FunctionSpec) -> Any:
     """The Serve application of a function, from its spec."""
+    from actors.functions.host import model_process_options
+
     scaling = spec.autoscaling
-    actor_options: dict[str, Any] = {"num_cpus": spec.resources.num_cpus}
-    if spec.resources.num_gpus:
-        actor_options["num_gpus"] = spec.resources.num_gpus
-    if spec.resources.memory:
-        actor_options["memory"] = spec.resources.memory
     initial = scaling.initial_replicas
     if initial is None:
         initial = scaling.min_replicas
     options: dict[str, Any] = {
-        "ray_actor_options": actor_options,
+        "ray_actor_options": model_process_options(spec),
         "max_ongoing_requests": max(2 * spec.batching.max_batch_size, 4),
         "autoscaling_config": {
             "min_replicas": scaling.min_replicas,
