@@ -5,15 +5,17 @@ rectangles each, known positions) in a file share, starts a local Ray cluster wi
 on Serve and the built-in torch ``colour-detector`` function deployed (two 1-thread CPU
 replicas, batches of 8), and measures with that same function:
 
-(a) ours: ``POST /api/lambda/requests`` for the whole task, polled until finished: a Ray Data
+(a) ours: ``POST /api/lambda/requests`` for the whole task, polled until finished, timed from
+    the request's arrival to the run's end as the server records them: a Ray Data
     pipeline decoding frames in parallel and sending batches to the function's replicas,
     saving annotations every 64 frames -> frames/s (and how many of the known objects were
     saved at the right place);
 (b) the CVAT way: one synchronous ``POST /api/lambda/functions/{id}`` per frame, one after
     the other, on the first ``--online-frames`` frames (CVAT's ``LambdaJob`` loop, without
     even saving the results) -> frames/s;
-(c) the limit: the model's batched forward pass (``infer``) on preloaded tensors in this
-    process with every core (torch threads = cores), no decoding, no Ray, no HTTP -> frames/s;
+(c) the limit: the model's batched forward pass (``infer``) on preloaded tensors in one
+    process with every core (torch threads = cores) and the replicas' allocator settings, no
+    decoding, no Ray, no HTTP -> frames/s;
     measured before the cluster starts and again after it stops, the better of the two.
 
     python bench/auto_annotation.py [--frames 2000] [--online-frames 200] [--database postgresql]
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -152,8 +155,6 @@ def ours(client: Http, task_id: int) -> tuple[float, list[dict[str, Any]]]:
         # CPU from the run it measures
         time.sleep(1.0)
     if first is not None:
-        from datetime import datetime
-
         waited = datetime.fromisoformat(state["started"]) - datetime.fromisoformat(
             state["enqueued"]
         )
@@ -162,9 +163,15 @@ def ours(client: Http, task_id: int) -> tuple[float, list[dict[str, Any]]]:
             f"progress ({first[1]} %) after {first[0]:.1f} s",
             flush=True,
         )
-    seconds = time.perf_counter() - started
+    polled = time.perf_counter() - started
     if state["status"] != "finished":
         raise RuntimeError(f"the run failed: {state['exc_info']}")
+    # The server's own record, from the request's arrival to the run's end: the client
+    # notices the end up to a poll interval later.
+    seconds = (
+        datetime.fromisoformat(state["ended"]) - datetime.fromisoformat(state["enqueued"])
+    ).total_seconds()
+    print(f"    finished {seconds:.1f} s after the request (seen by polling after {polled:.1f} s)")
     shapes = client.call("GET", f"/api/tasks/{task_id}/annotations")["shapes"]
     return seconds, shapes
 
@@ -178,7 +185,25 @@ def cvat_way(client: Http, task_id: int, frames: int) -> float:
 
 
 def limit(frames: int, batch: int) -> float:
-    """The model's batched forward pass on preloaded tensors, every core, in this process."""
+    """The model's batched forward pass on preloaded tensors, every core, in a process of its
+    own started with the allocator settings of the function's replicas (they make the
+    forward pass about a tenth faster, so the limit is measured with them too)."""
+    import subprocess
+
+    from actors.functions.host import MODEL_PROCESS_ENV
+
+    out = subprocess.run(
+        [sys.executable, __file__, "--limit-only", str(frames), "--batch", str(batch)],
+        env={**os.environ, **MODEL_PROCESS_ENV},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(out.split()[-1])
+
+
+def limit_here(frames: int, batch: int) -> float:
+    """:func:`limit`'s measurement, in this process."""
     import torch
 
     from actors.functions.loader import load_model
@@ -233,7 +258,11 @@ def main() -> int:
     parser.add_argument(
         "--pg-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
     )
+    parser.add_argument("--limit-only", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.limit_only:
+        print(f"{limit_here(args.limit_only, args.batch):.3f}")
+        return 0
 
     workdir = Path(tempfile.mkdtemp(prefix="cvat-bench-aa-"))
     share = workdir / "share"
@@ -241,7 +270,7 @@ def main() -> int:
     truths = make_frames(share / "frames", args.frames)
     print("(c) model limit...", flush=True)
     limit_frames = max(256, args.frames // 4)
-    limit_before = limit(limit_frames, 8)
+    limit_before = limit(limit_frames, args.batch)
 
     from cluster import runtime
     from cluster.settings import get_settings, reset_settings_cache
@@ -314,7 +343,7 @@ def main() -> int:
     # (c) once more after (a), the cluster stopped: on a shared machine the limit drifts
     # between measurements; the better of the two is the ceiling (a) is judged against.
     print("(c) model limit, again...", flush=True)
-    limit_after = limit(limit_frames, 8)
+    limit_after = limit(limit_frames, args.batch)
     limit_fps = max(limit_before, limit_after)
 
     print()
