@@ -134,6 +134,34 @@ def test_colour_detector_labels_threshold_and_outputs() -> None:
     ]
 
 
+
+def test_colour_postprocess_separates_touching_classes_and_nested_objects() -> None:
+    """Components are each class's 4-connected pixels, wherever they sit: classes that
+    touch, an object inside another's hole, a same-class square only diagonally connected."""
+    model = ColourDetector(options={"min_area": 4})
+    cls = np.zeros((120, 160), np.uint8)
+    cls[10:60, 10:60] = 1  # a red ring...
+    cls[20:50, 20:50] = 0
+    cls[25:35, 25:35] = 2  # ...with a green square in its hole
+    cls[38:46, 38:46] = 1  # ...and a red one, not touching the ring
+    cls[10:40, 60:90] = 3  # a blue square touching the ring's right side
+    cls[70:80, 100:110] = 4  # yellow
+    cls[80:90, 110:120] = 4  # yellow, touching the first only at a corner
+    level = np.where(cls > 0, 200, 0).astype(np.uint8)
+    level[70:80, 100:110] = 100  # a confidence of 100/255 for the first yellow
+    found = model.postprocess(np.stack([cls, level]), threshold=0.5)
+    assert _found(found) == sorted(
+        [
+            ("red", (10, 10, 60, 60)),
+            ("green", (25, 25, 35, 35)),
+            ("red", (38, 38, 46, 46)),
+            ("blue", (60, 10, 90, 40)),
+            ("yellow", (110, 80, 120, 90)),
+        ]
+    )
+    assert {round(d.confidence, 3) for d in found} == {round(200 / 255, 3)}
+    assert len(model.postprocess(np.stack([cls, level]), threshold=0.3)) == 6
+
 # --- OpenCV detectors ------------------------------------------------------------------
 
 
