@@ -134,7 +134,6 @@ def test_colour_detector_labels_threshold_and_outputs() -> None:
     ]
 
 
-
 def test_colour_postprocess_separates_touching_classes_and_nested_objects() -> None:
     """Components are each class's 4-connected pixels, wherever they sit: classes that
     touch, an object inside another's hole, a same-class square only diagonally connected."""
@@ -161,6 +160,7 @@ def test_colour_postprocess_separates_touching_classes_and_nested_objects() -> N
     )
     assert {round(d.confidence, 3) for d in found} == {round(200 / 255, 3)}
     assert len(model.postprocess(np.stack([cls, level]), threshold=0.3)) == 6
+
 
 # --- OpenCV detectors ------------------------------------------------------------------
 
