@@ -73,7 +73,7 @@ def decode(plan: RenderPlan) -> list[Image.Image]:
     """The plan's frames as upright RGB images at original quality (what models see); the
     frames of a video are decoded with one seek."""
     if plan.media == "video":
-        return [im.convert("RGB") for im in _decoded(plan)]
+        return [_rgb(im) for im in _decoded(plan)]
     return [decode_image(d) for d in read_encoded(plan)]
 
 
@@ -87,8 +87,13 @@ def read_encoded(plan: RenderPlan) -> list[bytes]:
 
 def decode_image(data: bytes) -> Image.Image:
     """One stored image file as the upright RGB image models see."""
-    im = images.open_upright(data)
-    return im if im.mode == "RGB" else im.convert("RGB")  # convert would copy an RGB image
+    return _rgb(images.open_upright(data))
+
+
+def _rgb(im: Image.Image) -> Image.Image:
+    """``im`` in RGB, as ``convert`` gives it, without the copy ``convert`` makes of an
+    image that is RGB already."""
+    return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def _decoded(plan: RenderPlan) -> list[Image.Image]:

@@ -224,12 +224,9 @@ class ColourDetector:
                 if confidence < threshold:
                     continue
                 ys, xs = slices
-                box = [x0 + xs.start, y0 + ys.start, x0 + xs.stop, y0 + ys.stop]
-                found.append(
-                    Detection(
-                        self.labels[k], "rectangle", [float(v) for v in box], round(confidence, 4)
-                    )
-                )
+                corners = (x0 + xs.start, y0 + ys.start, x0 + xs.stop, y0 + ys.stop)
+                box = [float(v) for v in corners]
+                found.append(Detection(self.labels[k], "rectangle", box, round(confidence, 4)))
         return found
 
 
