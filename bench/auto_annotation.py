@@ -77,7 +77,7 @@ def make_frames(folder: Path, count: int) -> list[list[tuple[str, tuple[int, int
     return truths
 
 
-def prepare(url: str, settings: Any, batch: int = 8) -> tuple[str, int]:
+def prepare(url: str, settings: Any, batch: int = 8, replicas: int = 2) -> tuple[str, int]:
     """A superuser's session key; the function registered with the bench's resources."""
     from iam.authn import start_session
     from serve_apps.deploy import builtin_spec_dir
@@ -91,12 +91,16 @@ def prepare(url: str, settings: Any, batch: int = 8) -> tuple[str, int]:
     upgrade(db.engine)
     spec = load_spec_file(builtin_spec_dir() / f"{FUNCTION}.yaml")
     # Two replicas of one thread each (they beat one two-thread replica on two cores), kept
-    # up for the whole run; half a logical CPU each so the API and the media worker fit too.
+    # up for the whole run; the logical CPUs left once the API (0.25), the media worker
+    # (0.25), the run's driver (0.1) and its tasks (0.1, two per replica) have theirs: half
+    # a CPU each for two replicas on two cores.
+    cpus = float(os.cpu_count() or 2)
+    num_cpus = round(min(0.5, (cpus - 0.6 - 0.2 * replicas) / replicas), 3)
     spec = spec.model_copy(
         update={
-            "resources": spec.resources.model_copy(update={"num_cpus": 0.5, "threads": 1}),
+            "resources": spec.resources.model_copy(update={"num_cpus": num_cpus, "threads": 1}),
             "autoscaling": spec.autoscaling.model_copy(
-                update={"min_replicas": 2, "max_replicas": 2}
+                update={"min_replicas": replicas, "max_replicas": replicas}
             ),
             "batching": spec.batching.model_copy(update={"max_batch_size": batch}),
         }
@@ -256,6 +260,9 @@ def main() -> int:
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--batch", type=int, default=8, help="the function's max_batch_size")
     parser.add_argument(
+        "--replicas", type=int, default=2, help="the function's replicas (one thread each)"
+    )
+    parser.add_argument(
         "--pg-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
     )
     parser.add_argument("--limit-only", type=int, help=argparse.SUPPRESS)
@@ -305,7 +312,7 @@ def main() -> int:
     os.environ.update(env)
     reset_settings_cache()
     settings = get_settings()
-    key, _ = prepare(url, settings, args.batch)
+    key, _ = prepare(url, settings, args.batch, args.replicas)
     runtime.start(settings)
     try:
         from serve_apps.deploy import deploy, deploy_functions
