@@ -19,6 +19,7 @@ replicas, batches of 8), and measures with that same function:
     measured before the cluster starts and again after it stops, the better of the two.
 
     python bench/auto_annotation.py [--frames 2000] [--online-frames 200] [--database postgresql]
+        [--replicas 2]
 
 It prints frames/s of each, and the ratios it is judged by: (a)/(b) (goal >= 3 on a 2-core
 CPU) and (a)/(c) (goal >= 0.8).
