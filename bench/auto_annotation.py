@@ -78,6 +78,22 @@ def make_frames(folder: Path, count: int) -> list[list[tuple[str, tuple[int, int
     return truths
 
 
+def replica_cpus(settings: Any, replicas: int) -> float:
+    """Logical CPUs per function replica: what the cluster's other actors and the run's
+    tasks leave, split between the replicas, at most half a CPU each."""
+    from actors.autoannotate import TASKS_PER_REPLICA
+
+    functions = settings.functions
+    others = (
+        settings.api.num_cpus
+        + settings.media.worker_num_cpus
+        + functions.driver_num_cpus
+        + functions.decode_num_cpus * TASKS_PER_REPLICA * replicas
+    )
+    total = settings.ray.num_cpus or float(os.cpu_count() or 2)
+    return round(min(0.5, (total - others) / replicas), 3)
+
+
 def prepare(url: str, settings: Any, batch: int = 8, replicas: int = 2) -> tuple[str, int]:
     """A superuser's session key; the function registered with the bench's resources."""
     from iam.authn import start_session
@@ -92,11 +108,9 @@ def prepare(url: str, settings: Any, batch: int = 8, replicas: int = 2) -> tuple
     upgrade(db.engine)
     spec = load_spec_file(builtin_spec_dir() / f"{FUNCTION}.yaml")
     # Two replicas of one thread each (they beat one two-thread replica on two cores), kept
-    # up for the whole run; the logical CPUs left once the API (0.25), the media worker
-    # (0.25), the run's driver (0.1) and its tasks (0.1, two per replica) have theirs: half
-    # a CPU each for two replicas on two cores.
-    cpus = float(os.cpu_count() or 2)
-    num_cpus = round(min(0.5, (cpus - 0.6 - 0.2 * replicas) / replicas), 3)
+    # up for the whole run, sharing the logical CPUs that the API, the media worker, the
+    # run's driver and its tasks leave: half a CPU each for two replicas on two cores.
+    num_cpus = replica_cpus(settings, replicas)
     spec = spec.model_copy(
         update={
             "resources": spec.resources.model_copy(update={"num_cpus": num_cpus, "threads": 1}),
@@ -303,7 +317,8 @@ def main() -> int:
         "CVAT_RAY_FUNCTIONS__BUILTINS": "false",
         "CVAT_RAY_RAY__NUM_CPUS": str(os.cpu_count() or 2),
         # Logical CPUs, so everything is placed on two cores: API 0.25, media worker 0.25,
-        # two function replicas 0.5 each, four decode actors 0.1 each, the run's driver 0.1.
+        # the run's driver 0.1, its tasks 0.1 each (two per replica), the function's
+        # replicas what is left (0.5 each for two: replica_cpus).
         "CVAT_RAY_API__NUM_CPUS": "0.25",
         "CVAT_RAY_MEDIA__WORKER_NUM_CPUS": "0.25",
         "CVAT_RAY_FUNCTIONS__DECODE_NUM_CPUS": "0.1",
