@@ -40,9 +40,6 @@ logger = logging.getLogger("cvat_ray.autoannotate")
 DECODE_GROUP = 8
 # Batches per Ray Data block when the function's replicas infer.
 BLOCK_BATCHES = 4
-# Pipeline tasks at once per function replica: while one waits for its last answers or
-# Ray Data hands it the next block, the other keeps the replica busy.
-TASKS_PER_REPLICA = 2
 
 
 @dataclass
@@ -190,7 +187,7 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
             ),
             batch_size=1,
             num_cpus=decode_cpus,
-            concurrency=TASKS_PER_REPLICA * pool,
+            concurrency=stages.TASKS_PER_REPLICA * pool,
         )
     else:
         ds = ds.map_batches(

@@ -81,7 +81,7 @@ def make_frames(folder: Path, count: int) -> list[list[tuple[str, tuple[int, int
 def replica_cpus(settings: Any, replicas: int) -> float:
     """Logical CPUs per function replica: what the cluster's other actors and the run's
     tasks leave, split between the replicas, at most half a CPU each."""
-    from actors.autoannotate import TASKS_PER_REPLICA
+    from actors.stages import TASKS_PER_REPLICA
 
     functions = settings.functions
     others = (

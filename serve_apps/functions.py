@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import math
 import os
 import threading
 from typing import Any, Protocol
@@ -239,7 +240,7 @@ def function_application(spec: FunctionSpec) -> Any:
         initial = scaling.min_replicas
     options: dict[str, Any] = {
         "ray_actor_options": model_process_options(spec),
-        "max_ongoing_requests": max(2 * spec.batching.max_batch_size, 4),
+        "max_ongoing_requests": max_ongoing_requests(spec),
         "autoscaling_config": {
             "min_replicas": scaling.min_replicas,
             "initial_replicas": initial,
@@ -249,6 +250,20 @@ def function_application(spec: FunctionSpec) -> Any:
         },
     }
     return _deployment_class().options(**options).bind(spec.model_dump(mode="json", by_alias=True))
+
+
+def max_ongoing_requests(spec: FunctionSpec) -> int:
+    """Requests a replica takes at once: a whole-task run's share and one more (for an
+    online call), or the autoscaling target when that is higher.
+
+    Each task of a run's pipeline routes through a Serve router of its own, which learns a
+    replica's queue only when it sends there; with room for 16 requests, the routers piled
+    a run's batches on one replica while the other stood idle (4-9 s of idle replica per
+    2,000-frame run on two cores). A full replica refuses a request and the router tries
+    another, so with this cap neither replica runs dry while the run lasts."""
+    from actors.stages import RUN_REQUESTS_PER_REPLICA
+
+    return max(RUN_REQUESTS_PER_REPLICA + 1, math.ceil(spec.autoscaling.target_ongoing_requests))
 
 
 def deploy(spec: FunctionSpec, *, wait: bool = True) -> None:

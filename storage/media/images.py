@@ -47,7 +47,7 @@ def probe_image(data: bytes, name: str, *, max_pixels: int) -> ImageInfo:
                         f"{name}: the image has {width * height} pixels; at most "
                         f"{max_pixels} are allowed."
                     )
-                orientation = _orientation(im)
+                orientation = exif_orientation(im)
                 if fmt in ("JPEG", "MPO"):
                     im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                 im.load()
@@ -64,7 +64,7 @@ def probe_image(data: bytes, name: str, *, max_pixels: int) -> ImageInfo:
     return ImageInfo(width=width, height=height, format=fmt, orientation=orientation)
 
 
-def _orientation(im: Image.Image) -> int:
+def exif_orientation(im: Image.Image) -> int:
     """The EXIF orientation (1, upright, when the file has none)."""
     return int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
 
@@ -72,7 +72,7 @@ def _orientation(im: Image.Image) -> int:
 def open_upright(data: bytes) -> Image.Image:
     """The decoded image with its EXIF orientation applied."""
     im = Image.open(io.BytesIO(data))
-    if _orientation(im) == 1:
+    if exif_orientation(im) == 1:
         return im  # upright already: no transposed copy
     upright = ImageOps.exif_transpose(im)
     return upright if upright is not None else im
@@ -83,7 +83,7 @@ def original_frame(data: bytes) -> tuple[bytes, str]:
     upright as is, otherwise a lossless PNG with the orientation applied."""
     with Image.open(io.BytesIO(data)) as im:
         fmt = im.format or ""
-        orientation = _orientation(im)
+        orientation = exif_orientation(im)
         if orientation in (0, 1) and fmt in FORMAT_MIME:
             return data, FORMAT_MIME[fmt]
     return encode_png(open_upright(data)), "image/png"

@@ -162,6 +162,31 @@ def test_colour_postprocess_separates_touching_classes_and_nested_objects() -> N
     assert len(model.postprocess(np.stack([cls, level]), threshold=0.3)) == 6
 
 
+def test_colour_postprocess_matches_labelling_the_whole_frame() -> None:
+    """Labelling only the windows that hold non-background pixels finds exactly the
+    components (boxes and confidences) of labelling each class over the whole frame."""
+    model = ColourDetector(options={"min_area": 6})
+    rng = np.random.default_rng(3)
+    for trial in range(12):
+        coarse = (rng.random((40, 50)) < 0.1 + 0.05 * trial) * rng.integers(1, 5, (40, 50))
+        cls = np.kron(coarse, np.ones((3, 4), np.int64)).astype(np.uint8)
+        level = np.where(cls > 0, rng.integers(60, 256, cls.shape), 0).astype(np.uint8)
+        expected = []
+        for k, label in enumerate(LABELS, start=1):
+            count, comps, stats, _ = cv2.connectedComponentsWithStats(
+                (cls == k).astype(np.uint8), connectivity=4
+            )
+            for i in range(1, count):
+                x, y, w, h, area = (int(v) for v in stats[i])
+                confidence = float(level[comps == i].mean()) / 255.0
+                if area >= 6 and confidence >= 0.4:
+                    expected.append((label, (x, y, x + w, y + h), round(confidence, 4)))
+        found = model.postprocess(np.stack([cls, level]), threshold=0.4)
+        assert sorted(
+            (d.label, tuple(int(v) for v in d.points), d.confidence) for d in found
+        ) == sorted(expected)
+
+
 # --- OpenCV detectors ------------------------------------------------------------------
 
 

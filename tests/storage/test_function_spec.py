@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,3 +165,18 @@ def test_mask_rle_round_trip() -> None:
     assert (rle_decode(rle, 7, 5) == mask).all()
     full = np.ones((2, 2), dtype=np.uint8)
     assert rle_encode(full) == [0, 4]
+
+
+def test_replicas_take_a_runs_share_of_requests_and_one_more() -> None:
+    """A replica's ``max_ongoing_requests``: a whole-task run's share (its tasks' requests
+    in flight) plus one, so the run's routers cannot pile its batches on one replica; a
+    higher autoscaling target raises it."""
+    from actors.stages import RUN_REQUESTS_PER_REPLICA
+    from serve_apps.functions import function_application, max_ongoing_requests
+
+    spec = parse_spec({**BASE, "autoscaling": {"target_ongoing_requests": 2}}, source="fn.yaml")
+    assert max_ongoing_requests(spec) == RUN_REQUESTS_PER_REPLICA + 1 == 5
+    busy = parse_spec({**BASE, "autoscaling": {"target_ongoing_requests": 7.5}}, source="fn.yaml")
+    assert max_ongoing_requests(busy) == 8
+    app: Any = function_application(spec)
+    assert app._bound_deployment._deployment_config.max_ongoing_requests == 5

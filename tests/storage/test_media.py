@@ -141,3 +141,40 @@ def test_credentials_are_encrypted_and_hidden(tmp_path: Path) -> None:
     other = Cipher.from_settings(None, tmp_path / "other.key")
     with pytest.raises(Exception, match="cannot be decrypted"):
         other.decrypt(token)
+
+
+def test_decode_array_gives_pillows_pixels() -> None:
+    """The model path's decoder (OpenCV for upright RGB or grey JPEG and PNG files, Pillow
+    for the rest) gives exactly the pixels of :func:`decode_image`, rotation included."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from storage.media.render import decode_array, decode_image
+    from tests.media_files import jpeg_with_orientation
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (48, 64, 3)).astype(np.uint8)
+    pixels[10:30, 20:50] = (200, 30, 40)
+    files: list[bytes] = []
+    for mode in ("RGB", "L", "RGBA", "P", "CMYK"):
+        image = Image.fromarray(pixels).convert(mode)
+        for fmt, options in (
+            ("JPEG", {"quality": 75, "subsampling": 2}),
+            ("JPEG", {"quality": 95, "subsampling": 0, "progressive": True}),
+            ("PNG", {}),
+        ):
+            if fmt == "JPEG" and mode in ("RGBA", "P"):
+                continue
+            if fmt == "PNG" and mode == "CMYK":
+                continue
+            buf = io.BytesIO()
+            image.save(buf, fmt, **options)
+            files.append(buf.getvalue())
+    files += [jpeg_with_orientation(40, 20, o) for o in (1, 3, 6, 8)]
+    for data in files:
+        expected = np.asarray(decode_image(data))
+        got = decode_array(data)
+        assert got.dtype == np.uint8 and got.shape == expected.shape
+        assert np.array_equal(got, expected)
