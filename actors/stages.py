@@ -214,7 +214,8 @@ def freeze_gc() -> None:
     """Take what this worker process holds so far (Ray, Ray Data, Serve, their modules)
     out of the garbage collector's sight, once per process. A pipeline task unpickles
     every answer into fresh dicts and lists, which triggers collections, and each full
-    one walked all of that: the collector took about half of the tasks' CPU (py-spy)."""
+    one walked all of that: half of the samples py-spy took of a busy task were in the
+    collector; frozen, the tasks' processes used 1.5 ms of CPU per frame instead of 1.7."""
     global _gc_frozen
     if not _gc_frozen:
         gc.freeze()
