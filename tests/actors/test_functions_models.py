@@ -19,6 +19,7 @@ import torch
 
 from actors.functions.base import Detection, ModelError
 from actors.functions.builtin.colour import ColourDetector
+from actors.functions.builtin.exported import TorchScriptDetector
 from actors.functions.builtin.opencv import (
     GrabCutInteractor,
     HaarFaceDetector,
@@ -26,9 +27,12 @@ from actors.functions.builtin.opencv import (
     MilTracker,
 )
 from actors.functions.loader import BUILTINS, load_model, run_detector
+from actors.functions.staging import PinnedBuffers
 from actors.functions.synthetic import COLOURS, GAP, make_scene, random_scenes
 
 LABELS = list(COLOURS)
+# The torch models' tests run on CUDA too where a GPU is visible (CI has none: CPU only).
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 # Writing the test models: torch deprecates TorchScript and the legacy ONNX exporter.
 EXPORTS_WARN = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -78,8 +82,10 @@ def test_scenes_are_deterministic_and_objects_apart() -> None:
 # --- the colour detector --------------------------------------------------------------
 
 
-def test_colour_detector_is_exact_on_random_scenes() -> None:
-    model = load_model("detector", {"class": "colour"}, LABELS)
+@pytest.mark.parametrize("device", DEVICES)
+def test_colour_detector_is_exact_on_random_scenes(device: str) -> None:
+    model = load_model("detector", {"class": "colour"}, LABELS, device)
+    assert isinstance(model, ColourDetector) and model.device.type == device
     scenes = list(random_scenes(20, seed=11))
     for start in range(0, len(scenes), 5):
         chunk = scenes[start : start + 5]
@@ -89,7 +95,8 @@ def test_colour_detector_is_exact_on_random_scenes() -> None:
             assert all(0.5 <= d.confidence <= 1 and d.type == "rectangle" for d in detections)
 
 
-def test_colour_detector_mixed_sizes_edges_and_depths() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_colour_detector_mixed_sizes_edges_and_depths(device: str) -> None:
     # Frames of two sizes in one batch, objects touching the frame's edges, other stacks.
     edge = np.full((240, 320, 3), 128, np.uint8)
     edge[0:40, 0:50] = COLOURS["red"]
@@ -102,11 +109,29 @@ def test_colour_detector_mixed_sizes_edges_and_depths() -> None:
     ]
     big, big_truth = make_scene(seed=5, objects=4)
     # float16 is the CUDA default; on CPU it checks the same numerics.
-    for options in ({}, {"depth": 5, "width": 8}, {"depth": 0}, {"half": True}):
-        model = ColourDetector(options=options, labels=LABELS)
+    for options in ({}, {"depth": 5, "width": 8}, {"depth": 0}, {"half": True}, {"half": False}):
+        model = ColourDetector(options=options, labels=LABELS, device=device)
         results = run_detector(model, [edge, big, edge], threshold=0.1)
         assert _found(results[0]) == edge_truth == _found(results[2])
         assert _found(results[1]) == sorted(big_truth)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_pinned_buffers_stage_batches_of_any_size(device: str) -> None:
+    if device == "cpu":
+        with pytest.raises(ValueError, match="for CUDA devices"):
+            PinnedBuffers(torch.device(device))
+        return
+    staging = PinnedBuffers(torch.device(device))
+    rng = np.random.default_rng(0)
+    for n, shape in ((2, (3, 8, 8)), (5, (3, 16, 4)), (1, (3, 8, 8))):  # grows, then reuses
+        frames = [rng.random(shape, dtype=np.float32) for _ in range(n)]
+        first = staging.run(frames, lambda x: (x * 2).to(torch.float16))
+        again = staging.run(frames[::-1], lambda x: (x * 2).to(torch.float16))
+        assert first.shape == (n, *shape) and first.dtype == np.float16
+        expected = (np.stack(frames) * 2).astype(np.float16)
+        assert np.array_equal(first, expected)  # not overwritten by the second batch
+        assert np.array_equal(again, expected[::-1])
 
 
 def test_colour_detector_labels_threshold_and_outputs() -> None:
@@ -360,8 +385,9 @@ def _torchscript(module: torch.nn.Module, path: Path) -> str:
 
 
 @EXPORTS_WARN
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_exported_detectors_follow_the_contract(fmt: str, tmp_path: Path) -> None:
+def test_exported_detectors_follow_the_contract(fmt: str, device: str, tmp_path: Path) -> None:
     write = _torchscript if fmt == "torchscript" else _onnx
     path = write(FixedBoxes(), tmp_path / f"model.{fmt}")
     red = np.zeros((480, 640, 3), np.uint8)
@@ -370,7 +396,9 @@ def test_exported_detectors_follow_the_contract(fmt: str, tmp_path: Path) -> Non
     labels = ["cat", "dog"]
 
     # input_size [240, 320]: boxes come back scaled by 2 to the 640x480 frame, 1 for 320x240.
-    model = load_model("detector", {fmt: path, "input_size": [240, 320]}, labels)
+    model = load_model("detector", {fmt: path, "input_size": [240, 320]}, labels, device)
+    if isinstance(model, TorchScriptDetector):  # onnxruntime uses CUDA only with its provider
+        assert model.device.type == device
     first, second = run_detector(model, [red, dark], threshold=0.5)
     assert [(d.label, d.points, round(d.confidence, 3)) for d in first] == [
         ("dog", [20.0, 40.0, 200.0, 240.0], 0.9),
@@ -379,7 +407,7 @@ def test_exported_detectors_follow_the_contract(fmt: str, tmp_path: Path) -> Non
     assert [(d.label, d.points) for d in second] == [("dog", [10.0, 20.0, 100.0, 120.0])]
 
     # Native size: mixed sizes run as separate sub-batches, boxes unscaled.
-    model = load_model("detector", {fmt: path}, labels)
+    model = load_model("detector", {fmt: path}, labels, device)
     results = run_detector(model, [dark, red, dark], threshold=0.0)
     assert [len(r) for r in results] == [1, 2, 1]  # the score-0 rows are padding
     assert results[1][1].points == [5.0, 5.0, 50.0, 60.0]

@@ -45,6 +45,7 @@ import torch
 
 from actors.functions.base import Detection, Image, ModelError, to_device
 from actors.functions.builtin.common import apply_threads, option_int, shape_groups
+from actors.functions.staging import PinnedBuffers
 from actors.functions.synthetic import COLOURS
 
 TAU = 0.1  # squared RGB distance (0..1 units) at which the evidence falls to 0
@@ -136,6 +137,8 @@ class ColourDetector:
         if not isinstance(half, bool):
             raise ModelError(f"option 'half' must be true or false, got {half!r}")
         self.dtype = torch.float16 if half else torch.float32
+        # CUDA: frames go up and class maps come back through reused page-locked buffers
+        self._pinned = PinnedBuffers(self.device) if self.device.type == "cuda" else None
         rgb = [(r / 255.0, g / 255.0, b / 255.0) for r, g, b in colours.values()]
         self.net = ColourNet(rgb, width, depth).eval()
         self.net.mean.to(self.device, self.dtype)
@@ -158,8 +161,11 @@ class ColourDetector:
         frames of different sizes run as separate sub-batches."""
         out: list[np.ndarray] = [np.empty(0, np.uint8)] * len(batch)
         for group in shape_groups([a.shape for a in batch]):
-            x = torch.from_numpy(np.stack([batch[i] for i in group])).to(self.device)
-            maps = self.classify(x).cpu().numpy()
+            frames = [batch[i] for i in group]
+            if self._pinned is not None:
+                maps = self._pinned.run(frames, self.classify)
+            else:
+                maps = self.classify(torch.from_numpy(np.stack(frames))).numpy()
             for j, i in enumerate(group):
                 out[i] = maps[j]
         return out
