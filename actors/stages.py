@@ -22,7 +22,7 @@ import numpy as np
 from actors.functions.base import Detector
 from actors.functions.output import detection_dict
 from storage.functions.spec import FunctionSpec
-from storage.media.render import RenderPlan, decode, decode_array, read_encoded
+from storage.media.render import RenderPlan, decode_array, decode_arrays, read_encoded
 
 T = TypeVar("T")
 # A frame on its way to a model: an RGB array, or a stored image file still encoded.
@@ -34,9 +34,7 @@ def decode_frames(plan: RenderPlan, indexes: list[int]) -> list[tuple[int, np.nd
     group is retried frame by frame so one bad frame costs only itself."""
 
     def decoded(sub: RenderPlan) -> list[np.ndarray | str]:
-        if sub.media == "video":
-            return [np.asarray(im) for im in decode(sub)]
-        return [decode_array(data) for data in read_encoded(sub)]
+        return list(decode_arrays(sub))
 
     return _frame_by_frame(decoded, plan, indexes)
 

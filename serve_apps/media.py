@@ -11,13 +11,12 @@ import asyncio
 import concurrent.futures
 from typing import Any
 
-import numpy as np
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from cluster.settings import Settings
 from storage.media.cache import MediaCache, MemoryCache, RedisCache
-from storage.media.render import RenderPlan, decode, render
+from storage.media.render import RenderPlan, decode_arrays, render
 from storage.media.uploads import MultipartSink, UploadArea
 
 _BLOCK = 1 << 20
@@ -78,8 +77,8 @@ class MediaRenderer:
         """The plan's first frame as an RGB array (what a model sees), decoded in the
         media threads; not cached."""
         loop = asyncio.get_running_loop()
-        images = await loop.run_in_executor(self._pool(), decode, plan)
-        return np.asarray(images[0])
+        frames = await loop.run_in_executor(self._pool(), decode_arrays, plan)
+        return frames[0]
 
     def _build(self, plan: RenderPlan) -> tuple[bytes, str]:
         body, mime = render(plan)

@@ -70,12 +70,12 @@ def render(plan: RenderPlan) -> tuple[bytes, str]:
     return _context(plan)
 
 
-def decode(plan: RenderPlan) -> list[Image.Image]:
-    """The plan's frames as upright RGB images at original quality (what models see); the
-    frames of a video are decoded with one seek."""
+def decode_arrays(plan: RenderPlan) -> list[np.ndarray]:
+    """The plan's frames as the upright RGB arrays at original quality that models take;
+    the frames of a video are decoded with one seek, stored files by :func:`decode_array`."""
     if plan.media == "video":
-        return [_rgb(im) for im in _decoded(plan)]
-    return [decode_image(d) for d in read_encoded(plan)]
+        return [np.asarray(_rgb(im)) for im in _decoded(plan)]
+    return [decode_array(d) for d in read_encoded(plan)]
 
 
 def read_encoded(plan: RenderPlan) -> list[bytes]:
