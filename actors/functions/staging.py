@@ -12,6 +12,7 @@ lock while a batch uses its buffers). CUDA only: page-locked memory needs a GPU 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Sequence
 
@@ -30,7 +31,7 @@ class PinnedBuffers:
         self._lock = threading.Lock()
 
     def _view(self, role: str, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-        need = int(np.prod(shape))
+        need = math.prod(shape)
         held = self._buffers.get(role)
         if held is None or held.dtype != dtype or held.numel() < need:
             held = torch.empty(need, dtype=dtype, pin_memory=True)

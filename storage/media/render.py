@@ -80,7 +80,7 @@ def decode_arrays(plan: RenderPlan) -> list[np.ndarray]:
 
 def read_encoded(plan: RenderPlan) -> list[bytes]:
     """The files of an imageset plan's frames, as stored (decode each with
-    :func:`decode_image`, where the pixels are needed)."""
+    :func:`decode_array`, where the pixels are needed)."""
     if plan.media == "video":
         raise ValueError("the frames of a video are not stored one by one")
     return plan.source.read_many([f.path for f in plan.frames])
