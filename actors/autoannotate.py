@@ -1,7 +1,7 @@
 """Whole-task auto-annotation: the driver of one ``/api/lambda/requests`` run.
 
 A run streams the task's frames through decode (+ the model's preprocess) -> batched
-inference -> postprocess -> save. Two engines run the same stage code (``actors.stages``):
+inference -> postprocess -> save. Two engines run the same stage code (``cvat_ray.actors.stages``):
 
 * ``ray``: a Ray Data pipeline, named after the request so it shows in the dashboard's Ray
   Data view. When the function is deployed on Serve, one stage of tasks (two per replica, on
@@ -27,12 +27,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors import stages
-from cluster.settings import Settings
-from storage.db import Database
-from storage.functions.spec import FunctionSpec
-from storage.services import lambda_runs
-from storage.services import requests as request_service
+from cvat_ray.actors import stages
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.functions.spec import FunctionSpec
+from cvat_ray.storage.services import lambda_runs
+from cvat_ray.storage.services import requests as request_service
 
 logger = logging.getLogger("cvat_ray.autoannotate")
 
@@ -142,7 +142,7 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
     import ray.data
     from ray.data import ActorPoolStrategy
 
-    from actors.functions.host import model_process_options
+    from cvat_ray.actors.functions.host import model_process_options
 
     spec = run.spec
     pool = max(1, spec.autoscaling.max_replicas)
@@ -228,7 +228,7 @@ def _serve_app(spec: FunctionSpec) -> str | None:
     try:
         from ray import serve
 
-        from storage.services.lambda_functions import app_name
+        from cvat_ray.storage.services.lambda_functions import app_name
 
         name = app_name(spec.id)
         return name if name in serve.status().applications else None

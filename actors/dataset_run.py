@@ -2,7 +2,7 @@
 ``cvat-ray auto-annotate`` submits (and that a KubeRay RayJob runs the same way).
 
 It annotates the chosen tasks one after the other, each with the streaming Ray Data pipeline
-of ``actors.autoannotate``, each as a ``/api/lambda/requests`` row (so progress shows in
+of ``cvat_ray.actors.autoannotate``, each as a ``/api/lambda/requests`` row (so progress shows in
 the API too). A run has a name; tasks that an earlier attempt of the same run finished are
 skipped, so submitting the same command again resumes an interrupted run. At the end it
 prints a summary, one line per task and a JSON line with the totals.
@@ -20,8 +20,8 @@ import sys
 import time
 from typing import Any
 
-from cluster.settings import Settings, get_settings
-from storage.db import Database
+from cvat_ray.cluster.settings import Settings, get_settings
+from cvat_ray.storage.db import Database
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from storage.db import Database
+    from cvat_ray.storage.db import Database
 
     args = build_parser().parse_args(argv)
     settings = get_settings()
@@ -60,10 +60,10 @@ def execute(args: argparse.Namespace, settings: Settings, db: Database) -> int:
     """Run a parsed dataset run against ``db``; prints per task and a JSON summary."""
     from sqlalchemy import select
 
-    from actors.autoannotate import local_results, ray_results, run_request
-    from cluster.errors import AppError
-    from storage.models import User
-    from storage.services import lambda_functions, lambda_runs
+    from cvat_ray.actors.autoannotate import local_results, ray_results, run_request
+    from cvat_ray.cluster.errors import AppError
+    from cvat_ray.storage.models import User
+    from cvat_ray.storage.services import lambda_functions, lambda_runs
 
     run = args.run or lambda_runs.default_run_name(
         args.function, args.task, args.project, args.organization
@@ -72,7 +72,7 @@ def execute(args: argparse.Namespace, settings: Settings, db: Database) -> int:
     if args.engine == "ray":
         import ray
 
-        from cluster.names import NAMESPACE
+        from cvat_ray.cluster.names import NAMESPACE
 
         if not ray.is_initialized():
             # An explicit cluster wins over the RAY_ADDRESS the job supervisor guessed.

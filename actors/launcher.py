@@ -2,7 +2,7 @@
 
 Services hand a request id to ``launcher.submit`` after commit. Under ``cvat-ray up`` (and
 inside any Serve replica) it is :class:`RayLauncher`: named media worker actors
-(:mod:`actors.media`) process the requests and show up in the Ray dashboard. Without a Ray
+(:mod:`cvat_ray.actors.media`) process the requests and show up in the Ray dashboard. Without a Ray
 runtime (the in-process test app, a plain uvicorn) it is :class:`InProcessLauncher`: the same
 processing code in a small thread pool. Both run :func:`process_request`, which claims the
 request row atomically, so a request submitted twice is processed once.
@@ -18,11 +18,11 @@ import uuid
 import zlib
 from typing import Any, Protocol
 
-from cluster.names import NAMESPACE
-from cluster.settings import Settings
-from storage.db import Database
-from storage.services import requests as request_service
-from storage.services.data_processing import process_request
+from cvat_ray.cluster.names import NAMESPACE
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.services import requests as request_service
+from cvat_ray.storage.services.data_processing import process_request
 
 logger = logging.getLogger("cvat_ray.launcher")
 
@@ -103,7 +103,7 @@ class RayLauncher:
     def handle(self, index: int) -> Any:
         handle = self._handles.get(index)
         if handle is None:
-            from actors.media import MediaWorker
+            from cvat_ray.actors.media import MediaWorker
 
             media = self.settings.media
             options = service_actor_options(
@@ -219,7 +219,7 @@ def start_ray_workers(settings: Settings) -> None:
     """Create the media workers and the auto-annotation run driver on the connected cluster
     (``cvat-ray up`` calls this after deploying the API, so lost requests are picked up even
     before the first upload, and the first run starts warm)."""
-    from actors.runs import RayRunLauncher
+    from cvat_ray.actors.runs import RayRunLauncher
 
     db = Database(settings.database_url, pool_size=1)
     try:

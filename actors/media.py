@@ -21,12 +21,12 @@ from datetime import timedelta
 
 import ray
 
-from cluster.settings import get_settings
-from storage.db import Database
-from storage.models import utcnow
-from storage.services import requests as request_service
-from storage.services.data_processing import collect_garbage, process_request
-from storage.services.data_upload import CREATE_TASK
+from cvat_ray.cluster.settings import get_settings
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.models import utcnow
+from cvat_ray.storage.services import requests as request_service
+from cvat_ray.storage.services.data_processing import collect_garbage, process_request
+from cvat_ray.storage.services.data_upload import CREATE_TASK
 
 logger = logging.getLogger("cvat_ray.media")
 

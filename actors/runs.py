@@ -2,7 +2,7 @@
 
 Under Ray (``cvat-ray up``, any Serve replica) runs go to one long-lived detached actor,
 ``autoannotate-driver`` (created by ``cvat-ray up`` or on first use, restarted by Ray if
-its process dies), which drives each run's Ray Data pipeline (``actors.autoannotate``,
+its process dies), which drives each run's Ray Data pipeline (``cvat_ray.actors.autoannotate``,
 named ``autoannotate-task-<task>-<request>`` in the dashboard) in a thread of its own.
 Detached, so a run survives the API replica that started it; long-lived and warm, so a run
 starts at once. Without Ray, runs go to a thread of this process with the local engine.
@@ -17,11 +17,11 @@ import threading
 import uuid
 from typing import Any, Protocol
 
-from actors.autoannotate import run_request
-from actors.launcher import Launcher, kill_actor, service_actor_options, uses_ray
-from cluster.settings import Settings, get_settings
-from storage.db import Database
-from storage.services import requests as request_service
+from cvat_ray.actors.autoannotate import run_request
+from cvat_ray.actors.launcher import Launcher, kill_actor, service_actor_options, uses_ray
+from cvat_ray.cluster.settings import Settings, get_settings
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.services import requests as request_service
 
 logger = logging.getLogger("cvat_ray.runs")
 
@@ -89,7 +89,7 @@ def _driver_class() -> Any:
         def _warm(self, num_cpus: float) -> None:
             from ray import serve
 
-            from actors import stages
+            from cvat_ray.actors import stages
 
             try:
                 stages.warm_workers(WARM_WORKERS, num_cpus)
@@ -224,7 +224,7 @@ def submit_dataset_job(
     if gcs_address:
         env["CVAT_RAY_RAY__ADDRESS"] = gcs_address
     job_id: str = client.submit_job(
-        entrypoint=shlex.join([python, "-m", "actors.dataset_run", *argv]),
+        entrypoint=shlex.join([python, "-m", "cvat_ray.actors.dataset_run", *argv]),
         runtime_env={"env_vars": env},
         entrypoint_num_cpus=0.05,
         metadata={"kind": "cvat-ray dataset run"},
@@ -281,7 +281,7 @@ class InProcessDatasetRunner:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     def submit(self, argv: list[str]) -> str | None:
-        from actors import dataset_run
+        from cvat_ray.actors import dataset_run
 
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cvat-ds")

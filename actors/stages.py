@@ -19,10 +19,10 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from actors.functions.base import Detector
-from actors.functions.output import detection_dict
-from storage.functions.spec import FunctionSpec
-from storage.media.render import RenderPlan, decode_array, decode_arrays, read_encoded
+from cvat_ray.actors.functions.base import Detector
+from cvat_ray.actors.functions.output import detection_dict
+from cvat_ray.storage.functions.spec import FunctionSpec
+from cvat_ray.storage.media.render import RenderPlan, decode_array, decode_arrays, read_encoded
 
 T = TypeVar("T")
 # A frame on its way to a model: an RGB array, or a stored image file still encoded.
@@ -104,7 +104,7 @@ def postprocess_json(model: Detector, output: Any, threshold: float, conv: bool)
 
 
 def load_detector(spec: FunctionSpec, *, device: str | None = None) -> Detector:
-    from actors.functions.loader import load_model
+    from cvat_ray.actors.functions.loader import load_model
 
     model = load_model(
         spec.kind,

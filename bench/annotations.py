@@ -236,14 +236,14 @@ class Result:
 
 def prepare(url: str) -> tuple[str, int, int, dict[str, Any]]:
     """A user (session key), a task with one job over FRAMES frames, its labels."""
-    from iam.authn import start_session
-    from storage.db import Database
-    from storage.migrate import upgrade
-    from storage.models import Job, Task
-    from storage.schemas.labels import LabelWrite
-    from storage.services.labels import LabelOwner, create_labels, read_labels
-    from storage.services.task_data import FrameInfo, attach_data
-    from storage.services.users import create_user
+    from cvat_ray.iam.authn import start_session
+    from cvat_ray.storage.db import Database
+    from cvat_ray.storage.migrate import upgrade
+    from cvat_ray.storage.models import Job, Task
+    from cvat_ray.storage.schemas.labels import LabelWrite
+    from cvat_ray.storage.services.labels import LabelOwner, create_labels, read_labels
+    from cvat_ray.storage.services.task_data import FrameInfo, attach_data
+    from cvat_ray.storage.services.users import create_user
 
     db = Database(url)
     upgrade(db.engine)
@@ -264,7 +264,7 @@ def prepare(url: str) -> tuple[str, int, int, dict[str, Any]]:
         attach_data(session, task, [FrameInfo(f"{i}.jpg", 1920, 1080) for i in range(FRAMES)])
         from sqlalchemy import select
 
-        from storage.models import Label
+        from cvat_ray.storage.models import Label
 
         job_id = session.scalars(select(Job.id).where(Job.task_id == task.id)).one()
         labels = read_labels(
@@ -280,11 +280,11 @@ def prepare(url: str) -> tuple[str, int, int, dict[str, Any]]:
 
 def local_ops(url: str, key: str, job_id: int) -> dict[str, Callable[[bytes], Any]]:
     """The same operations through the service layer in this process."""
-    from iam.authn import Credentials, authenticate
-    from iam.principal import OrgContext
-    from storage.context import RequestContext
-    from storage.db import Database
-    from storage.services import annotations as service
+    from cvat_ray.iam.authn import Credentials, authenticate
+    from cvat_ray.iam.principal import OrgContext
+    from cvat_ray.storage.context import RequestContext
+    from cvat_ray.storage.db import Database
+    from cvat_ray.storage.services import annotations as service
 
     db = Database(url)
 
@@ -316,8 +316,8 @@ def local_ops(url: str, key: str, job_id: int) -> dict[str, Callable[[bytes], An
 def bench_database(args: argparse.Namespace, database: str, workdir: Path) -> list[tuple[Any, ...]]:
     import msgspec
 
-    from cluster import runtime
-    from cluster.settings import get_settings, reset_settings_cache
+    from cvat_ray.cluster import runtime
+    from cvat_ray.cluster.settings import get_settings, reset_settings_cache
 
     if database == "postgresql":
         from sqlalchemy import create_engine, text
@@ -340,7 +340,7 @@ def bench_database(args: argparse.Namespace, database: str, workdir: Path) -> li
     rows: list[tuple[Any, ...]] = []
     runtime.start(settings)
     try:
-        from serve_apps.deploy import deploy
+        from cvat_ray.serve_apps.deploy import deploy
 
         deploy(settings)
         client = Http(f"http://{settings.server.host}:{port}", key)

@@ -26,12 +26,12 @@ from bench.loadgen import LoadResult, load
 
 
 def _prepare_database(settings) -> tuple[str, int]:  # type: ignore[no-untyped-def]
-    from iam.authn import start_session
-    from storage.db import Database
-    from storage.migrate import upgrade
-    from storage.models import Task
-    from storage.services.task_data import FrameInfo, attach_data
-    from storage.services.users import create_user
+    from cvat_ray.iam.authn import start_session
+    from cvat_ray.storage.db import Database
+    from cvat_ray.storage.migrate import upgrade
+    from cvat_ray.storage.models import Task
+    from cvat_ray.storage.services.task_data import FrameInfo, attach_data
+    from cvat_ray.storage.services.users import create_user
 
     db = Database(settings.database_url)
     upgrade(db.engine)
@@ -68,8 +68,8 @@ def main() -> int:
     os.environ["CVAT_RAY_RAY__TEMP_DIR"] = f"/tmp/cvb-{uuid.uuid4().hex[:6]}"
     os.environ["CVAT_RAY_API__MIN_REPLICAS"] = "1"
     os.environ["CVAT_RAY_API__MAX_REPLICAS"] = "1"
-    from cluster import runtime
-    from cluster.settings import get_settings
+    from cvat_ray.cluster import runtime
+    from cvat_ray.cluster.settings import get_settings
 
     settings = get_settings()
     port = args.port or runtime.free_port()
@@ -82,7 +82,7 @@ def main() -> int:
         from fastapi import FastAPI
         from ray import serve
 
-        from serve_apps.deploy import deploy
+        from cvat_ray.serve_apps.deploy import deploy
 
         deploy(settings)
         trivial = FastAPI()

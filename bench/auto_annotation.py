@@ -67,7 +67,7 @@ class Http:
 
 
 def make_frames(folder: Path, count: int) -> list[list[tuple[str, tuple[int, int, int, int]]]]:
-    from actors.functions.synthetic import make_scene
+    from cvat_ray.actors.functions.synthetic import make_scene
 
     folder.mkdir(parents=True, exist_ok=True)
     truths = []
@@ -81,7 +81,7 @@ def make_frames(folder: Path, count: int) -> list[list[tuple[str, tuple[int, int
 def replica_cpus(settings: Any, replicas: int) -> float:
     """Logical CPUs per function replica: what the cluster's other actors and the run's
     tasks leave, split between the replicas, at most half a CPU each."""
-    from actors.stages import TASKS_PER_REPLICA
+    from cvat_ray.actors.stages import TASKS_PER_REPLICA
 
     functions = settings.functions
     others = (
@@ -96,13 +96,13 @@ def replica_cpus(settings: Any, replicas: int) -> float:
 
 def prepare(url: str, settings: Any, batch: int = 8, replicas: int = 2) -> tuple[str, int]:
     """A superuser's session key; the function registered with the bench's resources."""
-    from iam.authn import start_session
-    from serve_apps.deploy import builtin_spec_dir
-    from storage.db import Database
-    from storage.functions.spec import load_spec_file
-    from storage.migrate import upgrade
-    from storage.services import lambda_functions
-    from storage.services.users import create_user
+    from cvat_ray.iam.authn import start_session
+    from cvat_ray.serve_apps.deploy import builtin_spec_dir
+    from cvat_ray.storage.db import Database
+    from cvat_ray.storage.functions.spec import load_spec_file
+    from cvat_ray.storage.migrate import upgrade
+    from cvat_ray.storage.services import lambda_functions
+    from cvat_ray.storage.services.users import create_user
 
     db = Database(url)
     upgrade(db.engine)
@@ -209,7 +209,7 @@ def limit(frames: int, batch: int) -> float:
     forward pass about a tenth faster, so the limit is measured with them too)."""
     import subprocess
 
-    from actors.functions.host import MODEL_PROCESS_ENV
+    from cvat_ray.actors.functions.host import MODEL_PROCESS_ENV
 
     out = subprocess.run(
         [sys.executable, __file__, "--limit-only", str(frames), "--batch", str(batch)],
@@ -225,10 +225,10 @@ def limit_here(frames: int, batch: int) -> float:
     """:func:`limit`'s measurement, in this process."""
     import torch
 
-    from actors.functions.loader import load_model
-    from actors.functions.synthetic import make_scene
-    from serve_apps.deploy import builtin_spec_dir
-    from storage.functions.spec import load_spec_file
+    from cvat_ray.actors.functions.loader import load_model
+    from cvat_ray.actors.functions.synthetic import make_scene
+    from cvat_ray.serve_apps.deploy import builtin_spec_dir
+    from cvat_ray.storage.functions.spec import load_spec_file
 
     spec = load_spec_file(builtin_spec_dir() / f"{FUNCTION}.yaml")
     torch.set_num_threads(os.cpu_count() or 1)
@@ -294,8 +294,8 @@ def main() -> int:
     limit_frames = max(256, args.frames // 4)
     limit_before = limit(limit_frames, args.batch)
 
-    from cluster import runtime
-    from cluster.settings import get_settings, reset_settings_cache
+    from cvat_ray.cluster import runtime
+    from cvat_ray.cluster.settings import get_settings, reset_settings_cache
 
     admin = None
     if args.database == "postgresql":
@@ -331,14 +331,14 @@ def main() -> int:
     key, _ = prepare(url, settings, args.batch, args.replicas)
     runtime.start(settings)
     try:
-        from serve_apps.deploy import deploy, deploy_functions
-        from storage.db import Database
+        from cvat_ray.serve_apps.deploy import deploy, deploy_functions
+        from cvat_ray.storage.db import Database
 
         deploy(settings)
         db = Database(url)
         deploy_functions(db, wait=True)
         db.dispose()
-        from actors.launcher import start_ray_workers
+        from cvat_ray.actors.launcher import start_ray_workers
 
         start_ray_workers(settings)  # as `cvat-ray up` does
         client = Http(f"http://{settings.server.host}:{settings.server.port}", key)

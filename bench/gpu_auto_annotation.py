@@ -1,6 +1,6 @@
 """GPU batching benchmark: the colour detector's inference core at several batch sizes.
 
-Generates ``--frames`` synthetic 640x480 frames (``actors.functions.synthetic``, no
+Generates ``--frames`` synthetic 640x480 frames (``cvat_ray.actors.functions.synthetic``, no
 downloads), preprocesses them and preloads them as one tensor on the device, so neither
 decoding nor host-to-device copies are measured. Then, for each batch size, after a
 warm-up pass, it times ``ColourDetector.classify`` (the fixed-weight conv stack, the
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 
-from actors.functions.builtin.colour import ColourDetector
-from actors.functions.synthetic import Truth, random_scenes
+from cvat_ray.actors.functions.builtin.colour import ColourDetector
+from cvat_ray.actors.functions.synthetic import Truth, random_scenes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

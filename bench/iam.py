@@ -1,6 +1,6 @@
 """Cost of authorization: one policy decision, and a policy-filtered list.
 
-1. One decision in-process: ``iam.authz.authorize`` (input building + the Rego engine) for a
+1. One decision in-process: ``cvat_ray.iam.authz.authorize`` (input building + the Rego engine) for a
    mix of scopes and resources, p50/p99 over many calls; the goal is <= 1 ms p50.
 2. ``GET /api/tasks`` with 10,000 tasks spread over 100 organizations, through the FastAPI app
    in-process (no network, so the difference is ours): the caller is a worker in one
@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert, text
 
-from cluster.settings import Settings
-from iam import authz
-from iam.authz import Resource, authorize
-from iam.principal import OrgContext, Principal
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.iam import authz
+from cvat_ray.iam.authz import Resource, authorize
+from cvat_ray.iam.principal import OrgContext, Principal
 
 ORGS, TASKS_PER_ORG = 100, 100
 
@@ -75,9 +75,9 @@ def bench_decisions(n: int) -> tuple[float, float]:
 
 def seed(db: Any) -> tuple[str, str, str]:
     """100 organizations x 100 tasks; returns (session key, worker org slug, maintainer org slug)."""
-    from iam.authn import start_session
-    from storage.models import Membership, Organization, Task, utcnow
-    from storage.services.users import create_user
+    from cvat_ray.iam.authn import start_session
+    from cvat_ray.storage.models import Membership, Organization, Task, utcnow
+    from cvat_ray.storage.services.users import create_user
 
     suffix = uuid.uuid4().hex[:6]
     with db.session() as session:
@@ -193,9 +193,9 @@ def main() -> int:
         f"one decision (authorize, Rego in-process): p50 {p50:.3f} ms, p99 {p99:.3f} ms (goal p50 <= 1 ms)\n"
     )
 
-    from serve_apps.app import build_app
-    from storage.db import Database
-    from storage.migrate import upgrade
+    from cvat_ray.serve_apps.app import build_app
+    from cvat_ray.storage.db import Database
+    from cvat_ray.storage.migrate import upgrade
 
     url = args.database_url
     scratch = None

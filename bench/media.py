@@ -76,11 +76,11 @@ def make_video(path: Path, count: int) -> Path:
 
 
 def _setup(workdir: Path):  # type: ignore[no-untyped-def]
-    from cluster.settings import Settings
-    from iam.authn import start_session
-    from storage.db import Database
-    from storage.migrate import upgrade
-    from storage.services.users import create_user
+    from cvat_ray.cluster.settings import Settings
+    from cvat_ray.iam.authn import start_session
+    from cvat_ray.storage.db import Database
+    from cvat_ray.storage.migrate import upgrade
+    from cvat_ray.storage.services.users import create_user
 
     settings = Settings(data_dir=workdir / "data")
     db = Database(settings.database_url)
@@ -96,9 +96,9 @@ def process(
     settings, db, user_id: int, files: list[Path], chunk_size: int | None
 ) -> tuple[int, float]:  # type: ignore[no-untyped-def]
     """Run the create:task pipeline on ``files``; returns (task id, seconds)."""
-    from storage.models import BackgroundRequest, Label, Task, utcnow
-    from storage.services.data_processing import process_request
-    from storage.services.data_upload import upload_area
+    from cvat_ray.storage.models import BackgroundRequest, Label, Task, utcnow
+    from cvat_ray.storage.services.data_processing import process_request
+    from cvat_ray.storage.services.data_upload import upload_area
 
     with db.session() as session:
         task = Task(name="bench", owner_id=user_id, segment_size=100)
@@ -151,7 +151,7 @@ def serve(settings) -> tuple[subprocess.Popen[bytes], str]:  # type: ignore[no-u
             sys.executable,
             "-m",
             "uvicorn",
-            "serve_apps.app:build_app",
+            "cvat_ray.serve_apps.app:build_app",
             "--factory",
             "--host",
             "127.0.0.1",

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.names import NAMESPACE
-from cluster.settings import Settings
+from cvat_ray.cluster.names import NAMESPACE
+from cvat_ray.cluster.settings import Settings
 
 
 @dataclass(frozen=True)

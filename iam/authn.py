@@ -15,14 +15,22 @@ from typing import Any
 from sqlalchemy import String, bindparam, cast, delete, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
-from cluster.errors import InvalidInput, NotAuthenticated, PermissionDenied
-from cluster.settings import get_settings
-from iam.keys import digest, new_csrf_token, new_session_key, same
-from iam.ldap import LdapDirectory, LdapIdentity, map_groups
-from iam.passwords import burn_verification_time, verify_password
-from iam.principal import PRIVILEGES, AuthMethod, Principal
-from storage.models import AccessToken, AuthSession, Group, Membership, User, user_groups, utcnow
-from storage.services.users import create_user, set_groups
+from cvat_ray.cluster.errors import InvalidInput, NotAuthenticated, PermissionDenied
+from cvat_ray.cluster.settings import get_settings
+from cvat_ray.iam.keys import digest, new_csrf_token, new_session_key, same
+from cvat_ray.iam.ldap import LdapDirectory, LdapIdentity, map_groups
+from cvat_ray.iam.passwords import burn_verification_time, verify_password
+from cvat_ray.iam.principal import PRIVILEGES, AuthMethod, Principal
+from cvat_ray.storage.models import (
+    AccessToken,
+    AuthSession,
+    Group,
+    Membership,
+    User,
+    user_groups,
+    utcnow,
+)
+from cvat_ray.storage.services.users import create_user, set_groups
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # last_used_date of an access token is written at most this often (CVAT does the same).

@@ -1,5 +1,5 @@
 """Authorization: every service decision goes through :func:`authorize`, and every list
-through :func:`list_filter`. Both ask the Rego policies (:mod:`iam.engine`) in-process.
+through :func:`list_filter`. Both ask the Rego policies (:mod:`cvat_ray.iam.engine`) in-process.
 
 Organization context follows CVAT: a decision about an existing object of an organization is
 taken in that object's organization (the caller must be an active member of it, admins aside);
@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cluster.errors import PermissionDenied
-from cluster.settings import get_settings
-from iam.engine import DEFAULT_RULES_DIR, PolicyEngine, load_engine
-from iam.filters import EVERYTHING, NOTHING, AllOf, AnyOf, Eq, Filter, all_of
-from iam.principal import OrgContext, Principal
+from cvat_ray.cluster.errors import PermissionDenied
+from cvat_ray.cluster.settings import get_settings
+from cvat_ray.iam.engine import DEFAULT_RULES_DIR, PolicyEngine, load_engine
+from cvat_ray.iam.filters import EVERYTHING, NOTHING, AllOf, AnyOf, Eq, Filter, all_of
+from cvat_ray.iam.principal import OrgContext, Principal
 
 # Resource kind -> policy package.
 PACKAGES: dict[str, str] = {
@@ -171,7 +171,7 @@ def authorize(
 
 
 def parse_filter(node: Any) -> Filter:
-    """The policies' filter expression as :mod:`iam.filters` nodes."""
+    """The policies' filter expression as :mod:`cvat_ray.iam.filters` nodes."""
     if not isinstance(node, dict) or "op" not in node:
         raise ValueError(f"bad filter node {node!r}")
     op = node["op"]

@@ -25,9 +25,9 @@ from ldap3.core.exceptions import (
 )
 from ldap3.utils.conv import escape_filter_chars
 
-from cluster.errors import Unavailable
-from cluster.settings import LdapSettings
-from iam.principal import PRIVILEGES
+from cvat_ray.cluster.errors import Unavailable
+from cvat_ray.cluster.settings import LdapSettings
+from cvat_ray.iam.principal import PRIVILEGES
 
 logger = logging.getLogger("cvat_ray.ldap")
 

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from typing import Protocol
 
-from cluster.errors import TooManyRequests
+from cvat_ray.cluster.errors import TooManyRequests
 
 
 class ThrottleStore(Protocol):

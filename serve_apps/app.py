@@ -8,20 +8,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from actors.launcher import Launcher, make_launcher
-from actors.runs import DatasetRunner, make_dataset_runner, make_run_launcher
-from cluster.settings import Settings, get_settings
-from iam.throttle import LoginThrottle, MemoryStore, RedisStore, ThrottleStore
-from serve_apps import errors
-from serve_apps.compat import TrailingSlashMiddleware
-from serve_apps.deps import DbWorkers
-from serve_apps.functions import FunctionRunner, make_runner
-from serve_apps.media import MediaRenderer, make_cache
-from serve_apps.middleware import RequestIdMiddleware
-from serve_apps.routers import (
+from cvat_ray.actors.launcher import Launcher, make_launcher
+from cvat_ray.actors.runs import DatasetRunner, make_dataset_runner, make_run_launcher
+from cvat_ray.cluster.settings import Settings, get_settings
+from cvat_ray.iam.throttle import LoginThrottle, MemoryStore, RedisStore, ThrottleStore
+from cvat_ray.serve_apps import errors
+from cvat_ray.serve_apps.compat import TrailingSlashMiddleware
+from cvat_ray.serve_apps.deps import DbWorkers
+from cvat_ray.serve_apps.functions import FunctionRunner, make_runner
+from cvat_ray.serve_apps.media import MediaRenderer, make_cache
+from cvat_ray.serve_apps.middleware import RequestIdMiddleware
+from cvat_ray.serve_apps.routers import (
     annotations as annotations_api,
 )
-from serve_apps.routers import (
+from cvat_ray.serve_apps.routers import (
     auth,
     cloudstorages,
     invitations,
@@ -38,10 +38,10 @@ from serve_apps.routers import (
     tasks,
     users,
 )
-from serve_apps.routers import (
+from cvat_ray.serve_apps.routers import (
     lambda_ as lambda_api,
 )
-from storage.db import Database
+from cvat_ray.storage.db import Database
 
 ROUTERS = (
     server,

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from cluster.errors import InvalidInput
+from cvat_ray.cluster.errors import InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
 

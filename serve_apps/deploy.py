@@ -6,9 +6,9 @@ from typing import Any
 
 from ray import serve
 
-from cluster.names import API_APP
-from cluster.settings import Settings
-from serve_apps.ingress import api_application
+from cvat_ray.cluster.names import API_APP
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.serve_apps.ingress import api_application
 
 
 def deploy(settings: Settings) -> None:
@@ -45,17 +45,17 @@ def shutdown() -> None:
 def builtin_spec_dir() -> Any:
     from pathlib import Path
 
-    import actors.functions
+    import cvat_ray.actors.functions as builtin_functions
 
-    return Path(actors.functions.__file__).parent / "specs"
+    return Path(builtin_functions.__file__).parent / "specs"
 
 
 def register_startup_functions(settings: Settings, db: Any) -> list[str]:
     """Register the built-in functions (when enabled) and those of ``functions.dir`` in the
     database; returns the problems found (an invalid spec is reported, not fatal)."""
-    from cluster.errors import AppError
-    from storage.functions.spec import load_spec_file, spec_files
-    from storage.services import lambda_functions
+    from cvat_ray.cluster.errors import AppError
+    from cvat_ray.storage.functions.spec import load_spec_file, spec_files
+    from cvat_ray.storage.services import lambda_functions
 
     folders: list[tuple[Any, str | None]] = []
     if settings.functions.builtins:
@@ -80,8 +80,8 @@ def register_startup_functions(settings: Settings, db: Any) -> list[str]:
 
 def deploy_functions(db: Any, *, wait: bool = True) -> list[str]:
     """Deploy every registered function; returns the ids deployed."""
-    from serve_apps.functions import deploy as deploy_function
-    from storage.services import lambda_functions
+    from cvat_ray.serve_apps.functions import deploy as deploy_function
+    from cvat_ray.storage.services import lambda_functions
 
     with db.session() as session:
         specs = lambda_functions.registered(session)

@@ -17,21 +17,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.types import Receive, Scope, Send
 
-from cluster.errors import (
+from cvat_ray.cluster.errors import (
     InvalidInput,
     NotAuthenticated,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
 )
-from cluster.settings import Settings
-from iam.authn import UNSAFE_METHODS, Credentials, authenticate
-from iam.authz import decisions_made, start_tracking
-from iam.principal import OrgContext, Principal
-from storage.context import RequestContext
-from storage.db import Database, drop_after_commit, run_after_commit
-from storage.models import Organization
-from storage.query import ListParams
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.iam.authn import UNSAFE_METHODS, Credentials, authenticate
+from cvat_ray.iam.authz import decisions_made, start_tracking
+from cvat_ray.iam.principal import OrgContext, Principal
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.db import Database, drop_after_commit, run_after_commit
+from cvat_ray.storage.models import Organization
+from cvat_ray.storage.query import ListParams
 
 # Database ids are 32-bit; anything else in a path cannot name an object.
 ObjectId = Annotated[int, Path(ge=0, le=2_147_483_647)]

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cluster.errors import AppError, TooManyRequests
+from cvat_ray.cluster.errors import AppError, TooManyRequests
 
 logger = logging.getLogger("cvat_ray.api")
 

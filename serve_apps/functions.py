@@ -21,10 +21,10 @@ import os
 import threading
 from typing import Any, Protocol
 
-from cluster.errors import AppError
-from cluster.settings import Settings
-from storage.functions.spec import FunctionSpec, parse_spec
-from storage.services.lambda_functions import app_name
+from cvat_ray.cluster.errors import AppError
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.storage.functions.spec import FunctionSpec, parse_spec
+from cvat_ray.storage.services.lambda_functions import app_name
 
 DEPLOYMENT = "function"
 
@@ -65,7 +65,7 @@ class InProcessRunner:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     def _host(self, spec: FunctionSpec) -> Any:
-        from actors.functions.host import ModelHost
+        from cvat_ray.actors.functions.host import ModelHost
 
         key = (spec.id, spec.version, spec.model_dump_json())
         with self._lock:
@@ -141,7 +141,7 @@ class ServeRunner:
 
 
 def make_runner(settings: Settings) -> FunctionRunner:
-    from actors.launcher import in_ray_worker
+    from cvat_ray.actors.launcher import in_ray_worker
 
     mode = settings.functions.runner
     if mode == "auto":
@@ -160,7 +160,7 @@ def _deployment_class() -> Any:
         """One replica of a function: the model, loaded once."""
 
         def __init__(self, spec_json: dict[str, Any]) -> None:
-            from actors.functions.host import ModelHost
+            from cvat_ray.actors.functions.host import ModelHost
 
             self.spec = parse_spec(spec_json, source="function")
             threads = self.spec.threads
@@ -175,7 +175,7 @@ def _deployment_class() -> Any:
                 cv2.setNumThreads(threads)
             self.host = ModelHost(self.spec)
             # imported now rather than on the first whole-task batch (it decodes files)
-            from actors.stages import frame_array
+            from cvat_ray.actors.stages import frame_array
 
             self.frame_array = frame_array
             batching = self.spec.batching
@@ -232,7 +232,7 @@ def _deployment_class() -> Any:
 
 def function_application(spec: FunctionSpec) -> Any:
     """The Serve application of a function, from its spec."""
-    from actors.functions.host import model_process_options
+    from cvat_ray.actors.functions.host import model_process_options
 
     scaling = spec.autoscaling
     initial = scaling.initial_replicas
@@ -261,7 +261,7 @@ def max_ongoing_requests(spec: FunctionSpec) -> int:
     a run's batches on one replica while the other stood idle (4-9 s of idle replica per
     2,000-frame run on two cores). A full replica refuses a request and the router tries
     another, so with this cap neither replica runs dry while the run lasts."""
-    from actors.stages import RUN_REQUESTS_PER_REPLICA
+    from cvat_ray.actors.stages import RUN_REQUESTS_PER_REPLICA
 
     return max(RUN_REQUESTS_PER_REPLICA + 1, math.ceil(spec.autoscaling.target_ongoing_requests))
 
@@ -288,7 +288,7 @@ def deployed() -> dict[str, str]:
     """Function id -> Serve status of the applications on the cluster."""
     from ray import serve
 
-    from storage.services.lambda_functions import APP_PREFIX
+    from cvat_ray.storage.services.lambda_functions import APP_PREFIX
 
     status = serve.status()
     return {

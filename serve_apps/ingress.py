@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
-from cluster.names import API_DEPLOYMENT
-from cluster.settings import Settings
-from serve_apps.app import build_app
+from cvat_ray.cluster.names import API_DEPLOYMENT
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.serve_apps.app import build_app
 
 
 def build_replica_app() -> FastAPI:

@@ -14,10 +14,10 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from cluster.settings import Settings
-from storage.media.cache import MediaCache, MemoryCache, RedisCache
-from storage.media.render import RenderPlan, decode_arrays, render
-from storage.media.uploads import MultipartSink, UploadArea
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.storage.media.cache import MediaCache, MemoryCache, RedisCache
+from cvat_ray.storage.media.render import RenderPlan, decode_arrays, render
+from cvat_ray.storage.media.uploads import MultipartSink, UploadArea
 
 _BLOCK = 1 << 20
 

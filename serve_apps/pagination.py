@@ -6,8 +6,8 @@ from typing import TypeVar
 
 from fastapi import Request
 
-from storage.query import ListParams
-from storage.schemas.common import Page, Paginated
+from cvat_ray.storage.query import ListParams
+from cvat_ray.storage.schemas.common import Page, Paginated
 
 T = TypeVar("T")
 

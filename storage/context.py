@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from iam.principal import OrgContext, Principal
+from cvat_ray.iam.principal import OrgContext, Principal
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from storage.models import Base
+from cvat_ray.storage.models import Base
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true
 from sqlalchemy.orm import QueryableAttribute, Session
 
-from cluster.errors import InvalidInput, NotFound
-from iam.filters import AllOf, AnyOf, Eq, Everything, Filter, Nothing
+from cvat_ray.cluster.errors import InvalidInput, NotFound
+from cvat_ray.iam.filters import AllOf, AnyOf, Eq, Everything, Filter, Nothing
 
 # A select of any number of columns.
 AnySelect = Select[*tuple[Any, ...]]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.runtime import free_port
+from cvat_ray.cluster.runtime import free_port
 from tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parents[1]

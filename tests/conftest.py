@@ -19,13 +19,13 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from cluster.settings import Settings
-from iam.authn import start_session
-from serve_apps.app import build_app
-from storage.db import Database
-from storage.migrate import upgrade
-from storage.models import Base
-from storage.services.users import create_user
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.iam.authn import start_session
+from cvat_ray.serve_apps.app import build_app
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.migrate import upgrade
+from cvat_ray.storage.models import Base
+from cvat_ray.storage.services.users import create_user
 
 PG_URL = os.environ.get(
     "CVAT_RAY_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster.settings import env_table
+from cvat_ray.cluster.settings import env_table
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -32,3 +32,36 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [env for env, _, _ in env_table() if f"`{env}`" not in readme]
     assert not missing, f"README.md lacks: {missing}"
+
+
+def test_wheel_installs_only_the_cvat_ray_namespace(tmp_path: Path) -> None:
+    """``pip install cvat-ray`` puts one top-level package in site-packages: ``cvat_ray``
+    (with its data files), nothing generic like ``storage`` or ``cluster``."""
+    import zipfile
+
+    result = _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--quiet",
+        "--wheel-dir",
+        str(tmp_path),
+        str(ROOT),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = tmp_path.glob("cvat_ray-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
+    assert top == {"cvat_ray"}
+    for packaged in (
+        "cvat_ray/cli.py",
+        "cvat_ray/storage/migrations/env.py",
+        "cvat_ray/storage/migrations/versions/0001_initial_schema.py",
+        "cvat_ray/iam/rules/tasks.rego",
+        "cvat_ray/iam/rules/tables/tasks.json",
+        "cvat_ray/actors/functions/specs/colour-detector.yaml",
+    ):
+        assert packaged in names

@@ -1,6 +1,6 @@
 """One loaded function and the calls CVAT makes to it, in CVAT's wire shapes.
 
-The Serve deployment (``serve_apps.functions``) and the in-process runner both hold a
+The Serve deployment (``cvat_ray.serve_apps.functions``) and the in-process runner both hold a
 :class:`ModelHost`; it turns arrays and model results into CVAT's function answers.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from actors.functions.base import Detector, Image, Interactor, ModelError, Tracker
-from actors.functions.loader import load_model
-from actors.functions.output import detection_dict, interactor_dict
-from storage.functions.spec import FunctionSpec
+from cvat_ray.actors.functions.base import Detector, Image, Interactor, ModelError, Tracker
+from cvat_ray.actors.functions.loader import load_model
+from cvat_ray.actors.functions.output import detection_dict, interactor_dict
+from cvat_ray.storage.functions.spec import FunctionSpec
 
 # glibc's allocator settings for a process that runs a model (Serve replicas and inference
 # actors), set when the process starts. A model's calls run on a worker thread, and a

@@ -1,16 +1,16 @@
 """From a function spec's ``runtime`` to a model object, and the one-call detector path.
 
-``runtime`` (see ``storage.functions.spec.RuntimeSpec.to_loader``) holds exactly one model
+``runtime`` (see ``cvat_ray.storage.functions.spec.RuntimeSpec.to_loader``) holds exactly one model
 source:
 
 - ``class``: ``"package.module:ClassName"`` or a short name of :data:`BUILTINS`; the class
   is instantiated as ``Cls(options=..., labels=..., device=..., weights=...)``;
 - ``torchscript``: a ``torch.jit.save`` file, or ``onnx``: a ``.onnx`` file: detectors
-  only, with the input/output contract of :mod:`actors.functions.builtin.exported`;
+  only, with the input/output contract of :mod:`cvat_ray.actors.functions.builtin.exported`;
 
 and optionally ``options`` (a dict for the class), ``weights`` (a local file the class
 reads) and ``input_size`` (``[height, width]`` for TorchScript/ONNX). Every failure is a
-:class:`~actors.functions.base.ModelError` whose message can be shown to the user.
+:class:`~cvat_ray.actors.functions.base.ModelError` whose message can be shown to the user.
 """
 
 from __future__ import annotations
@@ -19,14 +19,21 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from actors.functions.base import Detection, Detector, Image, Interactor, ModelError, Tracker
+from cvat_ray.actors.functions.base import (
+    Detection,
+    Detector,
+    Image,
+    Interactor,
+    ModelError,
+    Tracker,
+)
 
 BUILTINS: dict[str, str] = {
-    "colour": "actors.functions.builtin.colour:ColourDetector",
-    "haar-face": "actors.functions.builtin.opencv:HaarFaceDetector",
-    "hog-people": "actors.functions.builtin.opencv:HogPeopleDetector",
-    "grabcut": "actors.functions.builtin.opencv:GrabCutInteractor",
-    "mil-tracker": "actors.functions.builtin.opencv:MilTracker",
+    "colour": "cvat_ray.actors.functions.builtin.colour:ColourDetector",
+    "haar-face": "cvat_ray.actors.functions.builtin.opencv:HaarFaceDetector",
+    "hog-people": "cvat_ray.actors.functions.builtin.opencv:HogPeopleDetector",
+    "grabcut": "cvat_ray.actors.functions.builtin.opencv:GrabCutInteractor",
+    "mil-tracker": "cvat_ray.actors.functions.builtin.opencv:MilTracker",
 }
 
 # What each kind must implement; a "reid" model has no protocol yet and is not checked.
@@ -124,7 +131,7 @@ def _load_file(
     runtime: dict[str, Any],
     options: dict[str, Any],
 ) -> Detector:
-    from actors.functions.builtin.exported import OnnxDetector, TorchScriptDetector
+    from cvat_ray.actors.functions.builtin.exported import OnnxDetector, TorchScriptDetector
 
     cls = TorchScriptDetector if source == "torchscript" else OnnxDetector
     local = _local_file(path, source)

@@ -1,5 +1,5 @@
 """Model results as CVAT's function output (plain JSON-able dicts), the form that crosses
-from model code to the API and the database (``storage.functions.mapping``)."""
+from model code to the API and the database (``cvat_ray.storage.functions.mapping``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from actors.functions.base import Detection, InteractorResult
+from cvat_ray.actors.functions.base import Detection, InteractorResult
 
 
 def rle_encode(mask: np.ndarray) -> list[int]:

@@ -1,7 +1,7 @@
 """Deterministic synthetic frames whose ground truth is known exactly.
 
 Solid axis-aligned rectangles in the colours of :data:`COLOURS` on a grey-ish background
-with mild noise. :class:`actors.functions.builtin.colour.ColourDetector` finds every one of
+with mild noise. :class:`cvat_ray.actors.functions.builtin.colour.ColourDetector` finds every one of
 them with its exact box, so tests and benchmarks can check auto-annotation end to end
 without downloading a model or a data set.
 

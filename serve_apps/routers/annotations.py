@@ -10,10 +10,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 from fastapi.responses import Response, StreamingResponse
 
-from cluster.settings import Settings
-from serve_apps.deps import Call, ObjectId, read_body
-from storage.schemas.annotations import LabeledData, encode_chunks
-from storage.services import annotations as service
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.serve_apps.deps import Call, ObjectId, read_body
+from cvat_ray.storage.schemas.annotations import LabeledData, encode_chunks
+from cvat_ray.storage.services import annotations as service
 
 router = APIRouter(tags=["annotations"])
 

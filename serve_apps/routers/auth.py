@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from cluster.errors import PermissionDenied
-from serve_apps.deps import Call, Listing, ObjectId, get_settings_dep
-from serve_apps.pagination import paginated
-from storage.schemas.common import Detail, Paginated
-from storage.schemas.users import (
+from cvat_ray.cluster.errors import PermissionDenied
+from cvat_ray.serve_apps.deps import Call, Listing, ObjectId, get_settings_dep
+from cvat_ray.serve_apps.pagination import paginated
+from cvat_ray.storage.schemas.common import Detail, Paginated
+from cvat_ray.storage.schemas.users import (
     AccessTokenCreated,
     AccessTokenPatch,
     AccessTokenRead,
@@ -19,7 +19,7 @@ from storage.schemas.users import (
     RegisterResponse,
     TokenResponse,
 )
-from storage.services import accounts
+from cvat_ray.storage.services import accounts
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 

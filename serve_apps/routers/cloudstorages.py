@@ -7,18 +7,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from cluster.errors import InvalidInput
-from serve_apps.bodies import parse_json_object, validated
-from serve_apps.deps import Call, Listing, ObjectId
-from serve_apps.pagination import paginated
-from storage.schemas.cloud_storages import (
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.serve_apps.bodies import parse_json_object, validated
+from cvat_ray.serve_apps.deps import Call, Listing, ObjectId
+from cvat_ray.serve_apps.pagination import paginated
+from cvat_ray.storage.schemas.cloud_storages import (
     CloudStorageContent,
     CloudStoragePatch,
     CloudStorageRead,
     CloudStorageWrite,
 )
-from storage.schemas.common import Paginated
-from storage.services import cloud_storages as cloud_service
+from cvat_ray.storage.schemas.common import Paginated
+from cvat_ray.storage.services import cloud_storages as cloud_service
 
 router = APIRouter(prefix="/api/cloudstorages", tags=["cloud storages"])
 

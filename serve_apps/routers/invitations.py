@@ -6,11 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
 
-from serve_apps.deps import Call, Listing
-from serve_apps.pagination import paginated
-from storage.schemas.common import Paginated
-from storage.schemas.organizations import AcceptedInvitation, InvitationRead, InvitationWrite
-from storage.services import memberships as membership_service
+from cvat_ray.serve_apps.deps import Call, Listing
+from cvat_ray.serve_apps.pagination import paginated
+from cvat_ray.storage.schemas.common import Paginated
+from cvat_ray.storage.schemas.organizations import (
+    AcceptedInvitation,
+    InvitationRead,
+    InvitationWrite,
+)
+from cvat_ray.storage.services import memberships as membership_service
 
 router = APIRouter(prefix="/api/invitations", tags=["invitations"])
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from serve_apps.deps import Call, Listing, ObjectId
-from serve_apps.pagination import paginated
-from storage.schemas.common import Paginated
-from storage.schemas.issues import (
+from cvat_ray.serve_apps.deps import Call, Listing, ObjectId
+from cvat_ray.serve_apps.pagination import paginated
+from cvat_ray.storage.schemas.common import Paginated
+from cvat_ray.storage.schemas.issues import (
     CommentPatch,
     CommentRead,
     CommentWrite,
@@ -15,7 +15,7 @@ from storage.schemas.issues import (
     IssueRead,
     IssueWrite,
 )
-from storage.services import issues as issue_service
+from cvat_ray.storage.services import issues as issue_service
 
 router = APIRouter(tags=["issues"])
 

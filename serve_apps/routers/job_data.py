@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from serve_apps.deps import Call, ObjectId
-from storage.schemas.data import DataMetaPatch, DataMetaRead
-from storage.services import data_access
+from cvat_ray.serve_apps.deps import Call, ObjectId
+from cvat_ray.storage.schemas.data import DataMetaPatch, DataMetaRead
+from cvat_ray.storage.services import data_access
 
 router = APIRouter(tags=["job data"])
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from serve_apps.deps import Call, Listing, ObjectId
-from serve_apps.pagination import paginated
-from storage.schemas.common import Paginated
-from storage.schemas.jobs import JobPatch, JobRead
-from storage.services import jobs as job_service
+from cvat_ray.serve_apps.deps import Call, Listing, ObjectId
+from cvat_ray.serve_apps.pagination import paginated
+from cvat_ray.storage.schemas.common import Paginated
+from cvat_ray.storage.schemas.jobs import JobPatch, JobRead
+from cvat_ray.storage.services import jobs as job_service
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from serve_apps.deps import Call, Listing, ObjectId
-from serve_apps.pagination import paginated
-from storage.schemas.common import Paginated
-from storage.schemas.labels import LabelPatch, LabelRead
-from storage.services import label_api
+from cvat_ray.serve_apps.deps import Call, Listing, ObjectId
+from cvat_ray.serve_apps.pagination import paginated
+from cvat_ray.storage.schemas.common import Paginated
+from cvat_ray.storage.schemas.labels import LabelPatch, LabelRead
+from cvat_ray.storage.services import label_api
 
 router = APIRouter(prefix="/api/labels", tags=["labels"])
 

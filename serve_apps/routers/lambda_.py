@@ -8,17 +8,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 
-from cluster.errors import AppError, InvalidInput
-from serve_apps.bodies import json_object, validated
-from serve_apps.deps import Call
-from storage.schemas.lambda_ import (
+from cvat_ray.cluster.errors import AppError, InvalidInput
+from cvat_ray.serve_apps.bodies import json_object, validated
+from cvat_ray.serve_apps.deps import Call
+from cvat_ray.storage.schemas.lambda_ import (
     DatasetRunRead,
     DatasetRunRequest,
     FunctionCall,
     FunctionCallRequest,
     OnlineCallRequest,
 )
-from storage.services import lambda_functions as service
+from cvat_ray.storage.services import lambda_functions as service
 
 router = APIRouter(prefix="/api/lambda", tags=["lambda"])
 

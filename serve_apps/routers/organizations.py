@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from serve_apps.deps import Call, Listing, ObjectId
-from serve_apps.pagination import paginated
-from storage.schemas.common import Paginated
-from storage.schemas.organizations import OrganizationPatch, OrganizationRead, OrganizationWrite
-from storage.services import organizations as org_service
+from cvat_ray.serve_apps.deps import Call, Listing, ObjectId
+from cvat_ray.serve_apps.pagination import paginated
+from cvat_ray.storage.schemas.common import Paginated
+from cvat_ray.storage.schemas.organizations import (
+    OrganizationPatch,
+    OrganizationRead,
+    OrganizationWrite,
+)
+from cvat_ray.storage.services import organizations as org_service
 
 router = APIRouter(prefix="/api/organizations", tags=["organizations"])
 

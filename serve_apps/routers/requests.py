@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
-from serve_apps.deps import Call, Listing
-from serve_apps.pagination import paginated
-from storage.schemas.common import Paginated
-from storage.schemas.requests import RequestRead
-from storage.services import requests as request_service
+from cvat_ray.serve_apps.deps import Call, Listing
+from cvat_ray.serve_apps.pagination import paginated
+from cvat_ray.storage.schemas.common import Paginated
+from cvat_ray.storage.schemas.requests import RequestRead
+from cvat_ray.storage.services import requests as request_service
 
 router = APIRouter(prefix="/api/requests", tags=["requests"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from storage.schemas.server import About
+from cvat_ray.storage.schemas.server import About
 
 router = APIRouter(prefix="/api/server", tags=["server"])
 

@@ -10,14 +10,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from cluster.errors import InvalidInput
-from serve_apps.bodies import json_object, validated
-from serve_apps.compat import upload_action
-from serve_apps.deps import Call, ObjectId
-from serve_apps.media import stream_multipart, stream_tus
-from storage.schemas.data import DataMetaPatch, DataMetaRead, DataRequest
-from storage.schemas.requests import RqId
-from storage.services import data_access, data_upload
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.serve_apps.bodies import json_object, validated
+from cvat_ray.serve_apps.compat import upload_action
+from cvat_ray.serve_apps.deps import Call, ObjectId
+from cvat_ray.serve_apps.media import stream_multipart, stream_tus
+from cvat_ray.storage.schemas.data import DataMetaPatch, DataMetaRead, DataRequest
+from cvat_ray.storage.schemas.requests import RqId
+from cvat_ray.storage.services import data_access, data_upload
 
 router = APIRouter(prefix="/api/tasks", tags=["task data"])
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from serve_apps.deps import Call, Listing, ObjectId
-from serve_apps.pagination import paginated
-from storage.schemas.common import Paginated
-from storage.schemas.users import UserPatch, UserRead
-from storage.services import users as user_service
+from cvat_ray.serve_apps.deps import Call, Listing, ObjectId
+from cvat_ray.serve_apps.pagination import paginated
+from cvat_ray.storage.schemas.common import Paginated
+from cvat_ray.storage.schemas.users import UserPatch, UserRead
+from cvat_ray.storage.services import users as user_service
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 

@@ -2,7 +2,7 @@
 
 Annotations belong to a job; the task view is the union of its jobs. The pieces:
 
-- ``storage.models.annotations``: three tables (``labeled_tags``, ``labeled_shapes``,
+- ``cvat_ray.storage.models.annotations``: three tables (``labeled_tags``, ``labeled_shapes``,
   ``labeled_tracks``), one row per object. Skeleton elements are rows pointing at their
   parent (``parent_id``); a track's keyframes live in the track row as JSON, as do every
   object's ``points`` and ``attributes``: the exact JSON the API sends. Indexes
@@ -10,7 +10,7 @@ Annotations belong to a job; the task view is the union of its jobs. The pieces:
   foreign keys (PostgreSQL checks them one row at a time, which tripled bulk insert time);
   triggers on ``jobs`` and ``labels`` delete a deleted job's or label's annotations in one
   statement, and ``maintenance`` handles attribute specs that are deleted or remapped.
-- ``storage.schemas.annotations``: the wire format as msgspec structs. A body is decoded in
+- ``cvat_ray.storage.schemas.annotations``: the wire format as msgspec structs. A body is decoded in
   one C pass into compact objects with types, ranges and required fields checked (errors name
   the path: ``shapes[12].frame``); the cyclic GC is paused meanwhile (it rescanned millions of
   fresh lists over and over).
@@ -21,7 +21,7 @@ Annotations belong to a job; the task view is the union of its jobs. The pieces:
   ``executemany`` in batches, deletes as one statement per job or per batch of ids.
 - ``reads``: each object's JSON is built by the database from the JSON-at-rest columns, so
   Python only joins strings; rows come through a server-side cursor from one snapshot and are
-  streamed to the client (``serve_apps.deps.Caller.stream``), so memory stays flat whatever
+  streamed to the client (``cvat_ray.serve_apps.deps.Caller.stream``), so memory stays flat whatever
   the job's size.
 - ``interpolation``: the pure track interpolation function (keyframes, ``outside``,
   skeleton elements), used by ``merge`` and later by exports and trackers.

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Table, bindparam, delete, select, text
 from sqlalchemy.orm import Session
 
-from storage.models import LabeledShape, LabeledTag, LabeledTrack
-from storage.schemas.annotations import (
+from cvat_ray.storage.models import LabeledShape, LabeledTag, LabeledTrack
+from cvat_ray.storage.schemas.annotations import (
     LabeledData,
     LabeledImage,
     SubLabeledShape,

@@ -1,6 +1,6 @@
 """Track interpolation: the shape a track has on every frame between its keyframes.
 
-A pure function over :class:`~storage.schemas.annotations.LabeledTrack` data, used by the task
+A pure function over :class:`~cvat_ray.storage.schemas.annotations.LabeledTrack` data, used by the task
 view (slicing tracks into jobs, matching tracks of overlapping jobs) and, later, by exports and
 trackers. CVAT's rules, as in ``TrackManager.get_interpolated_shapes``:
 
@@ -30,7 +30,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from storage.schemas.annotations import AttributeVal, SubLabeledTrack, TrackedShape
+from cvat_ray.storage.schemas.annotations import AttributeVal, SubLabeledTrack, TrackedShape
 
 
 @dataclass

@@ -19,9 +19,9 @@ import msgspec
 from sqlalchemy import ColumnElement, Table, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.annotations.bulk import SHAPES, TAGS, TRACKS
-from storage.models import Job, Label, Task
-from storage.schemas.annotations import AttributeVal, TrackedShape, encode
+from cvat_ray.storage.annotations.bulk import SHAPES, TAGS, TRACKS
+from cvat_ray.storage.models import Job, Label, Task
+from cvat_ray.storage.schemas.annotations import AttributeVal, TrackedShape, encode
 
 _attrs = msgspec.json.Decoder(list[AttributeVal])
 _keys = msgspec.json.Decoder(list[TrackedShape])

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 from msgspec import structs
 
-from storage.annotations.interpolation import FrameShape, interpolate
-from storage.schemas.annotations import (
+from cvat_ray.storage.annotations.interpolation import FrameShape, interpolate
+from cvat_ray.storage.schemas.annotations import (
     LabeledData,
     LabeledImage,
     LabeledShape,

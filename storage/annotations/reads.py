@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 from sqlalchemy.orm import Session
 
-from storage.schemas.annotations import LabeledImage, LabeledShape, LabeledTrack
+from cvat_ray.storage.schemas.annotations import LabeledImage, LabeledShape, LabeledTrack
 
 FETCH = 5_000
 

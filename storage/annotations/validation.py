@@ -1,7 +1,7 @@
 """Checks that need the task: labels, attributes, frames, point counts, track keyframes.
 
 Types, ranges (rotation 0..360, score 0..1, frame >= 0) and required fields are checked while
-decoding (``storage.schemas.annotations``). Everything here runs once per object in a tight
+decoding (``cvat_ray.storage.schemas.annotations``). Everything here runs once per object in a tight
 loop (a PUT may carry a million shapes), raises :class:`InvalidInput` naming the object's
 index and field (``shapes[12].points``), and normalises in place (``group`` null -> 0,
 checkbox values lower-cased).
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cluster.errors import InvalidInput
-from storage.models import AttributeSpec, Label, Task
-from storage.schemas.annotations import (
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.storage.models import AttributeSpec, Label, Task
+from cvat_ray.storage.schemas.annotations import (
     AttributeVal,
     LabeledData,
     LabeledImage,
@@ -30,7 +30,7 @@ from storage.schemas.annotations import (
     TrackedShape,
 )
 
-# ``source`` is spliced into JSON without escaping (storage.annotations.reads), so it keeps to
+# ``source`` is spliced into JSON without escaping (cvat_ray.storage.annotations.reads), so it keeps to
 # a safe alphabet; CVAT's values are manual, semi-auto, auto, file and consensus.
 _SOURCE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
 

@@ -15,11 +15,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cluster.errors import InvalidInput
-from storage.functions.spec import FunctionSpec
-from storage.models import AttributeSpec, Label, Task
-from storage.schemas.annotations import AttributeVal, LabeledData, LabeledImage, LabeledShape
-from storage.schemas.lambda_ import MappingEntry
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.storage.functions.spec import FunctionSpec
+from cvat_ray.storage.models import AttributeSpec, Label, Task
+from cvat_ray.storage.schemas.annotations import (
+    AttributeVal,
+    LabeledData,
+    LabeledImage,
+    LabeledShape,
+)
+from cvat_ray.storage.schemas.lambda_ import MappingEntry
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cluster.errors import InvalidInput
+from cvat_ray.cluster.errors import InvalidInput
 
 FunctionKind = Literal["detector", "interactor", "tracker", "reid"]
 LabelType = Literal[
@@ -92,7 +92,7 @@ class RuntimeSpec(_Strict):
         return self
 
     def to_loader(self) -> dict[str, Any]:
-        """The ``runtime`` dict of ``actors.functions.loader.load_model``."""
+        """The ``runtime`` dict of ``cvat_ray.actors.functions.loader.load_model``."""
         out: dict[str, Any] = {"options": dict(self.options)}
         if self.class_:
             out["class"] = self.class_

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from cluster.errors import InvalidInput
+from cvat_ray.cluster.errors import InvalidInput
 
 _COPY_BLOCK = 1 << 20
 

@@ -18,8 +18,8 @@ from urllib.parse import parse_qsl
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from cluster.errors import InvalidInput, Unavailable
-from storage.media.remote import AllowList, check_url
+from cvat_ray.cluster.errors import InvalidInput, Unavailable
+from cvat_ray.storage.media.remote import AllowList, check_url
 
 PROVIDERS = ("AWS_S3_BUCKET", "AZURE_CONTAINER", "GOOGLE_CLOUD_STORAGE")
 CREDENTIALS_TYPES = (

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cluster.errors import InvalidInput
-from storage.media.formats import FORMAT_MIME, IMAGE_FORMATS
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.storage.media.formats import FORMAT_MIME, IMAGE_FORMATS
 
 _EXIF_ORIENTATION = 0x0112
 # Orientations that swap width and height.

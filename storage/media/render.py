@@ -19,8 +19,8 @@ from typing import Literal, cast
 import numpy as np
 from PIL import Image
 
-from storage.media import images, video
-from storage.media.sources import MediaSource
+from cvat_ray.storage.media import images, video
+from cvat_ray.storage.media.sources import MediaSource
 
 RenderKind = Literal["chunk", "frame", "preview", "context_image"]
 Quality = Literal["original", "compressed"]

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-from cluster.errors import InvalidInput
-from storage.media import cloud
-from storage.media.cloud import CloudAccess
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.storage.media import cloud
+from cvat_ray.storage.media.cloud import CloudAccess
 
 StorageKind = Literal["local", "share", "cloud_storage"]
 

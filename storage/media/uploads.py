@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from cluster.errors import Conflict, InvalidInput, NotFound
+from cvat_ray.cluster.errors import Conflict, InvalidInput, NotFound
 
 _FILE_FIELD = re.compile(r"^client_files\[\d+\]$|^client_files$")
 _MAX_FIELD_BYTES = 1 << 20

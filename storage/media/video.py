@@ -17,7 +17,7 @@ from typing import IO, Any
 import av
 from PIL import Image
 
-from cluster.errors import InvalidInput
+from cvat_ray.cluster.errors import InvalidInput
 
 VideoInput = str | IO[bytes]
 

@@ -1,11 +1,11 @@
-"""Alembic environment. Driven programmatically by :mod:`storage.migrate` (no alembic.ini)."""
+"""Alembic environment. Driven programmatically by :mod:`cvat_ray.storage.migrate` (no alembic.ini)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from storage.models import Base
+from cvat_ray.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,15 +1,15 @@
 """SQLAlchemy models. Importing this package registers every table on ``Base.metadata``."""
 
-from storage.models.annotations import LabeledShape, LabeledTag, LabeledTrack
-from storage.models.base import Base, UTCDateTime, utcnow
-from storage.models.engine import Data, DataFrame, Job, Project, Segment, Task
-from storage.models.functions import LambdaFunction
-from storage.models.identity import AccessToken, AuthSession, Group, User, user_groups
-from storage.models.issues import Comment, Issue
-from storage.models.labels import AttributeSpec, Label
-from storage.models.media import CloudStorage, RelatedFile
-from storage.models.organizations import Invitation, Membership, Organization
-from storage.models.requests import BackgroundRequest
+from cvat_ray.storage.models.annotations import LabeledShape, LabeledTag, LabeledTrack
+from cvat_ray.storage.models.base import Base, UTCDateTime, utcnow
+from cvat_ray.storage.models.engine import Data, DataFrame, Job, Project, Segment, Task
+from cvat_ray.storage.models.functions import LambdaFunction
+from cvat_ray.storage.models.identity import AccessToken, AuthSession, Group, User, user_groups
+from cvat_ray.storage.models.issues import Comment, Issue
+from cvat_ray.storage.models.labels import AttributeSpec, Label
+from cvat_ray.storage.models.media import CloudStorage, RelatedFile
+from cvat_ray.storage.models.organizations import Invitation, Membership, Organization
+from cvat_ray.storage.models.requests import BackgroundRequest
 
 __all__ = [
     "AccessToken",

@@ -10,14 +10,14 @@ Design (see ``storage/annotations/__init__.py`` for the whole picture):
 - **Wire JSON at rest.** ``points``, ``attributes`` and ``shapes`` hold the exact JSON text
   that the API sends (``[1.0,2.5,...]``, ``[{"spec_id":3,"value":"x"}]``), so a read splices
   them into the response without parsing, and the database builds each object's JSON itself
-  (``storage.annotations.reads``). ``source`` is validated to a safe alphabet on input, so it
+  (``cvat_ray.storage.annotations.reads``). ``source`` is validated to a safe alphabet on input, so it
   needs no escaping either.
 - **No per-row foreign keys.** PostgreSQL checks a foreign key with one trigger call per
   inserted row (it tripled the time of a 100k-row COPY here). Instead, triggers on ``jobs``
   and ``labels`` (created by migration 0003, both dialects) delete a deleted job's or label's
   annotations in one statement each, and elements are deleted with their parents by the bulk
   statements that delete parents. Attribute specs that are removed or remapped are handled
-  by ``storage.annotations.maintenance``.
+  by ``cvat_ray.storage.annotations.maintenance``.
 - **Indexes** ``(job_id, frame, id)``: per-job and per-frame access and streaming in frame
   order without a sort; partial indexes on ``parent_id`` find elements.
 - On SQLite the tables use AUTOINCREMENT so that ids of deleted objects are never reused (a
@@ -29,7 +29,7 @@ from __future__ import annotations
 from sqlalchemy import Boolean, Float, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models.base import Base
+from cvat_ray.storage.models.base import Base
 
 
 def _parent_index(table: str) -> Index:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models.base import Base, UTCDateTime, utcnow
+from cvat_ray.storage.models.base import Base, UTCDateTime, utcnow
 
 
 class LambdaFunction(Base):

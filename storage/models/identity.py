@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Table
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models.base import Base, UTCDateTime, utcnow
+from cvat_ray.storage.models.base import Base, UTCDateTime, utcnow
 
 user_groups = Table(
     "user_groups",

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models.base import Base, UTCDateTime, utcnow
+from cvat_ray.storage.models.base import Base, UTCDateTime, utcnow
 
 
 class Issue(Base):

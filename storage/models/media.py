@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models.base import Base, UTCDateTime, utcnow
+from cvat_ray.storage.models.base import Base, UTCDateTime, utcnow
 
 
 class RelatedFile(Base):

@@ -4,7 +4,7 @@ These are msgspec structs, not pydantic models: a request may carry a million sh
 msgspec decodes JSON straight into compact typed objects (types, ranges and required fields
 checked in C, errors with a path such as ``$.shapes[12].frame``) several times faster than
 building dicts, and encodes them back as fast. The rules that need the task (labels,
-attributes, frames) are checked in ``storage.annotations.validation``.
+attributes, frames) are checked in ``cvat_ray.storage.annotations.validation``.
 
 Field names, defaults and ranges follow CVAT's ``LabeledDataRequest`` schema; unknown keys
 are ignored as DRF does.
@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from cluster.errors import InvalidInput
+from cvat_ray.cluster.errors import InvalidInput
 
 ShapeType = Literal[
     "rectangle", "polygon", "polyline", "points", "ellipse", "cuboid", "mask", "skeleton"

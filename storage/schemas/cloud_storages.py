@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from storage.schemas.common import BasicUser, WriteModel
+from cvat_ray.storage.schemas.common import BasicUser, WriteModel
 
 ProviderType = Literal["AWS_S3_BUCKET", "AZURE_CONTAINER", "GOOGLE_CLOUD_STORAGE"]
 CredentialsType = Literal[

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from storage.schemas.common import DbId, WriteModel
+from cvat_ray.storage.schemas.common import DbId, WriteModel
 
 SortingMethod = Literal["lexicographical", "natural", "predefined", "random"]
 _PATH = Field(min_length=1, max_length=1024)

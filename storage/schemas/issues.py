@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from storage.schemas.common import BasicUser, CountedLink, DbId, WriteModel
+from cvat_ray.storage.schemas.common import BasicUser, CountedLink, DbId, WriteModel
 
 Frame = int
 

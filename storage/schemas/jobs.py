@@ -7,7 +7,14 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from storage.schemas.common import BasicUser, CountedLink, DbId, Link, StorageRead, WriteModel
+from cvat_ray.storage.schemas.common import (
+    BasicUser,
+    CountedLink,
+    DbId,
+    Link,
+    StorageRead,
+    WriteModel,
+)
 
 JobStage = Literal["annotation", "validation", "acceptance"]
 JobState = Literal["new", "in progress", "completed", "rejected"]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from storage.schemas.common import DbId, WriteModel
+from cvat_ray.storage.schemas.common import DbId, WriteModel
 
 LabelType = Literal[
     "any",

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, model_validator
 
-from storage.schemas.common import DbId, WriteModel
+from cvat_ray.storage.schemas.common import DbId, WriteModel
 
 Threshold = Annotated[float, Field(ge=0, le=1)]
 Point = tuple[float, float]

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from storage.schemas.common import BasicUser, WriteModel
+from cvat_ray.storage.schemas.common import BasicUser, WriteModel
 
 OrgRole = Literal["owner", "maintainer", "supervisor", "worker"]
 # CVAT's slug rule.

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from storage.schemas.common import (
+from cvat_ray.storage.schemas.common import (
     BasicUser,
     CountedLink,
     DbId,
@@ -15,7 +15,7 @@ from storage.schemas.common import (
     StorageWrite,
     WriteModel,
 )
-from storage.schemas.labels import LabelWrite
+from cvat_ray.storage.schemas.labels import LabelWrite
 
 
 class ProjectRead(BaseModel):

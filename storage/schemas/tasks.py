@@ -6,8 +6,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from storage.schemas.common import BasicUser, DbId, Link, StorageRead, StorageWrite, WriteModel
-from storage.schemas.labels import LabelWrite
+from cvat_ray.storage.schemas.common import (
+    BasicUser,
+    DbId,
+    Link,
+    StorageRead,
+    StorageWrite,
+    WriteModel,
+)
+from cvat_ray.storage.schemas.labels import LabelWrite
 
 
 class JobsSummary(BaseModel):

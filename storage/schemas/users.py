@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from storage.schemas.common import USERNAME_PATTERN, BasicUser, WriteModel
+from cvat_ray.storage.schemas.common import USERNAME_PATTERN, BasicUser, WriteModel
 
 
 class UserRead(BaseModel):

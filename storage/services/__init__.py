@@ -1,3 +1,3 @@
 """Domain services: one module per resource. Each public function takes a session and a
-:class:`storage.context.RequestContext`, checks the policy, does the work and returns wire models.
+:class:`cvat_ray.storage.context.RequestContext`, checks the policy, does the work and returns wire models.
 """

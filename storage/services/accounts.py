@@ -5,19 +5,19 @@ from __future__ import annotations
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from cluster.errors import InvalidInput, NotFound, PermissionDenied
-from cluster.settings import get_settings
-from iam import authn
-from iam.authz import Resource, authorize
-from iam.keys import digest, new_access_token
-from iam.passwords import hash_password, verify_password
-from iam.principal import Principal
-from iam.throttle import LoginThrottle
-from storage.context import RequestContext
-from storage.models import AccessToken, User, utcnow
-from storage.query import paginate
-from storage.schemas.common import Page
-from storage.schemas.users import (
+from cvat_ray.cluster.errors import InvalidInput, NotFound, PermissionDenied
+from cvat_ray.cluster.settings import get_settings
+from cvat_ray.iam import authn
+from cvat_ray.iam.authz import Resource, authorize
+from cvat_ray.iam.keys import digest, new_access_token
+from cvat_ray.iam.passwords import hash_password, verify_password
+from cvat_ray.iam.principal import Principal
+from cvat_ray.iam.throttle import LoginThrottle
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.models import AccessToken, User, utcnow
+from cvat_ray.storage.query import paginate
+from cvat_ray.storage.schemas.common import Page
+from cvat_ray.storage.schemas.users import (
     AccessTokenCreated,
     AccessTokenPatch,
     AccessTokenRead,
@@ -26,7 +26,7 @@ from storage.schemas.users import (
     PasswordChangeRequest,
     RegisterRequest,
 )
-from storage.services.users import basic_users, create_user, groups_of, set_groups
+from cvat_ray.storage.services.users import basic_users, create_user, groups_of, set_groups
 
 
 def login(

@@ -10,7 +10,7 @@ refused with a 400, and a failing request changes nothing (one transaction).
 Concurrency: a write locks the rows of the jobs it changes (``SELECT ... FOR UPDATE`` in id
 order; SQLite serialises writers anyway), so two clients on one job never lose each other's
 changes, and bumps ``updated_date`` of those jobs and of the task (the SDK's dataset cache
-keys on the task's). Reads stream from one snapshot (``storage.annotations.reads``).
+keys on the task's). Reads stream from one snapshot (``cvat_ray.storage.annotations.reads``).
 """
 
 from __future__ import annotations
@@ -20,32 +20,32 @@ from collections.abc import Collection, Iterator, Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cluster.errors import InvalidInput
-from iam.authz import authorize
-from storage.annotations import bulk, reads
-from storage.annotations.merge import (
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.iam.authz import authorize
+from cvat_ray.storage.annotations import bulk, reads
+from cvat_ray.storage.annotations.merge import (
     JobIndex,
     JobRange,
     TrackJoiner,
     duplicates,
     split_for_jobs,
 )
-from storage.annotations.validation import (
+from cvat_ray.storage.annotations.validation import (
     Scope,
     Validator,
     ids_of,
     load_scope,
     require_no_ids,
 )
-from storage.context import RequestContext
-from storage.models import Data, Job, Segment, Task, utcnow
-from storage.schemas.annotations import (
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.models import Data, Job, Segment, Task, utcnow
+from cvat_ray.storage.schemas.annotations import (
     LabeledData,
     decode_labeled_data,
     encode,
     gc_paused,
 )
-from storage.services.resources import get_job, get_task, job_resource, task_resource
+from cvat_ray.storage.services.resources import get_job, get_task, job_resource, task_resource
 
 ACTIONS = ("create", "update", "delete")
 

@@ -1,7 +1,7 @@
 """Cloud storages: CRUD, content listing, status, preview.
 
 Credentials are encrypted with the server's cloud key before they are stored and decrypted
-only into a :class:`~storage.media.cloud.CloudAccess` for a worker; no response carries them
+only into a :class:`~cvat_ray.storage.media.cloud.CloudAccess` for a worker; no response carries them
 and log lines name only the storage id.
 """
 
@@ -10,25 +10,25 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cluster.errors import InvalidInput, NotFound
-from cluster.settings import Settings
-from iam.authz import Resource, authorize, list_filter
-from storage.context import RequestContext
-from storage.media import cloud, images
-from storage.media.cloud import ALLOWED_CREDENTIALS, SECRET_FIELDS, Cipher, CloudAccess
-from storage.media.formats import kind_of
-from storage.media.remote import AllowList
-from storage.models import CloudStorage, Data, User, utcnow
-from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
-from storage.schemas.cloud_storages import (
+from cvat_ray.cluster.errors import InvalidInput, NotFound
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.media import cloud, images
+from cvat_ray.storage.media.cloud import ALLOWED_CREDENTIALS, SECRET_FIELDS, Cipher, CloudAccess
+from cvat_ray.storage.media.formats import kind_of
+from cvat_ray.storage.media.remote import AllowList
+from cvat_ray.storage.models import CloudStorage, Data, User, utcnow
+from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.schemas.cloud_storages import (
     CloudStorageContent,
     CloudStoragePatch,
     CloudStorageRead,
     CloudStorageWrite,
     FileInfo,
 )
-from storage.schemas.common import Page
-from storage.services.users import basic_users
+from cvat_ray.storage.schemas.common import Page
+from cvat_ray.storage.services.users import basic_users
 
 CLOUD_LIST = ListSpec(
     policy_paths={

@@ -1,8 +1,8 @@
 """Reading task data: meta (and deleted frames), and the plans the API renders into chunks,
 frames, previews and context images.
 
-A plan (:class:`~storage.media.render.RenderPlan`) is built here, in the database call that
-also authorizes the request; the bytes are made outside it (``storage.media.render``) and
+A plan (:class:`~cvat_ray.storage.media.render.RenderPlan`) is built here, in the database call that
+also authorizes the request; the bytes are made outside it (``cvat_ray.storage.media.render``) and
 cached under the plan's key, which names the data record and its ``chunks_updated_date``.
 """
 
@@ -13,17 +13,26 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cluster.errors import InvalidInput, NotFound
-from cluster.settings import Settings
-from iam.authz import authorize
-from storage.context import RequestContext
-from storage.media.render import FrameRef, Quality, RenderPlan
-from storage.media.sources import MediaSource
-from storage.models import CloudStorage, Data, DataFrame, Job, RelatedFile, Segment, Task, utcnow
-from storage.schemas.data import DataMetaPatch, DataMetaRead, FrameMeta
-from storage.services.cloud_storages import access_for
-from storage.services.data_processing import raw_dir
-from storage.services.resources import (
+from cvat_ray.cluster.errors import InvalidInput, NotFound
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.iam.authz import authorize
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.media.render import FrameRef, Quality, RenderPlan
+from cvat_ray.storage.media.sources import MediaSource
+from cvat_ray.storage.models import (
+    CloudStorage,
+    Data,
+    DataFrame,
+    Job,
+    RelatedFile,
+    Segment,
+    Task,
+    utcnow,
+)
+from cvat_ray.storage.schemas.data import DataMetaPatch, DataMetaRead, FrameMeta
+from cvat_ray.storage.services.cloud_storages import access_for
+from cvat_ray.storage.services.data_processing import raw_dir
+from cvat_ray.storage.services.resources import (
     get_job,
     get_project,
     get_task,

@@ -26,22 +26,22 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from cluster.errors import AppError, Conflict, InvalidInput
-from cluster.settings import Settings
-from storage.db import Database
-from storage.media import cloud, images, video
-from storage.media.archives import UnpackBudget, unpack
-from storage.media.cloud import CloudAccess
-from storage.media.formats import kind_of, related_owner
-from storage.media.remote import AllowList, download
-from storage.media.sources import MediaSource, inside
-from storage.models import BackgroundRequest, CloudStorage, Data, RelatedFile, Task
-from storage.schemas.data import DataRequest
-from storage.services import requests as request_service
-from storage.services.cloud_storages import access_for
-from storage.services.data_upload import upload_area
-from storage.services.resources import get_task
-from storage.services.task_data import FrameInfo, attach_data
+from cvat_ray.cluster.errors import AppError, Conflict, InvalidInput
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.media import cloud, images, video
+from cvat_ray.storage.media.archives import UnpackBudget, unpack
+from cvat_ray.storage.media.cloud import CloudAccess
+from cvat_ray.storage.media.formats import kind_of, related_owner
+from cvat_ray.storage.media.remote import AllowList, download
+from cvat_ray.storage.media.sources import MediaSource, inside
+from cvat_ray.storage.models import BackgroundRequest, CloudStorage, Data, RelatedFile, Task
+from cvat_ray.storage.schemas.data import DataRequest
+from cvat_ray.storage.services import requests as request_service
+from cvat_ray.storage.services.cloud_storages import access_for
+from cvat_ray.storage.services.data_upload import upload_area
+from cvat_ray.storage.services.resources import get_task
+from cvat_ray.storage.services.task_data import FrameInfo, attach_data
 
 logger = logging.getLogger("cvat_ray.media")
 

@@ -3,7 +3,7 @@ Upload-Finish) and JSON requests naming share files, URLs or cloud storage files
 
 Each call checks ``upload:data`` on the task. Upload-Finish and the JSON requests write a
 ``create:task`` request row and hand it to the launcher after commit; the data itself is
-processed in the background (``storage.services.data_processing``).
+processed in the background (``cvat_ray.storage.services.data_processing``).
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cluster.errors import Conflict, InvalidInput
-from cluster.settings import Settings
-from iam.authz import authorize
-from storage.context import RequestContext
-from storage.media.remote import AllowList, check_url
-from storage.media.sources import inside
-from storage.media.uploads import TusState, UploadArea
-from storage.models import BackgroundRequest, CloudStorage, Task
-from storage.schemas.data import DataRequest
-from storage.schemas.requests import RqId
-from storage.services import requests as request_service
-from storage.services.cloud_storages import cloud_resource
-from storage.services.resources import get_task, task_resource
+from cvat_ray.cluster.errors import Conflict, InvalidInput
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.iam.authz import authorize
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.media.remote import AllowList, check_url
+from cvat_ray.storage.media.sources import inside
+from cvat_ray.storage.media.uploads import TusState, UploadArea
+from cvat_ray.storage.models import BackgroundRequest, CloudStorage, Task
+from cvat_ray.storage.schemas.data import DataRequest
+from cvat_ray.storage.schemas.requests import RqId
+from cvat_ray.storage.services import requests as request_service
+from cvat_ray.storage.services.cloud_storages import cloud_resource
+from cvat_ray.storage.services.resources import get_task, task_resource
 
 Launch = Callable[[str], None]
 CREATE_TASK = "create:task"

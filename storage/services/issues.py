@@ -15,13 +15,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from cluster.errors import InvalidInput, NotFound
-from iam.authz import Resource, authorize, list_filter, person
-from storage.context import RequestContext
-from storage.models import Comment, Issue, Job, Project, Segment, Task, User, utcnow
-from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
-from storage.schemas.common import CountedLink, Page
-from storage.schemas.issues import (
+from cvat_ray.cluster.errors import InvalidInput, NotFound
+from cvat_ray.iam.authz import Resource, authorize, list_filter, person
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.models import Comment, Issue, Job, Project, Segment, Task, User, utcnow
+from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.schemas.common import CountedLink, Page
+from cvat_ray.storage.schemas.issues import (
     CommentPatch,
     CommentRead,
     CommentWrite,
@@ -29,9 +29,9 @@ from storage.schemas.issues import (
     IssueRead,
     IssueWrite,
 )
-from storage.services.projects import check_assignee
-from storage.services.resources import get_job, job_resource
-from storage.services.users import basic_users
+from cvat_ray.storage.services.projects import check_assignee
+from cvat_ray.storage.services.resources import get_job, job_resource
+from cvat_ray.storage.services.users import basic_users
 
 _Project = aliased(Project, name="issue_project")
 _Owner = aliased(User, name="issue_owner")

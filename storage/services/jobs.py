@@ -8,18 +8,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from cluster.errors import InvalidInput
-from iam.authz import authorize, list_filter
-from storage.context import RequestContext
-from storage.models import Data, Job, Project, Segment, Task, User, utcnow
-from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
-from storage.schemas.common import CountedLink, Link, Page
-from storage.schemas.jobs import JobPatch, JobRead
-from storage.services.issues import issue_counts
-from storage.services.projects import check_assignee, storage_read
-from storage.services.resources import get_job, get_task, job_resource
-from storage.services.segments import job_status, refresh_task_status
-from storage.services.users import basic_users
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.iam.authz import authorize, list_filter
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.models import Data, Job, Project, Segment, Task, User, utcnow
+from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.schemas.common import CountedLink, Link, Page
+from cvat_ray.storage.schemas.jobs import JobPatch, JobRead
+from cvat_ray.storage.services.issues import issue_counts
+from cvat_ray.storage.services.projects import check_assignee, storage_read
+from cvat_ray.storage.services.resources import get_job, get_task, job_resource
+from cvat_ray.storage.services.segments import job_status, refresh_task_status
+from cvat_ray.storage.services.users import basic_users
 
 _Assignee = aliased(User, name="job_assignee")
 _Project = aliased(Project, name="job_project")

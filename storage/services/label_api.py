@@ -11,16 +11,16 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
-from cluster.errors import InvalidInput
-from iam.authz import Resource, authorize, list_filter
-from storage.context import RequestContext
-from storage.models import Label, Project, Task
-from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
-from storage.schemas.common import Page
-from storage.schemas.labels import LabelPatch, LabelRead
-from storage.services import labels as label_service
-from storage.services.projects import PROJECT_LIST
-from storage.services.resources import (
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.models import Label, Project, Task
+from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.schemas.common import Page
+from cvat_ray.storage.schemas.labels import LabelPatch, LabelRead
+from cvat_ray.storage.services import labels as label_service
+from cvat_ray.storage.services.projects import PROJECT_LIST
+from cvat_ray.storage.services.resources import (
     get_job,
     get_project,
     get_task,
@@ -28,7 +28,7 @@ from storage.services.resources import (
     project_resource,
     task_resource,
 )
-from storage.services.tasks import TASK_LIST, list_statement
+from cvat_ray.storage.services.tasks import TASK_LIST, list_statement
 
 LABEL_LIST = ListSpec(
     policy_paths={},

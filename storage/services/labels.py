@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from cluster.errors import InvalidInput, NotFound
-from storage.annotations import maintenance as annotation_maintenance
-from storage.models import AttributeSpec, Label, Project, Task, utcnow
-from storage.schemas.labels import (
+from cvat_ray.cluster.errors import InvalidInput, NotFound
+from cvat_ray.storage.annotations import maintenance as annotation_maintenance
+from cvat_ray.storage.models import AttributeSpec, Label, Project, Task, utcnow
+from cvat_ray.storage.schemas.labels import (
     AttributeRead,
     AttributeWrite,
     LabelPatch,

@@ -4,7 +4,7 @@ online calls (one frame), and whole-task requests (``/api/lambda/requests``).
 Models never run here. An online call is prepared in one database call (authorize, find the
 frame, resolve the label mapping) and its model output is turned into CVAT's answer by
 :func:`online_answer`, a pure function; whole-task runs are requests rows that a driver
-(``actors.autoannotate``) claims, feeds and finishes through :mod:`storage.services.lambda_runs`.
+(``cvat_ray.actors.autoannotate``) claims, feeds and finishes through :mod:`cvat_ray.storage.services.lambda_runs`.
 """
 
 from __future__ import annotations
@@ -16,27 +16,27 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from cluster.errors import Conflict, InvalidInput, NotFound
-from cluster.settings import Settings
-from iam.authz import Resource, authorize, list_filter
-from storage.context import RequestContext
-from storage.functions.mapping import LabelMap, resolve, task_labels, to_labeled_data
-from storage.functions.spec import FunctionSpec, parse_spec
-from storage.media.render import RenderPlan
-from storage.models import BackgroundRequest, Job, LambdaFunction, Segment, Task, utcnow
-from storage.query import compile_policy
-from storage.schemas.annotations import encode
-from storage.schemas.lambda_ import (
+from cvat_ray.cluster.errors import Conflict, InvalidInput, NotFound
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.functions.mapping import LabelMap, resolve, task_labels, to_labeled_data
+from cvat_ray.storage.functions.spec import FunctionSpec, parse_spec
+from cvat_ray.storage.media.render import RenderPlan
+from cvat_ray.storage.models import BackgroundRequest, Job, LambdaFunction, Segment, Task, utcnow
+from cvat_ray.storage.query import compile_policy
+from cvat_ray.storage.schemas.annotations import encode
+from cvat_ray.storage.schemas.lambda_ import (
     DatasetRunRequest,
     FunctionCall,
     FunctionCallParams,
     FunctionCallRequest,
     OnlineCallRequest,
 )
-from storage.services import requests as request_service
-from storage.services.annotations import task_size
-from storage.services.data_access import frames_plan, job_frames
-from storage.services.resources import get_job, get_task, job_resource, task_resource
+from cvat_ray.storage.services import requests as request_service
+from cvat_ray.storage.services.annotations import task_size
+from cvat_ray.storage.services.data_access import frames_plan, job_frames
+from cvat_ray.storage.services.resources import get_job, get_task, job_resource, task_resource
 
 OPERATION = "autoannotate:task"
 APP_PREFIX = "cvat-fn-"
@@ -326,7 +326,7 @@ def retrieve_status(session: Session, request_id: str) -> str:
 
 @dataclass(frozen=True)
 class DatasetRunPlan:
-    """A dataset run the caller may start: the arguments of ``actors.dataset_run``."""
+    """A dataset run the caller may start: the arguments of ``cvat_ray.actors.dataset_run``."""
 
     run: str
     function: str
@@ -340,8 +340,8 @@ def plan_dataset_run(
 ) -> DatasetRunPlan:
     """``POST /api/lambda/runs``: the caller needs ``call:offline`` and, on every task of
     the scope, ``update:annotations`` (the first task refused is named)."""
-    from storage.models import Task, User
-    from storage.services.lambda_runs import dataset_argv, dataset_tasks, default_run_name
+    from cvat_ray.storage.models import Task, User
+    from cvat_ray.storage.services.lambda_runs import dataset_argv, dataset_tasks, default_run_name
 
     authorize(ctx.principal, ctx.org, "call:offline", _LAMBDA)
     spec = get_spec(session, body.function)

@@ -1,5 +1,5 @@
 """The database side of a whole-task auto-annotation run, for the driver that runs the
-model (``actors.autoannotate``): what to read, where to write, progress and cancellation.
+model (``cvat_ray.actors.autoannotate``): what to read, where to write, progress and cancellation.
 
 The run was authorized when its request was created (``lambda_functions.create_request``);
 these functions act for it without a caller.
@@ -14,18 +14,18 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from cluster.errors import NotFound
-from cluster.settings import Settings
-from storage.annotations.merge import JobRange
-from storage.functions.mapping import LabelMap, resolve, task_labels, to_labeled_data
-from storage.functions.spec import FunctionSpec
-from storage.media.render import RenderPlan
-from storage.models import BackgroundRequest, Task
-from storage.schemas.lambda_ import FunctionCallRequest
-from storage.services import annotations as annotation_service
-from storage.services import requests as request_service
-from storage.services.data_access import deleted_frames, frames_plan
-from storage.services.lambda_functions import OPERATION, get_spec, running_for_task
+from cvat_ray.cluster.errors import NotFound
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.storage.annotations.merge import JobRange
+from cvat_ray.storage.functions.mapping import LabelMap, resolve, task_labels, to_labeled_data
+from cvat_ray.storage.functions.spec import FunctionSpec
+from cvat_ray.storage.media.render import RenderPlan
+from cvat_ray.storage.models import BackgroundRequest, Task
+from cvat_ray.storage.schemas.lambda_ import FunctionCallRequest
+from cvat_ray.storage.services import annotations as annotation_service
+from cvat_ray.storage.services import requests as request_service
+from cvat_ray.storage.services.data_access import deleted_frames, frames_plan
+from cvat_ray.storage.services.lambda_functions import OPERATION, get_spec, running_for_task
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def dataset_tasks(
     """The tasks of a dataset run, in id order, with what is left to do."""
     from sqlalchemy import select
 
-    from storage.models import Organization
+    from cvat_ray.storage.models import Organization
 
     stmt = select(Task.id, Task.name, Task.data_id).order_by(Task.id)
     if task_ids:

@@ -10,21 +10,21 @@ from datetime import timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, aliased
 
-from cluster.errors import Conflict, InvalidInput, NotFound
-from cluster.settings import get_settings
-from iam.authz import Resource, authorize, list_filter, person
-from storage.context import RequestContext
-from storage.models import Invitation, Membership, Organization, User, utcnow
-from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
-from storage.schemas.common import Page
-from storage.schemas.organizations import (
+from cvat_ray.cluster.errors import Conflict, InvalidInput, NotFound
+from cvat_ray.cluster.settings import get_settings
+from cvat_ray.iam.authz import Resource, authorize, list_filter, person
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.models import Invitation, Membership, Organization, User, utcnow
+from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.schemas.common import Page
+from cvat_ray.storage.schemas.organizations import (
     AcceptedInvitation,
     InvitationRead,
     InvitationWrite,
     MembershipPatch,
     MembershipRead,
 )
-from storage.services.users import basic_users
+from cvat_ray.storage.services.users import basic_users
 
 _Member = aliased(User, name="member_user")
 

@@ -7,15 +7,19 @@ from collections.abc import Sequence
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session, aliased
 
-from cluster.errors import InvalidInput
-from iam.authz import Resource, authorize, list_filter
-from storage.context import RequestContext
-from storage.models import Data, Membership, Organization, Task, User, utcnow
-from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
-from storage.schemas.common import Page
-from storage.schemas.organizations import OrganizationPatch, OrganizationRead, OrganizationWrite
-from storage.services.resources import fetch
-from storage.services.users import basic_users
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.models import Data, Membership, Organization, Task, User, utcnow
+from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.schemas.common import Page
+from cvat_ray.storage.schemas.organizations import (
+    OrganizationPatch,
+    OrganizationRead,
+    OrganizationWrite,
+)
+from cvat_ray.storage.services.resources import fetch
+from cvat_ray.storage.services.users import basic_users
 
 _Owner = aliased(User, name="organization_owner")
 

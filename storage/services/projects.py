@@ -8,16 +8,16 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from cluster.errors import InvalidInput
-from iam.authz import Resource, authorize, list_filter
-from storage.context import RequestContext
-from storage.models import Data, Membership, Project, Task, User, utcnow
-from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
-from storage.schemas.common import CountedLink, Link, Page, StorageRead, StorageWrite
-from storage.schemas.projects import ProjectPatch, ProjectRead, ProjectWrite
-from storage.services import labels as label_service
-from storage.services.resources import get_project, project_resource
-from storage.services.users import basic_users, require_user
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.models import Data, Membership, Project, Task, User, utcnow
+from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.schemas.common import CountedLink, Link, Page, StorageRead, StorageWrite
+from cvat_ray.storage.schemas.projects import ProjectPatch, ProjectRead, ProjectWrite
+from cvat_ray.storage.services import labels as label_service
+from cvat_ray.storage.services.resources import get_project, project_resource
+from cvat_ray.storage.services.users import basic_users, require_user
 
 _Owner = aliased(User, name="project_owner")
 _Assignee = aliased(User, name="project_assignee")

@@ -14,14 +14,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cluster.errors import Conflict, NotFound
-from iam.authz import Resource, authorize, list_filter
-from storage.context import RequestContext
-from storage.db import after_commit
-from storage.models import BackgroundRequest, User, utcnow
-from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
-from storage.schemas.common import Page
-from storage.schemas.requests import RequestOperation, RequestOwner, RequestRead
+from cvat_ray.cluster.errors import Conflict, NotFound
+from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.db import after_commit
+from cvat_ray.storage.models import BackgroundRequest, User, utcnow
+from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.schemas.common import Page
+from cvat_ray.storage.schemas.requests import RequestOperation, RequestOwner, RequestRead
 
 _TRANSITIONS = {
     "queued": {"started", "failed"},

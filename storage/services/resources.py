@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cluster.errors import NotFound
-from iam.authz import Resource, person
-from storage.models import Job, Organization, Project, Task
+from cvat_ray.cluster.errors import NotFound
+from cvat_ray.iam.authz import Resource, person
+from cvat_ray.storage.models import Job, Organization, Project, Task
 
 M = TypeVar("M", Project, Task, Job, Organization)
 

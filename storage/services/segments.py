@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cluster.errors import InvalidInput
-from storage.models import Job, Segment, Task, utcnow
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.storage.models import Job, Segment, Task, utcnow
 
 # CVAT's MAX_JOBS_PER_TASK default.
 MAX_JOBS_PER_TASK = 5000

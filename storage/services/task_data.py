@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from cluster.errors import Conflict, InvalidInput
-from storage.models import Data, DataFrame, Task, utcnow
-from storage.services.segments import create_segments_and_jobs, refresh_task_status
+from cvat_ray.cluster.errors import Conflict, InvalidInput
+from cvat_ray.storage.models import Data, DataFrame, Task, utcnow
+from cvat_ray.storage.services.segments import create_segments_and_jobs, refresh_task_status
 
 
 @dataclass(frozen=True)

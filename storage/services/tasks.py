@@ -7,28 +7,28 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam, delete, func, select
 from sqlalchemy.orm import Session, aliased
 
-from cluster.errors import InvalidInput, NotFound
-from iam.authz import Resource, authorize, list_filter
-from storage.context import RequestContext
-from storage.models import Data, Job, Project, Task, User, utcnow
-from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
-from storage.schemas.common import BasicUser, Link, Page
-from storage.schemas.tasks import JobsSummary, TaskPatch, TaskRead, TaskWrite
-from storage.services import labels as label_service
-from storage.services.projects import (
+from cvat_ray.cluster.errors import InvalidInput, NotFound
+from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.models import Data, Job, Project, Task, User, utcnow
+from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.schemas.common import BasicUser, Link, Page
+from cvat_ray.storage.schemas.tasks import JobsSummary, TaskPatch, TaskRead, TaskWrite
+from cvat_ray.storage.services import labels as label_service
+from cvat_ray.storage.services.projects import (
     check_assignee,
     move_to_organization,
     storage_json,
     storage_read,
 )
-from storage.services.resources import (
+from cvat_ray.storage.services.resources import (
     get_task,
     new_task_in,
     project_assigned_to,
     project_owned_by,
     task_resource,
 )
-from storage.services.users import require_user
+from cvat_ray.storage.services.users import require_user
 
 _Owner = aliased(User, name="task_owner")
 _Assignee = aliased(User, name="task_assignee")

@@ -7,15 +7,15 @@ from collections.abc import Iterable
 from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.orm import Session
 
-from cluster.errors import Conflict, InvalidInput, NotFound
-from iam.authz import Resource, authorize, list_filter
-from iam.passwords import hash_password
-from iam.principal import PRIVILEGES
-from storage.context import RequestContext
-from storage.models import Group, Membership, User, user_groups
-from storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
-from storage.schemas.common import BasicUser, Page
-from storage.schemas.users import UserPatch, UserRead
+from cvat_ray.cluster.errors import Conflict, InvalidInput, NotFound
+from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.iam.passwords import hash_password
+from cvat_ray.iam.principal import PRIVILEGES
+from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.models import Group, Membership, User, user_groups
+from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.schemas.common import BasicUser, Page
+from cvat_ray.storage.schemas.users import UserPatch, UserRead
 
 
 def groups_of(session: Session, user_ids: Iterable[int]) -> dict[int, list[str]]:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster import runtime
-from cluster.names import NAMESPACE
-from cluster.settings import Settings
+from cvat_ray.cluster import runtime
+from cvat_ray.cluster.names import NAMESPACE
+from cvat_ray.cluster.settings import Settings
 
 
 @pytest.fixture(scope="session")

@@ -14,16 +14,16 @@ import httpx
 import numpy as np
 import pytest
 
-from actors import dataset_run
-from actors.autoannotate import ray_results, run_request
-from actors.runs import RayRunLauncher
-from cluster import runtime
-from cluster.settings import Settings
-from serve_apps.app import build_app
-from serve_apps.functions import FunctionUnavailable, ServeRunner, deploy, undeploy
-from storage.db import Database
-from storage.functions.spec import FunctionSpec, load_spec_file
-from storage.services import lambda_functions
+from cvat_ray.actors import dataset_run
+from cvat_ray.actors.autoannotate import ray_results, run_request
+from cvat_ray.actors.runs import RayRunLauncher
+from cvat_ray.cluster import runtime
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.serve_apps.app import build_app
+from cvat_ray.serve_apps.functions import FunctionUnavailable, ServeRunner, deploy, undeploy
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.functions.spec import FunctionSpec, load_spec_file
+from cvat_ray.storage.services import lambda_functions
 from tests.conftest import Account
 from tests.serve_apps.test_lambda import (
     Deferred,
@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def colour_spec(**resources: Any) -> FunctionSpec:
-    from serve_apps.deploy import builtin_spec_dir
+    from cvat_ray.serve_apps.deploy import builtin_spec_dir
 
     spec = load_spec_file(builtin_spec_dir() / "colour-detector.yaml")
     return spec.model_copy(
@@ -228,7 +228,7 @@ async def test_dataset_run_resumes(
     monkeypatch.setenv("CVAT_RAY_DATABASE__URL", db.url)
     monkeypatch.setenv("CVAT_RAY_FUNCTIONS__USE_REPLICAS", "false")
     monkeypatch.setenv("CVAT_RAY_FUNCTIONS__DECODE_NUM_CPUS", "0.1")
-    from cluster.settings import reset_settings_cache
+    from cvat_ray.cluster.settings import reset_settings_cache
 
     reset_settings_cache()
     run = f"r-{uuid.uuid4().hex[:6]}"
@@ -301,8 +301,8 @@ async def test_a_restarted_driver_fails_the_runs_it_left(
 ) -> None:
     """A run the driver's name still holds ``started`` when the driver (re)starts was left
     half done by a process that died: the new process fails it, with a readable reason."""
-    from actors.runs import RESTART_REASON
-    from storage.services import requests as request_service
+    from cvat_ray.actors.runs import RESTART_REASON
+    from cvat_ray.storage.services import requests as request_service
 
     api, _ = deferred
     task_id = await colour_task(api, [im for im, _ in scenes(1, seed=3)])

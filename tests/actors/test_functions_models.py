@@ -17,18 +17,18 @@ import numpy as np
 import pytest
 import torch
 
-from actors.functions.base import Detection, ModelError
-from actors.functions.builtin.colour import ColourDetector
-from actors.functions.builtin.exported import TorchScriptDetector
-from actors.functions.builtin.opencv import (
+from cvat_ray.actors.functions.base import Detection, ModelError
+from cvat_ray.actors.functions.builtin.colour import ColourDetector
+from cvat_ray.actors.functions.builtin.exported import TorchScriptDetector
+from cvat_ray.actors.functions.builtin.opencv import (
     GrabCutInteractor,
     HaarFaceDetector,
     HogPeopleDetector,
     MilTracker,
 )
-from actors.functions.loader import BUILTINS, load_model, run_detector
-from actors.functions.staging import PinnedBuffers
-from actors.functions.synthetic import COLOURS, GAP, make_scene, random_scenes
+from cvat_ray.actors.functions.loader import BUILTINS, load_model, run_detector
+from cvat_ray.actors.functions.staging import PinnedBuffers
+from cvat_ray.actors.functions.synthetic import COLOURS, GAP, make_scene, random_scenes
 
 LABELS = list(COLOURS)
 # The torch models' tests run on CUDA too where a GPU is visible (CI has none: CPU only).
@@ -455,8 +455,8 @@ def test_loader_resolves_classes_and_checks_kinds() -> None:
     cases: list[tuple[str, dict[str, Any], str]] = [
         ("segmenter", {"class": "colour"}, "unknown function kind"),
         ("detector", {"class": "no-such-model"}, "unknown model class"),
-        ("detector", {"class": "actors.functions.nope:Model"}, "cannot import"),
-        ("detector", {"class": "actors.functions.loader:Missing"}, "has no class"),
+        ("detector", {"class": "cvat_ray.actors.functions.nope:Model"}, "cannot import"),
+        ("detector", {"class": "cvat_ray.actors.functions.loader:Missing"}, "has no class"),
         ("detector", {"class": "grabcut"}, "is not a detector"),
         ("tracker", {"class": "colour"}, "is not a tracker"),
         ("detector", {}, "exactly one of"),

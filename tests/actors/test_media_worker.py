@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from actors.launcher import RayLauncher
-from cluster.settings import Settings
-from serve_apps.app import build_app
-from storage.db import Database
-from storage.models import BackgroundRequest, utcnow
-from storage.services.data_upload import upload_area
+from cvat_ray.actors.launcher import RayLauncher
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.serve_apps.app import build_app
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.models import BackgroundRequest, utcnow
+from cvat_ray.storage.services.data_upload import upload_area
 from tests.conftest import Account
 from tests.media_files import image_bytes
 from tests.serve_apps.test_task_data import images, new_task, upload, wait

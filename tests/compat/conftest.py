@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from cluster.runtime import free_port
-from cluster.settings import Settings
-from serve_apps.app import build_app
-from storage.db import Database
+from cvat_ray.cluster.runtime import free_port
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.serve_apps.app import build_app
+from cvat_ray.storage.db import Database
 from tests.conftest import PASSWORD, Account, _empty_tables, make_account
 
 

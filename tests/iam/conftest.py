@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.runtime import free_port
+from cvat_ray.cluster.runtime import free_port
 from tests.conftest import IN_CI
 from tests.iam import slapd
 
@@ -28,7 +28,7 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slapd.Slapd]
 @pytest.fixture
 def ldap_env(directory: slapd.Slapd, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """Turns LDAP login on (FreeIPA style) for the test; returns the variables it set."""
-    from cluster.settings import reset_settings_cache
+    from cvat_ray.cluster.settings import reset_settings_cache
 
     env = {
         "CVAT_RAY_LDAP__ENABLED": "true",

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from cluster.settings import reset_settings_cache
-from storage.db import Database
-from storage.models import User
+from cvat_ray.cluster.settings import reset_settings_cache
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.models import User
 from tests.conftest import PASSWORD as LOCAL_PASSWORD
 from tests.iam import slapd
 from tests.iam.slapd import PASSWORD
@@ -135,7 +135,7 @@ async def test_register_and_password_change_are_refused(
 
 
 def test_bind_password_never_leaves(ldap_env) -> None:
-    from cluster.settings import get_settings
+    from cvat_ray.cluster.settings import get_settings
 
     settings = get_settings()
     assert slapd.BIND_PW not in repr(settings) and slapd.BIND_PW not in str(settings.model_dump())

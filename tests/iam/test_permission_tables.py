@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from iam.engine import DEFAULT_RULES_DIR, PolicyEngine
+from cvat_ray.iam.engine import DEFAULT_RULES_DIR, PolicyEngine
 
 TABLES = Path(__file__).parent / "permission_tables"
 PRIVILEGES = ["admin", "business", "user", "worker", "none"]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import redis
 
-from iam.throttle import LoginThrottle, MemoryStore, RedisStore
+from cvat_ray.iam.throttle import LoginThrottle, MemoryStore, RedisStore
 from tests.conftest import IN_CI, PASSWORD, Account
 
 REDIS_URL = os.environ.get("CVAT_RAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from storage.db import Database
+from cvat_ray.storage.db import Database
 from tests.conftest import Account
 from tests.serve_apps.test_projects_tasks import LABELS, add_frames
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.settings import Settings
-from storage.db import Database
-from storage.models import CloudStorage, Membership, Organization, utcnow
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.models import CloudStorage, Membership, Organization, utcnow
 from tests.conftest import Account, make_account
 
 ROLES = ("owner", "maintainer", "supervisor", "worker")

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from cluster.settings import Settings
-from storage.db import Database
-from storage.models import CloudStorage
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.models import CloudStorage
 from tests.cloud_servers import StorageServer, put_object
 from tests.conftest import Account
 from tests.media_files import image_bytes, write_video, zip_members

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from storage.db import Database
+from cvat_ray.storage.db import Database
 from tests.serve_apps.test_projects_tasks import LABELS, add_frames
 
 LISTS = ["projects", "tasks", "jobs", "labels", "memberships", "invitations", "organizations"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from storage.db import Database
+from cvat_ray.storage.db import Database
 from tests.conftest import Account
 from tests.serve_apps.test_projects_tasks import add_frames
 

@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from actors.autoannotate import local_results, run_request
-from actors.functions.synthetic import COLOURS, make_scene
-from cluster.settings import Settings
-from serve_apps.app import build_app
-from serve_apps.deploy import builtin_spec_dir
-from storage.db import Database
-from storage.functions.spec import load_spec_file, spec_files
-from storage.services import lambda_functions
-from storage.services import requests as request_service
+from cvat_ray.actors.autoannotate import local_results, run_request
+from cvat_ray.actors.functions.synthetic import COLOURS, make_scene
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.serve_apps.app import build_app
+from cvat_ray.serve_apps.deploy import builtin_spec_dir
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.functions.spec import load_spec_file, spec_files
+from cvat_ray.storage.services import lambda_functions
+from cvat_ray.storage.services import requests as request_service
 from tests.actors.test_functions_models import cartoon_face, silhouette
 from tests.conftest import Account
 from tests.serve_apps.test_task_data import upload, wait

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from storage.db import Database
-from storage.models import Invitation, utcnow
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.models import Invitation, utcnow
 from tests.conftest import Account
 
 

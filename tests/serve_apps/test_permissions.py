@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from storage.db import Database
-from storage.models import Membership, Organization, utcnow
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.models import Membership, Organization, utcnow
 from tests.conftest import Account, make_account
 from tests.serve_apps.test_projects_tasks import add_frames
 

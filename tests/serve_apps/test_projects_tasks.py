@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from storage.db import Database
-from storage.services.resources import get_task
-from storage.services.task_data import FrameInfo, attach_data
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.services.resources import get_task
+from cvat_ray.storage.services.task_data import FrameInfo, attach_data
 from tests.conftest import Account
 
 LABELS = [

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from serve_apps.deps import Caller
-from storage.db import Database
+from cvat_ray.serve_apps.deps import Caller
+from cvat_ray.storage.db import Database
 from tests.conftest import Account
 from tests.serve_apps.test_projects_tasks import LABELS, add_frames
 

@@ -6,9 +6,9 @@ import hypothesis
 import schemathesis
 from hypothesis import HealthCheck
 
-from iam.authn import start_session
-from storage.db import Database
-from storage.models import User
+from cvat_ray.iam.authn import start_session
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.models import User
 from tests.conftest import Account
 from tests.serve_apps.test_projects_tasks import LABELS, add_frames
 

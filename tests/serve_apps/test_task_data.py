@@ -20,7 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from cluster.settings import Settings
+from cvat_ray.cluster.settings import Settings
 from tests.conftest import IN_CI, Account
 from tests.media_files import (
     image_bytes,
@@ -500,7 +500,7 @@ async def test_project_preview(client_for, alice: Account) -> None:
 async def test_chunks_are_built_once_and_cached(
     app, client_for, alice: Account, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import serve_apps.media as media_module
+    import cvat_ray.serve_apps.media as media_module
 
     api = client_for(alice)
     task_id, _ = await create_with(api, images(3))
@@ -540,7 +540,7 @@ def redis_backend(settings: Settings) -> Iterator[Settings]:
 async def test_redis_cache_backend(
     redis_backend: Settings, app, client_for, alice: Account
 ) -> None:  # type: ignore[no-untyped-def]
-    from storage.media.cache import RedisCache
+    from cvat_ray.storage.media.cache import RedisCache
 
     api = client_for(alice)
     task_id, _ = await create_with(api, images(2))

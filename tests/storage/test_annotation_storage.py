@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from sqlalchemy import delete, func, select
 
-from storage.annotations import bulk, reads
-from storage.db import Database
-from storage.models import Job, Label, LabeledShape, LabeledTag, Task
-from storage.schemas.annotations import (
+from cvat_ray.storage.annotations import bulk, reads
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.models import Job, Label, LabeledShape, LabeledTag, Task
+from cvat_ray.storage.schemas.annotations import (
     AttributeVal,
     LabeledData,
     LabeledImage,
     SubLabeledShape,
 )
-from storage.schemas.annotations import (
+from cvat_ray.storage.schemas.annotations import (
     LabeledShape as Shape,
 )
-from storage.services.task_data import FrameInfo, attach_data
-from storage.services.users import create_user
+from cvat_ray.storage.services.task_data import FrameInfo, attach_data
+from cvat_ray.storage.services.users import create_user
 
 
 def _task(db: Database) -> tuple[int, int, int]:

@@ -7,12 +7,18 @@ from typing import Any
 
 import pytest
 
-from actors.functions.output import rle_decode, rle_encode
-from cluster.errors import InvalidInput
-from serve_apps.deploy import builtin_spec_dir
-from storage.functions.mapping import Target, TaskLabel, compatible, resolve, to_labeled_data
-from storage.functions.spec import load_spec_file, parse_spec, spec_files
-from storage.schemas.lambda_ import MappingEntry
+from cvat_ray.actors.functions.output import rle_decode, rle_encode
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.serve_apps.deploy import builtin_spec_dir
+from cvat_ray.storage.functions.mapping import (
+    Target,
+    TaskLabel,
+    compatible,
+    resolve,
+    to_labeled_data,
+)
+from cvat_ray.storage.functions.spec import load_spec_file, parse_spec, spec_files
+from cvat_ray.storage.schemas.lambda_ import MappingEntry
 
 BASE = {
     "id": "det",
@@ -171,8 +177,8 @@ def test_replicas_take_a_runs_share_of_requests_and_one_more() -> None:
     """A replica's ``max_ongoing_requests``: a whole-task run's share (its tasks' requests
     in flight) plus one, so the run's routers cannot pile its batches on one replica; a
     higher autoscaling target raises it."""
-    from actors.stages import RUN_REQUESTS_PER_REPLICA
-    from serve_apps.functions import function_application, max_ongoing_requests
+    from cvat_ray.actors.stages import RUN_REQUESTS_PER_REPLICA
+    from cvat_ray.serve_apps.functions import function_application, max_ongoing_requests
 
     spec = parse_spec({**BASE, "autoscaling": {"target_ongoing_requests": 2}}, source="fn.yaml")
     assert max_ongoing_requests(spec) == RUN_REQUESTS_PER_REPLICA + 1 == 5

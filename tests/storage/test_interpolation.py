@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from storage.annotations.interpolation import interpolate, shape_at
-from storage.annotations.merge import (
+from cvat_ray.storage.annotations.interpolation import interpolate, shape_at
+from cvat_ray.storage.annotations.merge import (
     JobRange,
     TrackJoiner,
     duplicates,
@@ -13,7 +13,7 @@ from storage.annotations.merge import (
     split_for_jobs,
     track_similarity,
 )
-from storage.schemas.annotations import (
+from cvat_ray.storage.schemas.annotations import (
     AttributeVal,
     LabeledData,
     LabeledShape,

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from cluster.errors import InvalidInput
-from storage.media.archives import UnpackBudget, unpack
-from storage.media.cache import MemoryCache, RedisCache
-from storage.media.cloud import Cipher, CloudAccess
-from storage.media.formats import kind_of, related_owner
-from storage.media.remote import AllowList, _is_public, check_url
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.storage.media.archives import UnpackBudget, unpack
+from cvat_ray.storage.media.cache import MemoryCache, RedisCache
+from cvat_ray.storage.media.cloud import Cipher, CloudAccess
+from cvat_ray.storage.media.formats import kind_of, related_owner
+from cvat_ray.storage.media.remote import AllowList, _is_public, check_url
 from tests.conftest import IN_CI
 
 
@@ -151,7 +151,7 @@ def test_decode_array_gives_pillows_pixels() -> None:
     import numpy as np
     from PIL import Image
 
-    from storage.media.render import decode_array, decode_image
+    from cvat_ray.storage.media.render import decode_array, decode_image
     from tests.media_files import jpeg_with_orientation
 
     rng = np.random.default_rng(0)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from sqlalchemy import inspect, select
 
-from storage.db import Database
-from storage.migrate import current_revision, drift, head_revision, upgrade
-from storage.models import Group
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.migrate import current_revision, drift, head_revision, upgrade
+from cvat_ray.storage.models import Group
 from tests.conftest import drop_pg_database, new_pg_database
 
 

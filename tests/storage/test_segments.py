@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.services.segments import job_status, segment_ranges, task_status
+from cvat_ray.storage.services.segments import job_status, segment_ranges, task_status
 
 
 @pytest.mark.parametrize(

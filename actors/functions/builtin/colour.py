@@ -1,4 +1,4 @@
-"""A torch detector of solid-colour rectangles, exact on :mod:`actors.functions.synthetic`.
+"""A torch detector of solid-colour rectangles, exact on :mod:`cvat_ray.actors.functions.synthetic`.
 
 It needs no training and no download: every weight is set by hand, so its answer on
 synthetic frames is known exactly and its cost is that of a real dense conv stack.
@@ -43,10 +43,10 @@ import cv2
 import numpy as np
 import torch
 
-from actors.functions.base import Detection, Image, ModelError, to_device
-from actors.functions.builtin.common import apply_threads, option_int, shape_groups
-from actors.functions.staging import PinnedBuffers
-from actors.functions.synthetic import COLOURS
+from cvat_ray.actors.functions.base import Detection, Image, ModelError, to_device
+from cvat_ray.actors.functions.builtin.common import apply_threads, option_int, shape_groups
+from cvat_ray.actors.functions.staging import PinnedBuffers
+from cvat_ray.actors.functions.synthetic import COLOURS
 
 TAU = 0.1  # squared RGB distance (0..1 units) at which the evidence falls to 0
 THRESHOLD = 0.5  # evidence at which a pixel belongs to a class; see the module docstring
@@ -99,7 +99,7 @@ class ColourDetector:
 
     Options: ``width`` (channels of the conv stack, >= the number of colours, default 16),
     ``depth`` (3x3 layers, default 2), ``min_area`` (px, default 64), ``colours`` (``{name:
-    [r, g, b]}`` in 0..255, replacing :data:`~actors.functions.synthetic.COLOURS`; colours
+    [r, g, b]}`` in 0..255, replacing :data:`~cvat_ray.actors.functions.synthetic.COLOURS`; colours
     must be more than ``sqrt(TAU)`` apart in 0..1 units), ``half`` (float16 stack, default
     on CUDA only), ``threads`` (``torch.set_num_threads``). ``labels``, when given, keeps
     the colours it names (the others are never emitted); ``weights`` is not used.

@@ -7,7 +7,7 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from actors.functions.base import ModelError
+from cvat_ray.actors.functions.base import ModelError
 
 
 def option_int(

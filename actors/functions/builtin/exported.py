@@ -28,8 +28,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from actors.functions.base import Detection, Image, ModelError, to_device
-from actors.functions.builtin.common import apply_threads, option_int, shape_groups
+from cvat_ray.actors.functions.base import Detection, Image, ModelError, to_device
+from cvat_ray.actors.functions.builtin.common import apply_threads, option_int, shape_groups
 
 
 @dataclass(frozen=True)

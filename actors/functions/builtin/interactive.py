@@ -13,8 +13,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from actors.functions.base import Image, InteractorResult, ModelError, TrackResult
-from actors.functions.builtin.common import option_float, option_int
+from cvat_ray.actors.functions.base import Image, InteractorResult, ModelError, TrackResult
+from cvat_ray.actors.functions.builtin.common import option_float, option_int
 
 Point = tuple[float, float]
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)

@@ -6,7 +6,7 @@
 OpenCV has no batched inference: ``infer`` runs the frames of a batch one after another
 (it still pays to batch them, since the pipeline around it moves whole batches). Both are
 CPU-only; ``device`` is accepted and ignored. The interactive tools (GrabCut, the MIL
-tracker) live in :mod:`actors.functions.builtin.interactive` and are re-exported here.
+tracker) live in :mod:`cvat_ray.actors.functions.builtin.interactive` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from actors.functions.base import Detection, Image, ModelError
-from actors.functions.builtin.common import (
+from cvat_ray.actors.functions.base import Detection, Image, ModelError
+from cvat_ray.actors.functions.builtin.common import (
     margin_to_confidence,
     option_float,
     option_int,
 )
-from actors.functions.builtin.interactive import GrabCutInteractor, MilTracker
+from cvat_ray.actors.functions.builtin.interactive import GrabCutInteractor, MilTracker
 
 __all__ = ["GrabCutInteractor", "HaarFaceDetector", "HogPeopleDetector", "MilTracker"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import storage.models.base
+import cvat_ray.storage.models.base
 
 revision = "0001"
 down_revision = None
@@ -38,7 +38,9 @@ def upgrade() -> None:
         sa.Column("cloud_storage_id", sa.Integer(), nullable=True),
         sa.Column("deleted_frames", sa.JSON(), nullable=False),
         sa.Column(
-            "chunks_updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=False
+            "chunks_updated_date",
+            cvat_ray.storage.models.base.UTCDateTime(timezone=True),
+            nullable=False,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_data")),
     )
@@ -61,8 +63,12 @@ def upgrade() -> None:
         sa.Column("is_staff", sa.Boolean(), nullable=False),
         sa.Column("is_superuser", sa.Boolean(), nullable=False),
         sa.Column("auth_source", sa.String(length=16), nullable=False),
-        sa.Column("date_joined", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_login", storage.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "date_joined", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "last_login", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
     )
@@ -73,10 +79,18 @@ def upgrade() -> None:
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         sa.Column("owner_id", sa.Integer(), nullable=False),
         sa.Column("read_only", sa.Boolean(), nullable=False),
-        sa.Column("created_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("expiry_date", storage.models.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("last_used_date", storage.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "created_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "updated_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "expiry_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column(
+            "last_used_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.ForeignKeyConstraint(
             ["owner_id"],
             ["users.id"],
@@ -95,8 +109,12 @@ def upgrade() -> None:
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         sa.Column("csrf_token", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("created_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("expiry_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "expiry_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.ForeignKeyConstraint(
             ["user_id"],
             ["users.id"],
@@ -132,8 +150,12 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("contact", sa.JSON(), nullable=False),
         sa.Column("owner_id", sa.Integer(), nullable=True),
-        sa.Column("created_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "updated_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.ForeignKeyConstraint(
             ["owner_id"],
             ["users.id"],
@@ -164,10 +186,18 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.Integer(), nullable=True),
         sa.Column("organization_id", sa.Integer(), nullable=True),
         sa.Column("params", sa.JSON(), nullable=False),
-        sa.Column("created_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("started_date", storage.models.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_date", storage.models.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("expiry_date", storage.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "created_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "started_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column(
+            "finished_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column(
+            "expiry_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.ForeignKeyConstraint(
             ["owner_id"], ["users.id"], name=op.f("fk_requests_owner_id_users"), ondelete="SET NULL"
         ),
@@ -201,7 +231,9 @@ def upgrade() -> None:
         sa.Column("organization_id", sa.Integer(), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("is_active", sa.Boolean(), nullable=False),
-        sa.Column("joined_date", storage.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "joined_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.ForeignKeyConstraint(
             ["organization_id"],
             ["organizations.id"],
@@ -229,15 +261,21 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.Integer(), nullable=True),
         sa.Column("assignee_id", sa.Integer(), nullable=True),
         sa.Column(
-            "assignee_updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=True
+            "assignee_updated_date",
+            cvat_ray.storage.models.base.UTCDateTime(timezone=True),
+            nullable=True,
         ),
         sa.Column("bug_tracker", sa.String(length=2000), nullable=False),
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("organization_id", sa.Integer(), nullable=True),
         sa.Column("source_storage", sa.JSON(), nullable=True),
         sa.Column("target_storage", sa.JSON(), nullable=True),
-        sa.Column("created_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "updated_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.ForeignKeyConstraint(
             ["assignee_id"],
             ["users.id"],
@@ -270,7 +308,9 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.Integer(), nullable=True),
         sa.Column("assignee_id", sa.Integer(), nullable=True),
         sa.Column(
-            "assignee_updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=True
+            "assignee_updated_date",
+            cvat_ray.storage.models.base.UTCDateTime(timezone=True),
+            nullable=True,
         ),
         sa.Column("bug_tracker", sa.String(length=2000), nullable=False),
         sa.Column("mode", sa.String(length=32), nullable=False),
@@ -285,8 +325,12 @@ def upgrade() -> None:
         sa.Column("organization_id", sa.Integer(), nullable=True),
         sa.Column("source_storage", sa.JSON(), nullable=True),
         sa.Column("target_storage", sa.JSON(), nullable=True),
-        sa.Column("created_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "updated_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.ForeignKeyConstraint(
             ["assignee_id"],
             ["users.id"],
@@ -397,15 +441,21 @@ def upgrade() -> None:
         sa.Column("task_id", sa.Integer(), nullable=False),
         sa.Column("assignee_id", sa.Integer(), nullable=True),
         sa.Column(
-            "assignee_updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=True
+            "assignee_updated_date",
+            cvat_ray.storage.models.base.UTCDateTime(timezone=True),
+            nullable=True,
         ),
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("stage", sa.String(length=32), nullable=False),
         sa.Column("state", sa.String(length=32), nullable=False),
         sa.Column("type", sa.String(length=32), nullable=False),
         sa.Column("parent_job_id", sa.Integer(), nullable=True),
-        sa.Column("created_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "updated_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.ForeignKeyConstraint(
             ["assignee_id"],
             ["users.id"],

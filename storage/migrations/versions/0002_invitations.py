@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import storage.models.base
+import cvat_ray.storage.models.base
 
 revision = "0002"
 down_revision = "0001"
@@ -24,8 +24,12 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column("membership_id", sa.Integer(), nullable=False),
         sa.Column("owner_id", sa.Integer(), nullable=True),
-        sa.Column("created_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("sent_date", storage.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "created_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "sent_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.ForeignKeyConstraint(
             ["membership_id"],
             ["memberships.id"],

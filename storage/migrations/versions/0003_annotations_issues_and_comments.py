@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import storage.models.base
+import cvat_ray.storage.models.base
 
 revision = "0003"
 down_revision = "0002"
@@ -156,8 +156,12 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.Integer(), nullable=True),
         sa.Column("assignee_id", sa.Integer(), nullable=True),
         sa.Column("resolved", sa.Boolean(), nullable=False),
-        sa.Column("created_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "updated_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.ForeignKeyConstraint(
             ["assignee_id"],
             ["users.id"],
@@ -183,8 +187,12 @@ def upgrade() -> None:
         sa.Column("issue_id", sa.Integer(), nullable=False),
         sa.Column("owner_id", sa.Integer(), nullable=True),
         sa.Column("message", sa.Text(), nullable=False),
-        sa.Column("created_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "updated_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.ForeignKeyConstraint(
             ["issue_id"],
             ["issues.id"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import storage.models.base
+import cvat_ray.storage.models.base
 
 revision = "0004"
 down_revision = "0003"
@@ -49,8 +49,12 @@ def upgrade() -> None:
         sa.Column("manifests", sa.JSON(), nullable=False),
         sa.Column("owner_id", sa.Integer(), nullable=True),
         sa.Column("organization_id", sa.Integer(), nullable=True),
-        sa.Column("created_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "updated_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.ForeignKeyConstraint(
             ["organization_id"],
             ["organizations.id"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import storage.models.base
+import cvat_ray.storage.models.base
 
 revision = "0005"
 down_revision = "0004"
@@ -26,8 +26,12 @@ def upgrade() -> None:
         sa.Column("spec", sa.JSON(), nullable=False),
         sa.Column("source", sa.Text(), nullable=False),
         sa.Column("app_name", sa.String(length=128), nullable=False),
-        sa.Column("created_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_date", storage.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "updated_date", cvat_ray.storage.models.base.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_lambda_functions")),
     )
     # ### end Alembic commands ###

@@ -1,8 +1,8 @@
 """The ``cvat-ray`` command line.
 
-The CLI is the composition root: it is the only code in ``cluster/`` that reaches up into
-``storage/`` and ``serve_apps/``, and it does so inside each command so that ``--help`` stays
-fast and Ray is imported only after its environment (token auth) is set.
+The CLI is the composition root: the one module allowed to import every layer
+(``cvat_ray.cluster`` ... ``cvat_ray.serve_apps``). It does so inside each command so that
+``--help`` stays fast and Ray is imported only after its environment (token auth) is set.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cluster.settings import Settings, get_settings, reset_settings_cache
+from cvat_ray.cluster.settings import Settings, get_settings, reset_settings_cache
 
 T = TypeVar("T")
 
@@ -46,7 +46,7 @@ def _apply_overrides(
 
 
 def _database(settings: Settings) -> Any:
-    from storage.db import Database
+    from cvat_ray.storage.db import Database
 
     return Database(settings.database_url, pool_size=2)
 
@@ -64,7 +64,7 @@ def _in_session(settings: Settings, work: Callable[[Any], T]) -> T:
 
 
 def _migrate(settings: Settings) -> str:
-    from storage.migrate import current_revision, upgrade
+    from cvat_ray.storage.migrate import current_revision, upgrade
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = _database(settings)
@@ -80,9 +80,9 @@ def _ensure_admin(settings: Settings) -> tuple[str, str | None]:
     Returns (username, password to print once or None)."""
     from sqlalchemy import select
 
-    from iam.keys import new_password
-    from storage.models import User
-    from storage.services.accounts import ensure_superuser
+    from cvat_ray.iam.keys import new_password
+    from cvat_ray.storage.models import User
+    from cvat_ray.storage.services.accounts import ensure_superuser
 
     db = _database(settings)
     try:
@@ -105,9 +105,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_createsuperuser(args: argparse.Namespace) -> int:
-    from cluster.errors import AppError
-    from storage.services.accounts import validate_new_password
-    from storage.services.users import create_user
+    from cvat_ray.cluster.errors import AppError
+    from cvat_ray.storage.services.accounts import validate_new_password
+    from cvat_ray.storage.services.users import create_user
 
     settings = _apply_overrides(args.data_dir)
     _migrate(settings)
@@ -150,7 +150,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     # Task data is processed by Ray actors (the API replicas and workers inherit this).
     os.environ["CVAT_RAY_MEDIA__LAUNCHER"] = "ray"
     settings = _apply_overrides(args.data_dir, args.host, args.port)
-    from cluster import runtime
+    from cvat_ray.cluster import runtime
 
     if not runtime.port_is_free(settings.server.host, settings.server.port):
         print(
@@ -174,7 +174,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        from serve_apps import deploy
+        from cvat_ray.serve_apps import deploy
 
         deploy.deploy(settings)
         db = _database(settings)
@@ -184,7 +184,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             functions = deploy.deploy_functions(db, wait=True)
         finally:
             db.dispose()
-        from actors.launcher import start_ray_workers
+        from cvat_ray.actors.launcher import start_ray_workers
 
         start_ray_workers(settings)
         api_url = f"http://{settings.server.host}:{settings.server.port}"
@@ -294,16 +294,16 @@ def _connect(settings: Settings) -> dict[str, Any] | None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    from cluster.names import NAMESPACE
+    from cvat_ray.cluster.names import NAMESPACE
 
     ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     return state or {"ray_address": address}
 
 
 def cmd_functions_deploy(args: argparse.Namespace) -> int:
-    from cluster.errors import AppError
-    from storage.functions.spec import load_spec_file
-    from storage.services import lambda_functions
+    from cvat_ray.cluster.errors import AppError
+    from cvat_ray.storage.functions.spec import load_spec_file
+    from cvat_ray.storage.services import lambda_functions
 
     settings = _apply_overrides(args.data_dir)
     try:
@@ -312,7 +312,7 @@ def cmd_functions_deploy(args: argparse.Namespace) -> int:
         print(f"Error: {exc.detail}", file=sys.stderr)
         return 2
     if args.check:
-        from actors.functions.host import ModelHost
+        from cvat_ray.actors.functions.host import ModelHost
 
         try:
             ModelHost(spec, device="cpu")
@@ -325,7 +325,7 @@ def cmd_functions_deploy(args: argparse.Namespace) -> int:
     if _connect(settings) is None:
         print(f"Function {spec.id!r} registered; the next `cvat-ray up` deploys it.")
         return 0
-    from serve_apps.functions import deploy
+    from cvat_ray.serve_apps.functions import deploy
 
     deploy(spec, wait=True)
     print(
@@ -335,13 +335,13 @@ def cmd_functions_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_functions_list(args: argparse.Namespace) -> int:
-    from storage.services import lambda_functions
+    from cvat_ray.storage.services import lambda_functions
 
     settings = _apply_overrides(args.data_dir)
     specs = _in_session(settings, lambda_functions.registered)
     states: dict[str, str] = {}
     if _connect(settings) is not None:
-        from serve_apps.functions import deployed
+        from cvat_ray.serve_apps.functions import deployed
 
         states = deployed()
     if args.json:
@@ -355,12 +355,12 @@ def cmd_functions_list(args: argparse.Namespace) -> int:
 
 
 def cmd_functions_delete(args: argparse.Namespace) -> int:
-    from storage.services import lambda_functions
+    from cvat_ray.storage.services import lambda_functions
 
     settings = _apply_overrides(args.data_dir)
     found = _in_session(settings, lambda s: lambda_functions.unregister(s, args.id))
     if _connect(settings) is not None:
-        from serve_apps.functions import undeploy
+        from cvat_ray.serve_apps.functions import undeploy
 
         undeploy(args.id)
     if not found:
@@ -374,8 +374,8 @@ def cmd_functions_invoke(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from cluster.errors import AppError
-    from storage.services import lambda_functions
+    from cvat_ray.cluster.errors import AppError
+    from cvat_ray.storage.services import lambda_functions
 
     settings = _apply_overrides(args.data_dir)
     try:
@@ -406,7 +406,7 @@ def cmd_functions_invoke(args: argparse.Namespace) -> int:
         call_args = (image, payload.get("shapes"), payload.get("states"))
         method = "track"
     if args.local or _connect(settings) is None:
-        from actors.functions.host import ModelHost
+        from cvat_ray.actors.functions.host import ModelHost
 
         host = ModelHost(spec, device="cpu")
         if method == "detect":
@@ -429,7 +429,7 @@ def cmd_functions_invoke(args: argparse.Namespace) -> int:
 def cmd_auto_annotate(args: argparse.Namespace) -> int:
     """Submit a dataset run as a Ray job (Jobs API, token auth) and follow it."""
     settings = _apply_overrides(args.data_dir)
-    from storage.services.lambda_runs import dataset_argv
+    from cvat_ray.storage.services.lambda_runs import dataset_argv
 
     argv = dataset_argv(
         args.function,
@@ -441,7 +441,7 @@ def cmd_auto_annotate(args: argparse.Namespace) -> int:
         run=args.run,
     )
     if args.local:
-        from actors import dataset_run
+        from cvat_ray.actors import dataset_run
 
         return dataset_run.main([*argv, "--engine", "local"])
     state = _running_state(settings)
@@ -458,7 +458,7 @@ def cmd_auto_annotate(args: argparse.Namespace) -> int:
         os.environ["RAY_AUTH_TOKEN_PATH"] = token_path
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    from actors.runs import ray_token_headers, submit_dataset_job
+    from cvat_ray.actors.runs import ray_token_headers, submit_dataset_job
 
     headers = ray_token_headers()
     # The local `up`'s cluster runs this very Python; a remote one has `python` on its PATH.

@@ -18,11 +18,11 @@ from cvat_sdk import make_client
 from PIL import Image
 from sqlalchemy import select
 
-from cluster.cli import main
-from cluster.runtime import free_port
-from storage.db import Database
-from storage.migrate import head_revision
-from storage.models import User
+from cvat_ray.cli import main
+from cvat_ray.cluster.runtime import free_port
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.migrate import head_revision
+from cvat_ray.storage.models import User
 
 CLI = str(Path(sys.executable).parent / "cvat-ray")
 
@@ -223,7 +223,7 @@ def _auto_annotate(base: str, auth: tuple[str, str], tmp_path: Path, dashboard: 
     zero, and a whole-task request runs in its own actor as a Ray Data pipeline."""
     import httpx
 
-    from actors.functions.synthetic import COLOURS, make_scene
+    from cvat_ray.actors.functions.synthetic import COLOURS, make_scene
 
     with httpx.Client(base_url=base, auth=auth, timeout=120) as api:
         functions = {f["id"] for f in api.get("/api/lambda/functions").json()}

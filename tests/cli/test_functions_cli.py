@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from actors.functions.synthetic import make_scene
-from cluster.cli import main
-from serve_apps.deploy import builtin_spec_dir
+from cvat_ray.actors.functions.synthetic import make_scene
+from cvat_ray.cli import main
+from cvat_ray.serve_apps.deploy import builtin_spec_dir
 
 
 @pytest.fixture
