@@ -205,6 +205,32 @@ TASKS_PER_REPLICA = 2
 # A whole-task run's requests outstanding at each replica when it has them all.
 RUN_REQUESTS_PER_REPLICA = TASKS_PER_REPLICA * IN_FLIGHT
 
+
+def gpu_requests_per_replica(cpus: float) -> int:
+    """Requests a GPU replica holds at once when a whole-task run feeds it: about one per
+    CPU of the node (plus a few, as Python's default thread pool has), each decoding,
+    preprocessing or postprocessing its batch in a thread of the replica while the device
+    runs one batch after another."""
+    return max(2, int(cpus)) + 4
+
+
+def run_shape(spec: FunctionSpec, cpus: float) -> tuple[int, int]:
+    """``(pipeline tasks, requests each keeps in flight)`` of a whole-task run on the
+    function's Serve replicas, for a cluster of ``cpus`` CPUs.
+
+    CPU replicas run one batch at a time on threads of their own: two tasks per replica with
+    two requests each keep them busy (:data:`RUN_REQUESTS_PER_REPLICA`). A GPU replica is
+    fed only when it holds :func:`gpu_requests_per_replica`; the run sends them from a task
+    per two CPUs, so that the tasks also decode a video's frames (one seek per group) at the
+    device's pace."""
+    replicas = max(1, spec.autoscaling.max_replicas)
+    if spec.resources.num_gpus <= 0:
+        return TASKS_PER_REPLICA * replicas, IN_FLIGHT
+    tasks = max(TASKS_PER_REPLICA * replicas, int(cpus) // 2)
+    in_flight = max(IN_FLIGHT, -(-gpu_requests_per_replica(cpus) * replicas // tasks))
+    return tasks, in_flight
+
+
 _gc_frozen = False
 
 
@@ -253,14 +279,15 @@ def decode_serve_infer(
     conv: bool,
     timeout_s: float,
     batch_size: int,
+    in_flight: int = IN_FLIGHT,
 ) -> dict[str, list[Any]]:
     """Ray Data stage (tasks): read a block of frames and send it, ``batch_size`` frames per
     request, to the function's Serve replicas, which decode, preprocess, infer and
     postprocess. A run thus shares the replicas, their GPUs and their autoscaling with
     online calls instead of reserving its own. Image files travel encoded (a tenth of their
     pixels' size; video frames are decoded here), straight to the replica rather than
-    through Ray Data's blocks. Up to :data:`IN_FLIGHT` requests are outstanding while the
-    next batch is read, so the replicas never wait for frames."""
+    through Ray Data's blocks. Up to ``in_flight`` requests are outstanding while the
+    next batch is read, so the replicas never wait for frames (:func:`run_shape`)."""
 
     freeze_gc()
 
@@ -304,7 +331,7 @@ def decode_serve_infer(
             decoded = read_frames(plan, list(range(first, min(first + batch_size, stop))))
             images = [image for _, image in decoded if not isinstance(image, str)]
             pending.append((decoded, send(images) if images else None))
-            if len(pending) >= IN_FLIGHT:
+            if len(pending) >= in_flight:
                 finish(*pending.popleft())
     while pending:
         finish(*pending.popleft())

@@ -50,10 +50,14 @@ LABELS = ["red", "green", "blue", "yellow"]
 
 
 class Http:
+    """JSON over one keep-alive connection; ``token`` is a session key, or a whole
+    ``Authorization`` value (``"Bearer ..."``)."""
+
     def __init__(self, base: str, token: str) -> None:
         parts = urlsplit(base)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        authorization = token if " " in token else f"Token {token}"
+        self.headers = {"Authorization": authorization, "Content-Type": "application/json"}
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
@@ -66,16 +70,29 @@ class Http:
         return json.loads(payload) if payload else None
 
 
-def make_frames(folder: Path, count: int) -> list[list[tuple[str, tuple[int, int, int, int]]]]:
+def write_frame(folder: Path, i: int) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """Scene ``i`` as ``frame_{i:05d}.jpg`` in ``folder``; returns its truth."""
     from cvat_ray.actors.functions.synthetic import make_scene
 
+    image, truth = make_scene(640, 480, (1, 6), seed=i)
+    Image.fromarray(image).save(folder / f"frame_{i:05d}.jpg", quality=92)
+    return truth
+
+
+def make_frames(
+    folder: Path, count: int, workers: int = 1
+) -> list[list[tuple[str, tuple[int, int, int, int]]]]:
+    """``count`` generated JPEG frames (``workers`` processes) and their truths."""
+    import functools
+
     folder.mkdir(parents=True, exist_ok=True)
-    truths = []
-    for i in range(count):
-        image, truth = make_scene(640, 480, (1, 6), seed=i)
-        Image.fromarray(image).save(folder / f"frame_{i:05d}.jpg", quality=92)
-        truths.append(truth)
-    return truths
+    write = functools.partial(write_frame, folder)
+    if workers <= 1:
+        return [write(i) for i in range(count)]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(write, range(count), chunksize=64))
 
 
 def replica_cpus(settings: Any, replicas: int) -> float:
@@ -134,16 +151,17 @@ def prepare(url: str, settings: Any, batch: int = 8, replicas: int = 2) -> tuple
     return key, 0
 
 
-def create_task(client: Http, count: int) -> int:
+def create_task(
+    client: Http, count: int, files: list[str] | None = None, name: str = "bench auto-annotation"
+) -> int:
+    """A task of the share's first ``count`` generated frames (or of ``files``), with the
+    colour labels; returns its id once its data is processed."""
     task = client.call(
         "POST",
         "/api/tasks",
-        {
-            "name": "bench auto-annotation",
-            "labels": [{"name": n, "type": "rectangle"} for n in LABELS],
-        },
+        {"name": name, "labels": [{"name": n, "type": "rectangle"} for n in LABELS]},
     )
-    files = [f"frames/frame_{i:05d}.jpg" for i in range(count)]
+    files = files or [f"frames/frame_{i:05d}.jpg" for i in range(count)]
     rq = client.call(
         "POST",
         f"/api/tasks/{task['id']}/data",
@@ -158,10 +176,15 @@ def create_task(client: Http, count: int) -> int:
         time.sleep(0.5)
 
 
-def ours(client: Http, task_id: int) -> tuple[float, list[dict[str, Any]]]:
+def ours(
+    client: Http, task_id: int, function: str = FUNCTION
+) -> tuple[float, list[dict[str, Any]], dict[str, Any]]:
+    """A whole-task request for ``function`` on the task: (seconds from the request's arrival
+    to the run's end as the server records them, the task's shapes, the request's last
+    state)."""
     started = time.perf_counter()
     call = client.call(
-        "POST", "/api/lambda/requests", {"function": FUNCTION, "task": task_id, "cleanup": True}
+        "POST", "/api/lambda/requests", {"function": function, "task": task_id, "cleanup": True}
     )
     first = None
     while True:
@@ -192,14 +215,15 @@ def ours(client: Http, task_id: int) -> tuple[float, list[dict[str, Any]]]:
     ).total_seconds()
     print(f"    finished {seconds:.1f} s after the request (seen by polling after {polled:.1f} s)")
     shapes = client.call("GET", f"/api/tasks/{task_id}/annotations")["shapes"]
-    return seconds, shapes
+    return seconds, shapes, state
 
 
-def cvat_way(client: Http, task_id: int, frames: int) -> float:
-    client.call("POST", f"/api/lambda/functions/{FUNCTION}", {"task": task_id, "frame": 0})
+def cvat_way(client: Http, task_id: int, frames: int, function: str = FUNCTION) -> float:
+    path = f"/api/lambda/functions/{function}"
+    client.call("POST", path, {"task": task_id, "frame": 0})
     started = time.perf_counter()
     for frame in range(frames):
-        client.call("POST", f"/api/lambda/functions/{FUNCTION}", {"task": task_id, "frame": frame})
+        client.call("POST", path, {"task": task_id, "frame": frame})
     return time.perf_counter() - started
 
 
@@ -352,7 +376,7 @@ def main() -> int:
         online_s = cvat_way(client, task_id, min(args.online_frames, args.frames))
         online_fps = min(args.online_frames, args.frames) / online_s
         print("(a) ours...", flush=True)
-        run_s, shapes = ours(client, task_id)
+        run_s, shapes, _ = ours(client, task_id)
         ours_fps = args.frames / run_s
         known, hits, extra = accuracy(shapes, labels, truths)
     finally:

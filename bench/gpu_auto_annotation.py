@@ -1,7 +1,7 @@
 """GPU batching benchmark: the colour detector's inference core at several batch sizes.
 
 Generates ``--frames`` synthetic 640x480 frames (``cvat_ray.actors.functions.synthetic``, no
-downloads), preprocesses them and preloads them as one tensor on the device, so neither
+downloads), preprocesses them (on CUDA: the uint8 pixels the device converts) and preloads them as one tensor on the device, so neither
 decoding nor host-to-device copies are measured. Then, for each batch size, after a
 warm-up pass, it times ``ColourDetector.classify`` (the fixed-weight conv stack, the
 per-pixel class map and its uint8 packing: what ``infer`` runs on the device) over all
@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{len(scenes)} frames 640x480 preloaded; conv stack {macs / 1e9:.2f} GMAC/frame\n")
 
+    # on CUDA the frames are uint8 pixels (converted on the device), else float CHW
+    classify = model.classify_pixels if prepared[0].dtype == np.uint8 else model.classify
     print(f"{'batch':>6} {'core frames/s':>14} {'ms/frame':>9} {'infer frames/s':>15}")
     results: dict[int, float] = {}
     for size in sizes:
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def core(batches: list[torch.Tensor] = batches) -> None:
             for batch in batches:
-                model.classify(batch)
+                classify(batch)
 
         def whole(size: int = size) -> None:
             for i in range(0, len(prepared) - size + 1, size):

@@ -252,18 +252,29 @@ def function_application(spec: FunctionSpec) -> Any:
     return _deployment_class().options(**options).bind(spec.model_dump(mode="json", by_alias=True))
 
 
-def max_ongoing_requests(spec: FunctionSpec) -> int:
+def max_ongoing_requests(spec: FunctionSpec, cpus: float | None = None) -> int:
     """Requests a replica takes at once: a whole-task run's share and one more (for an
-    online call), or the autoscaling target when that is higher.
+    online call), or the autoscaling target when that is higher. A GPU replica's share
+    comes from :func:`~cvat_ray.actors.stages.run_shape` for the cluster's ``cpus`` (the
+    connected cluster's when not given).
 
     Each task of a run's pipeline routes through a Serve router of its own, which learns a
     replica's queue only when it sends there; with room for 16 requests, the routers piled
     a run's batches on one replica while the other stood idle (4-9 s of idle replica per
     2,000-frame run on two cores). A full replica refuses a request and the router tries
     another, so with this cap neither replica runs dry while the run lasts."""
-    from cvat_ray.actors.stages import RUN_REQUESTS_PER_REPLICA
+    from cvat_ray.actors.stages import RUN_REQUESTS_PER_REPLICA, run_shape
 
-    return max(RUN_REQUESTS_PER_REPLICA + 1, math.ceil(spec.autoscaling.target_ongoing_requests))
+    share = RUN_REQUESTS_PER_REPLICA
+    if spec.resources.num_gpus > 0:
+        if cpus is None:
+            import ray
+
+            resources = ray.cluster_resources() if ray.is_initialized() else {}  # type: ignore[no-untyped-call]
+            cpus = resources.get("CPU", 1.0)
+        tasks, in_flight = run_shape(spec, cpus)
+        share = -(-tasks * in_flight // max(1, spec.autoscaling.max_replicas))
+    return max(share + 1, math.ceil(spec.autoscaling.target_ongoing_requests))
 
 
 def deploy(spec: FunctionSpec, *, wait: bool = True) -> None:

@@ -43,6 +43,10 @@ class Detector(Protocol):
 
     # Labels the model can emit, by name (the spec's labels must be a superset).
     labels: list[str]
+    # ``preprocess`` and ``postprocess`` must be safe to call from several threads at once
+    # (they only read the model's settings). ``infer`` is called one batch at a time unless
+    # the model has a true ``concurrent_infer`` attribute: then calls may overlap, and the
+    # model serialises its device work itself (CUDA models stage batches concurrently).
 
     def preprocess(self, image: Image) -> Any:
         """CPU work for one frame (resize, normalise); the result must pickle (numpy)."""

@@ -6,6 +6,7 @@ The Serve deployment (``cvat_ray.serve_apps.functions``) and the in-process runn
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -63,12 +64,17 @@ class ModelHost:
         model = self.model
         if not isinstance(model, Detector):
             raise ModelError(f"{self.spec.id} is a {self.spec.kind}, not a detector")
-        with self._lock:
-            outputs = model.infer([model.preprocess(im) for im in images])
-            return [
-                [detection_dict(d, conv_mask_to_poly=c) for d in model.postprocess(out, t)]
-                for out, t, c in zip(outputs, thresholds, conv_mask_to_poly, strict=True)
-            ]
+        # preprocess and postprocess work on one frame's arrays, so the calls a replica has
+        # in flight run them in their own threads while another batch is on the accelerator
+        # (a GPU otherwise idles through them). ``infer`` is serialised here unless the
+        # model serialises its device work itself (``concurrent_infer``).
+        inputs = [model.preprocess(im) for im in images]
+        with contextlib.nullcontext() if getattr(model, "concurrent_infer", False) else self._lock:
+            outputs = model.infer(inputs)
+        return [
+            [detection_dict(d, conv_mask_to_poly=c) for d in model.postprocess(out, t)]
+            for out, t, c in zip(outputs, thresholds, conv_mask_to_poly, strict=True)
+        ]
 
     def interact(
         self,

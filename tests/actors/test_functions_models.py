@@ -8,6 +8,7 @@ checked by contract (valid boxes, confidences in (0, 1])."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import pickle
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,14 @@ def test_pinned_buffers_stage_batches_of_any_size(device: str) -> None:
         expected = (np.stack(frames) * 2).astype(np.float16)
         assert np.array_equal(first, expected)  # not overwritten by the second batch
         assert np.array_equal(again, expected[::-1])
+    # A replica's calls in flight stage their batches from several threads at once.
+    batches = [
+        [rng.random((3, 8, 8), dtype=np.float32) for _ in range(1 + i % 4)] for i in range(24)
+    ]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda fs: staging.run(fs, lambda x: x + 1), batches))
+    for frames, result in zip(batches, results, strict=True):
+        assert np.array_equal(result, np.stack(frames) + 1)
 
 
 def test_colour_detector_labels_threshold_and_outputs() -> None:

@@ -186,3 +186,30 @@ def test_replicas_take_a_runs_share_of_requests_and_one_more() -> None:
     assert max_ongoing_requests(busy) == 8
     app: Any = function_application(spec)
     assert app._bound_deployment._deployment_config.max_ongoing_requests == 5
+
+
+def test_gpu_runs_keep_a_request_per_cpu_at_each_replica() -> None:
+    """A whole-task run on GPU replicas sends from a task per two CPUs with enough requests
+    in flight that each replica holds one per CPU (it decodes and postprocesses them in its
+    threads while the device runs batches); the replicas accept that many and one more.
+    CPU functions keep two tasks per replica with two requests each."""
+    from cvat_ray.actors.stages import IN_FLIGHT, TASKS_PER_REPLICA, run_shape
+    from cvat_ray.serve_apps.functions import max_ongoing_requests
+
+    cpu = parse_spec({**BASE, "autoscaling": {"max_replicas": 3}}, source="fn.yaml")
+    assert run_shape(cpu, 16) == (TASKS_PER_REPLICA * 3, IN_FLIGHT)
+    gpu = parse_spec(
+        {**BASE, "resources": {"num_gpus": 1}, "autoscaling": {"max_replicas": 1}},
+        source="fn.yaml",
+    )
+    tasks, in_flight = run_shape(gpu, 16)
+    assert tasks == 8 and tasks * in_flight >= 16 + 4
+    assert max_ongoing_requests(gpu, 16) == tasks * in_flight + 1
+    two = parse_spec(
+        {**BASE, "resources": {"num_gpus": 1}, "autoscaling": {"max_replicas": 2}},
+        source="fn.yaml",
+    )
+    tasks, in_flight = run_shape(two, 16)
+    assert tasks * in_flight >= 2 * (16 + 4)
+    # a small cluster still gets a task per replica's share
+    assert run_shape(gpu, 2)[0] == TASKS_PER_REPLICA

@@ -139,6 +139,8 @@ class ColourDetector:
         self.dtype = torch.float16 if half else torch.float32
         # CUDA: frames go up and class maps come back through reused page-locked buffers
         self._pinned = PinnedBuffers(self.device) if self.device.type == "cuda" else None
+        # On CUDA the staging pool serialises the device's part: batches overlap the rest.
+        self.concurrent_infer = self._pinned is not None
         rgb = [(r / 255.0, g / 255.0, b / 255.0) for r, g, b in colours.values()]
         self.net = ColourNet(rgb, width, depth).eval()
         self.net.mean.to(self.device, self.dtype)
@@ -146,9 +148,12 @@ class ColourDetector:
         self.net.evidence.to(self.device)
 
     def preprocess(self, image: Image) -> np.ndarray:
-        """HWC uint8 RGB -> CHW float32 in 0..1."""
+        """HWC uint8 RGB -> CHW float32 in 0..1; on CUDA the uint8 pixels as they are (the
+        device transposes and scales them: a quarter of the bytes cross the bus)."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ModelError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+        if self._pinned is not None:
+            return np.ascontiguousarray(image, dtype=np.uint8)
         out = np.empty((3, image.shape[0], image.shape[1]), dtype=np.float32)
         # OpenCV splits the channels in one pass (numpy's strided copy of a transposed view
         # is slower); each plane goes to float and is scaled in one more.
@@ -163,12 +168,17 @@ class ColourDetector:
         for group in shape_groups([a.shape for a in batch]):
             frames = [batch[i] for i in group]
             if self._pinned is not None:
-                maps = self._pinned.run(frames, self.classify)
+                maps = self._pinned.run(frames, self.classify_pixels)
             else:
                 maps = self.classify(torch.from_numpy(np.stack(frames))).numpy()
             for j, i in enumerate(group):
                 out[i] = maps[j]
         return out
+
+    @torch.inference_mode()
+    def classify_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`classify` on a device batch of ``[N, H, W, 3]`` uint8 pixels."""
+        return self.classify(x.permute(0, 3, 1, 2).float().div_(255))
 
     @torch.inference_mode()
     def classify(self, x: torch.Tensor) -> torch.Tensor:

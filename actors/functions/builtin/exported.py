@@ -15,6 +15,11 @@ one sub-batch per size (no padding, so the model sees no artificial borders). An
 model whose input has a fixed height and width gets those as ``input_size``; one with a
 fixed batch size gets sub-batches of that size (the last one filled up by repeating its
 last frame).
+
+On a CUDA device a TorchScript model's frames stay ``uint8`` and channels-last until they
+are on the GPU: a batch is stacked into reused page-locked memory and copied up at a
+quarter of float32's size, then transposed and scaled there. The model sees the same
+float32 ``[N, 3, H, W]`` input in 0..1 either way.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -31,14 +36,24 @@ import numpy as np
 from cvat_ray.actors.functions.base import Detection, Image, ModelError, to_device
 from cvat_ray.actors.functions.builtin.common import apply_threads, option_int, shape_groups
 
+if TYPE_CHECKING:
+    from cvat_ray.actors.functions.staging import PinnedBuffers
+
 
 @dataclass(frozen=True)
 class Prepared:
-    """A preprocessed frame: ``array`` is ``[3, H, W]`` float32, ``frame`` the original
-    ``(height, width)``."""
+    """A preprocessed frame: ``array`` is ``[3, H, W]`` float32 in 0..1, or, for a model on
+    a CUDA device, the ``[H, W, 3]`` uint8 pixels (converted on the device); ``frame`` is the
+    original ``(height, width)``."""
 
     array: np.ndarray
     frame: tuple[int, int]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The model input's ``(height, width)``."""
+        shape = self.array.shape
+        return (int(shape[0]), int(shape[1])) if self.array.dtype == np.uint8 else shape[1:]
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,9 @@ class FileDetector:
     implement ``_run`` (``[n, 3, H, W]`` float32 -> the raw output as numpy)."""
 
     batch_size: int | None = None  # a fixed batch size the model requires
+    # Frames stay uint8 HWC for the model (set by a subclass that converts on its device).
+    uint8_input = False
+    concurrent_infer = False  # see actors.functions.base.Detector
 
     def __init__(self, path: str, labels: list[str] | None, input_size: Any) -> None:
         self.name = Path(path).name
@@ -72,6 +90,8 @@ class FileDetector:
         frame = (int(image.shape[0]), int(image.shape[1]))
         if self.input_size and self.input_size != frame:
             image = cv2.resize(image, self.input_size[::-1], interpolation=cv2.INTER_LINEAR)
+        if self.uint8_input:
+            return Prepared(np.ascontiguousarray(image, dtype=np.uint8), frame)
         array = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
         return Prepared(array / np.float32(255), frame)
 
@@ -83,9 +103,9 @@ class FileDetector:
                 chunk = group[start : start + step]
                 arrays = [batch[i].array for i in chunk]
                 arrays += arrays[-1:] * (step - len(chunk))
-                result = self._checked(self._run(np.stack(arrays)), len(arrays))
+                result = self._checked(self._run(arrays), len(arrays))
                 for j, i in enumerate(chunk):
-                    (h, w), (fh, fw) = batch[i].array.shape[1:], batch[i].frame
+                    (h, w), (fh, fw) = batch[i].size, batch[i].frame
                     out[i] = Rows(result[j], (fw / w, fh / h), batch[i].frame)
         return [r for r in out if r is not None]
 
@@ -115,7 +135,8 @@ class FileDetector:
             found.append(Detection(self.labels[k], "rectangle", box, min(float(score), 1.0)))
         return found
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """The model on a batch of preprocessed arrays of one shape."""
         raise NotImplementedError
 
     def _checked(self, out: np.ndarray, n: int) -> np.ndarray:
@@ -142,6 +163,13 @@ class TorchScriptDetector(FileDetector):
 
         apply_threads(dict(options or {}))
         self.device = torch.device(to_device(device))
+        self._pinned: PinnedBuffers | None = None
+        if self.device.type == "cuda":
+            from cvat_ray.actors.functions.staging import PinnedBuffers
+
+            self._pinned = PinnedBuffers(self.device)
+            self.uint8_input = True
+            self.concurrent_infer = True  # the staging pool serialises the device's part
         try:
             with warnings.catch_warnings():  # torch 2.10+ deprecates TorchScript; files still load
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -149,21 +177,33 @@ class TorchScriptDetector(FileDetector):
         except Exception as exc:  # torch raises RuntimeError, ValueError, pickle errors...
             raise ModelError(f"{self.name}: not a TorchScript file ({_first_line(exc)})") from None
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, arrays: list[np.ndarray]) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            try:
-                y = self.module(torch.from_numpy(x).to(self.device))
-            except Exception as exc:
-                raise ModelError(
-                    f"{self.name}: the model failed on a batch {list(x.shape)}: {_first_line(exc)}"
-                ) from None
-            if not isinstance(y, torch.Tensor):
-                raise ModelError(
-                    f"{self.name}: output must be one tensor [N,K,6], got {type(y).__name__}"
-                )
-            return y.float().cpu().numpy()
+            if self._pinned is not None:
+                return self._pinned.run(arrays, self.forward_pixels)
+            result: np.ndarray = self._forward(torch.from_numpy(np.stack(arrays))).cpu().numpy()
+            return result
+
+    def forward_pixels(self, x: Any) -> Any:
+        """The model on a device batch of ``[N, H, W, 3]`` uint8 pixels."""
+        return self._forward(x.permute(0, 3, 1, 2).float().div_(255))
+
+    def _forward(self, x: Any) -> Any:
+        import torch
+
+        try:
+            y = self.module(x)
+        except Exception as exc:
+            raise ModelError(
+                f"{self.name}: the model failed on a batch {list(x.shape)}: {_first_line(exc)}"
+            ) from None
+        if not isinstance(y, torch.Tensor):
+            raise ModelError(
+                f"{self.name}: output must be one tensor [N,K,6], got {type(y).__name__}"
+            )
+        return y.float()
 
 
 class OnnxDetector(FileDetector):
@@ -212,7 +252,8 @@ class OnnxDetector(FileDetector):
         if self.input_size is None and isinstance(h, int) and isinstance(w, int):
             self.input_size = (h, w)
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, arrays: list[np.ndarray]) -> np.ndarray:
+        x = np.stack(arrays)
         try:
             result = self.session.run(None, {self.input_name: x})
         except Exception as exc:
