@@ -335,7 +335,7 @@ class RayLauncher:
 
     def held(self) -> set[str]:
         """What the runners that exist hold (a runner never created holds nothing)."""
-        refs = []
+        refs: list[Any] = []
         for _, name in self.runner_names():
             try:
                 refs.append(ray.get_actor(name, namespace=NAMESPACE).held.remote())

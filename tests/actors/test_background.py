@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import select
 
 from cvat_ray.actors import dataset_run
+from cvat_ray.actors.functions.synthetic import COLOURS
 from cvat_ray.actors.jobs import dataset_job
 from cvat_ray.actors.launcher import ThreadLauncher
 from cvat_ray.actors.registry import AUTOANNOTATE, default_registry
@@ -36,7 +37,7 @@ from cvat_ray.storage.services.data_upload import CREATE_TASK, upload_area
 from tests.actors.test_autoannotate_ray import colour_spec, crashing_spec, marked_scenes
 from tests.conftest import Account
 from tests.media_files import image_bytes
-from tests.serve_apps.test_lambda import COLOURS, colour_task, scenes
+from tests.serve_apps.test_lambda import colour_task, scenes
 from tests.serve_apps.test_task_data import new_task
 
 ROOT = Path(__file__).resolve().parents[2]
