@@ -12,8 +12,8 @@ the job); with the local engine, this process (``thread@<host>:<pid>``). If the 
 mid-run, the sweep (``cvat_ray.actors.sweep``) finds its runner gone and fails the row, so the
 task is not left blocked; submitting the run again resumes it.
 
-    python -m actors.dataset_run --function colour-detector --task 1 --task 2
-    python -m actors.dataset_run --function colour-detector --project 3 --run nightly
+    python -m cvat_ray.actors.dataset_run --function colour-detector --task 1 --task 2
+    python -m cvat_ray.actors.dataset_run --function colour-detector --project 3 --run nightly
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from cvat_ray.storage.db import Database
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m actors.dataset_run",
+        prog="python -m cvat_ray.actors.dataset_run",
         description="Auto-annotate many tasks with one function, task after task, resumable.",
     )
     p.add_argument("--function", required=True, help="Function id")

@@ -158,7 +158,7 @@ def dataset_argv(
     run: str | None = None,
     owner: str | None = None,
 ) -> list[str]:
-    """The arguments of ``python -m actors.dataset_run`` for a dataset run (the API and
+    """The arguments of ``python -m cvat_ray.actors.dataset_run`` for a dataset run (the API and
     the CLI submit the same job)."""
     argv = ["--function", function_id]
     for task_id in task_ids:
