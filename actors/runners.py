@@ -291,20 +291,24 @@ class RayLauncher:
     def _send(
         self, family: Family, name: str, request_id: str, operation_type: str, *, retry: bool
     ) -> None:
+        def not_taken(exc: BaseException) -> None:
+            try:
+                self._aside.submit(
+                    self._not_taken, family, name, request_id, operation_type, exc, retry
+                )
+            except RuntimeError:  # closed: the sweep hands it over again
+                logger.warning("%s did not take %s after close", name, request_id)
+
         try:
             ref = self._runner(family, name).submit.remote(request_id, operation_type)
         except Exception as exc:
-            self._aside.submit(
-                self._not_taken, family, name, request_id, operation_type, exc, retry
-            )
+            not_taken(exc)
             return
 
         def taken(fut: concurrent.futures.Future[Any]) -> None:
             exc = fut.exception()
             if exc is not None:
-                self._aside.submit(
-                    self._not_taken, family, name, request_id, operation_type, exc, retry
-                )
+                not_taken(exc)
 
         ref.future().add_done_callback(taken)
 
