@@ -243,13 +243,11 @@ def _serve_app(spec: FunctionSpec) -> str | None:
 Engine = Callable[[lambda_runs.RunPlan, Settings], Iterator[Result]]
 
 
-def pick_engine(settings: Settings) -> Engine:
+def pick_engine(settings: Settings, *, on_ray: bool) -> Engine:
+    """``functions.engine``; ``auto``: Ray Data when the run's runner is a Ray actor."""
     engine = settings.functions.engine
     if engine == "auto":
-        import sys
-
-        ray_mod: Any = sys.modules.get("ray")
-        engine = "ray" if ray_mod is not None and ray_mod.is_initialized() else "local"
+        engine = "ray" if on_ray else "local"
     return ray_results if engine == "ray" else local_results
 
 
@@ -284,7 +282,8 @@ def run_request(
     *,
     engine: Engine | None = None,
 ) -> RunStats | None:
-    """Claim and run one request to its end; None when another worker has it."""
+    """Claim and run one request to its end; None when another worker has it. Without an
+    ``engine``, the one ``functions.engine`` names (``auto``: local)."""
     with db.session() as session:
         if not request_service.claim(session, request_id, worker):
             return None
@@ -298,7 +297,7 @@ def run_request(
         stats.frames = len(run.frames)
         pending: list[tuple[int, list[Any]]] = []
         every = settings.functions.save_every
-        results = (engine or pick_engine(settings))(run, settings)
+        results = (engine or pick_engine(settings, on_ray=False))(run, settings)
         try:
             for pos, objects, error in results:
                 stats.done += 1

@@ -7,8 +7,13 @@ the API too). A run has a name; tasks that an earlier attempt of the same run fi
 skipped, so submitting the same command again resumes an interrupted run. At the end it
 prints a summary, one line per task and a JSON line with the totals.
 
-    python -m actors.dataset_run --function colour-detector --task 1 --task 2
-    python -m actors.dataset_run --function colour-detector --project 3 --run nightly
+The rows it claims name what runs them: on Ray, a lease actor this driver owns (it dies with
+the job); with the local engine, this process (``thread@<host>:<pid>``). If the job dies
+mid-run, the sweep (``cvat_ray.actors.sweep``) finds its runner gone and fails the row, so the
+task is not left blocked; submitting the run again resumes it.
+
+    python -m cvat_ray.actors.dataset_run --function colour-detector --task 1 --task 2
+    python -m cvat_ray.actors.dataset_run --function colour-detector --project 3 --run nightly
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from cvat_ray.storage.db import Database
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m actors.dataset_run",
+        prog="python -m cvat_ray.actors.dataset_run",
         description="Auto-annotate many tasks with one function, task after task, resumable.",
     )
     p.add_argument("--function", required=True, help="Function id")
@@ -56,11 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         db.dispose()
 
 
-def execute(args: argparse.Namespace, settings: Settings, db: Database) -> int:
-    """Run a parsed dataset run against ``db``; prints per task and a JSON summary."""
+def execute(
+    args: argparse.Namespace, settings: Settings, db: Database, worker: str | None = None
+) -> int:
+    """Run a parsed dataset run against ``db``; prints per task and a JSON summary.
+    ``worker``: the runner name the rows get with the local engine (default: this process)."""
     from sqlalchemy import select
 
     from cvat_ray.actors.autoannotate import local_results, ray_results, run_request
+    from cvat_ray.actors.sweep import thread_worker
     from cvat_ray.cluster.errors import AppError
     from cvat_ray.storage.models import User
     from cvat_ray.storage.services import lambda_functions, lambda_runs
@@ -69,9 +78,12 @@ def execute(args: argparse.Namespace, settings: Settings, db: Database) -> int:
         args.function, args.task, args.project, args.organization
     )
     engine = local_results
+    lease: object = None
+    worker = worker or thread_worker()
     if args.engine == "ray":
         import ray
 
+        from cvat_ray.actors.runners import take_lease
         from cvat_ray.cluster.names import NAMESPACE
 
         if not ray.is_initialized():
@@ -80,6 +92,7 @@ def execute(args: argparse.Namespace, settings: Settings, db: Database) -> int:
                 os.environ["RAY_ADDRESS"] = settings.ray.address
             ray.init(namespace=NAMESPACE, log_to_driver=False)
         engine = ray_results
+        worker, lease = take_lease(run)
     started = time.monotonic()
     try:
         with db.session() as session:
@@ -129,7 +142,7 @@ def execute(args: argparse.Namespace, settings: Settings, db: Database) -> int:
             totals["failed"] += 1
             print(f"  task {task.task_id} ({task.name}): failed, {exc.detail}", flush=True)
             continue
-        stats = run_request(db, settings, request_id, f"dataset-run-{run}", engine=engine)
+        stats = run_request(db, settings, request_id, worker, engine=engine)
         with db.session() as session:
             status = lambda_functions.retrieve_status(session, request_id)
         if stats is not None:
@@ -142,6 +155,7 @@ def execute(args: argparse.Namespace, settings: Settings, db: Database) -> int:
         print(f"  task {task.task_id} ({task.name}): {status}, {summary}", flush=True)
     totals["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps({"run": run, **totals}), flush=True)
+    del lease  # held until here: the rows of this run are done
     return 0 if totals["failed"] == 0 else 1
 
 

@@ -1,66 +1,120 @@
-"""The one launcher that starts background work, and its two implementations.
+"""The one launcher of background work, chosen once when the app is built.
 
-Services hand a request id to ``launcher.submit`` after commit. Under ``cvat-ray up`` (and
-inside any Serve replica) it is :class:`RayLauncher`: named media worker actors
-(:mod:`cvat_ray.actors.media`) process the requests and show up in the Ray dashboard. Without a Ray
-runtime (the in-process test app, a plain uvicorn) it is :class:`InProcessLauncher`: the same
-processing code in a small thread pool. Both run :func:`process_request`, which claims the
-request row atomically, so a request submitted twice is processed once.
+Services write a queued ``requests`` row and hand ``launcher.submit`` to
+``requests.launch_after_commit``; after commit the launcher runs the request's handler from
+the registry (:mod:`cvat_ray.actors.registry`):
+
+- :class:`~cvat_ray.actors.runners.RayLauncher` (``background.launcher=ray``; ``auto`` inside a
+  Ray worker such as a Serve replica; ``cvat-ray up`` sets ``ray``): on the named runner actor
+  of the operation's family, which the Ray dashboard shows; dataset runs as Ray jobs.
+- :class:`ThreadLauncher` (``inprocess``; ``auto`` outside Ray: the test app, a plain
+  uvicorn): on a thread pool per family in this process; dataset runs in a thread with the
+  local engine.
+
+Both run the same handlers, and both are swept (:mod:`cvat_ray.actors.sweep`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import logging
 import sys
-import uuid
-import zlib
+import threading
 from typing import Any, Protocol
 
-from cvat_ray.cluster.names import NAMESPACE
+from cvat_ray.actors.registry import Context, Family, Registry, default_registry
+from cvat_ray.actors.sweep import SweepLoop, thread_alive, thread_worker
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.db import Database
-from cvat_ray.storage.services import requests as request_service
-from cvat_ray.storage.services.data_processing import process_request
 
 logger = logging.getLogger("cvat_ray.launcher")
 
-WORKER_PREFIX = "media-worker"
-
 
 class Launcher(Protocol):
-    def submit(self, request_id: str) -> None: ...
+    def submit(self, request_id: str, operation_type: str) -> None:
+        """Run a committed, queued request in the background."""
+        ...
+
+    def submit_dataset(self, argv: list[str]) -> str | None:
+        """Start a dataset run (``cvat_ray.actors.dataset_run`` arguments); the Ray job's id,
+        or None when it runs in this process."""
+        ...
+
+    def held(self) -> set[str]: ...
+
+    def alive(self, worker: str) -> bool | None: ...
+
+    def open(self) -> None:
+        """Called when the app starts serving (its lifespan): start sweeping."""
+        ...
 
     def close(self) -> None: ...
 
 
-class InProcessLauncher:
-    """Processes requests in this process's threads (no Ray)."""
+class ThreadLauncher:
+    """Runs requests on threads of this process (no Ray), one pool per family."""
 
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database, registry: Registry | None = None) -> None:
         self.settings = settings
         self.db = db
-        self.worker = f"inprocess-{uuid.uuid4().hex[:12]}"
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.registry = registry or default_registry()
+        self.worker = thread_worker()
+        self.ctx = Context(db, settings, self.worker, on_ray=False)
+        self._pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._sweep = SweepLoop(db, settings, self.registry, self)
 
-    def submit(self, request_id: str) -> None:
-        if self._executor is None:  # (re)created on first use, like the app's DB threads
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                self.settings.media.worker_concurrency, thread_name_prefix="cvat-media"
-            )
-        self._executor.submit(self._run, request_id)
+    def _pool(self, family: Family | None) -> concurrent.futures.ThreadPoolExecutor:
+        key = family.name if family else "dataset"
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:  # (re)created on first use, like the app's DB threads
+                threads = family.concurrency(self.settings) if family else 1
+                pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=key)
+                self._pools[key] = pool
+            return pool
 
-    def _run(self, request_id: str) -> None:
+    def submit(self, request_id: str, operation_type: str) -> None:
+        op = self.registry.operation(operation_type)
+        with self._lock:
+            if request_id in self._held:
+                return
+            self._held.add(request_id)
+        self._pool(op.family).submit(self._run, op.handler, request_id)
+
+    def _run(self, handler: Any, request_id: str) -> None:
         try:
-            process_request(self.db, self.settings, request_id, self.worker)
-        except Exception:  # process_request records failures itself; this is a last resort
-            logger.exception("processing %s failed", request_id)
+            handler(self.ctx, request_id)
+        except Exception:  # handlers record failures themselves; this is a last resort
+            logger.exception("background request %s failed", request_id)
+        finally:
+            with self._lock:
+                self._held.discard(request_id)
+
+    def submit_dataset(self, argv: list[str]) -> str | None:
+        from cvat_ray.actors import dataset_run
+
+        args = dataset_run.build_parser().parse_args([*argv, "--engine", "local"])
+        self._pool(None).submit(dataset_run.execute, args, self.settings, self.db, self.worker)
+        return None
+
+    def held(self) -> set[str]:
+        with self._lock:
+            return set(self._held)
+
+    def alive(self, worker: str) -> bool | None:
+        return True if worker == self.worker else thread_alive(worker)
+
+    def open(self) -> None:
+        self._sweep.start()
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self._sweep.stop()
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.shutdown(wait=True)
 
 
 def in_ray_worker() -> bool:
@@ -74,156 +128,31 @@ def in_ray_worker() -> bool:
     return bool(ray.get_runtime_context().worker.mode == WORKER_MODE)
 
 
-class RayLauncher:
-    """Sends requests to named, detached media worker actors (created on first use).
-
-    Each request goes to one worker chosen by its id. If the call fails because the actor
-    died (not because processing failed, which the worker records itself), the request row
-    is failed here with the reason; a worker that Ray restarts also fails what its dead
-    predecessor left started, so no row waits forever.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        db: Database,
-        *,
-        prefix: str = WORKER_PREFIX,
-        runtime_env: dict[str, Any] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.prefix = prefix
-        self.runtime_env = runtime_env
-        self._handles: dict[int, Any] = {}
-
-    def worker_name(self, index: int) -> str:
-        return f"{self.prefix}-{index}"
-
-    def handle(self, index: int) -> Any:
-        handle = self._handles.get(index)
-        if handle is None:
-            from cvat_ray.actors.media import MediaWorker
-
-            media = self.settings.media
-            options = service_actor_options(
-                self.worker_name(index),
-                max_concurrency=media.worker_concurrency + 1,  # + the sweep
-                num_cpus=media.worker_num_cpus,
-                runtime_env=self.runtime_env,
-            )
-            handle = MediaWorker.options(**options).remote(  # type: ignore[attr-defined]
-                self.worker_name(index), index == 0
-            )
-            self._handles[index] = handle
-        return handle
-
-    def start(self, timeout: float = 120) -> None:
-        """Create every worker and wait until each has started (and reclaimed its rows)."""
-        import ray
-
-        ray.get(
-            [self.handle(i).ping.remote() for i in range(self.settings.media.workers)],
-            timeout=timeout,
-        )
-
-    def submit(self, request_id: str) -> None:
-        index = zlib.crc32(request_id.encode()) % self.settings.media.workers
-        try:
-            ref = self.handle(index).process.remote(request_id)
-        except Exception as exc:
-            self._handles.pop(index, None)
-            self._fail(request_id, exc)
-            return
-        ref.future().add_done_callback(lambda fut: self._done(request_id, index, fut))
-
-    def _done(self, request_id: str, index: int, fut: concurrent.futures.Future[Any]) -> None:
-        exc = fut.exception()
-        if exc is not None:
-            self._handles.pop(index, None)
-            self._fail(request_id, exc)
-
-    def _fail(self, request_id: str, exc: BaseException) -> None:
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        logger.error("media worker call for %s failed: %s", request_id, reason)
-        try:
-            with self.db.session() as session:
-                request_service.fail_if_unfinished(
-                    session,
-                    request_id,
-                    f"The media worker stopped while processing the request ({reason}). "
-                    "Upload the data again.",
-                )
-        except Exception:
-            logger.exception("cannot record the failure of %s", request_id)
-
-    def close(self) -> None:
-        self._handles.clear()
-
-    def kill_workers(self) -> None:
-        """End this launcher's workers (tests; a cluster shutdown ends them otherwise)."""
-
-        for index in range(self.settings.media.workers):
-            kill_actor(self.worker_name(index))
-        self._handles.clear()
-
-
-def service_actor_options(
-    name: str,
-    *,
-    max_concurrency: int,
-    num_cpus: float,
-    runtime_env: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Ray options of a long-lived service actor (media workers, the run driver): one per
-    name in our namespace, detached, restarted by Ray when its process dies, its calls not
-    retried (the actor fails what a dead predecessor left)."""
-    options: dict[str, Any] = {
-        "name": name,
-        "namespace": NAMESPACE,
-        "get_if_exists": True,
-        "lifetime": "detached",
-        "max_restarts": -1,
-        "max_task_retries": 0,
-        "max_concurrency": max_concurrency,
-        "num_cpus": num_cpus,
-    }
-    if runtime_env:
-        options["runtime_env"] = runtime_env
-    return options
-
-
-def kill_actor(name: str) -> None:
-    """End the named actor of our namespace, if it exists (tests; a cluster shutdown ends
-    them otherwise)."""
-    import ray
-
-    with contextlib.suppress(ValueError):  # never created, or gone
-        ray.kill(ray.get_actor(name, namespace=NAMESPACE))
-
-
 def uses_ray(settings: Settings) -> bool:
-    """Whether background work goes to Ray actors (``media.launcher``; ``auto``: when this
-    process is a Ray worker, e.g. a Serve replica)."""
-    mode = settings.media.launcher
+    """Whether background work goes to Ray (``background.launcher``; ``auto``: when this
+    process is a Ray worker, e.g. a Serve replica). The app asks once, when it is built."""
+    mode = settings.background.launcher
     return mode == "ray" or (mode == "auto" and in_ray_worker())
 
 
-def make_launcher(settings: Settings, db: Database) -> Launcher:
-    if uses_ray(settings):
+def make_launcher(settings: Settings, db: Database, *, on_ray: bool | None = None) -> Launcher:
+    if uses_ray(settings) if on_ray is None else on_ray:
+        from cvat_ray.actors.runners import RayLauncher
+
         return RayLauncher(settings, db)
-    return InProcessLauncher(settings, db)
+    return ThreadLauncher(settings, db)
 
 
 def start_ray_workers(settings: Settings) -> None:
-    """Create the media workers and the auto-annotation run driver on the connected cluster
-    (``cvat-ray up`` calls this after deploying the API, so lost requests are picked up even
-    before the first upload, and the first run starts warm)."""
-    from cvat_ray.actors.runs import RayRunLauncher
+    """Create every family's runners and the sweeper on the connected cluster (``cvat-ray
+    up`` calls this after deploying the API, so lost requests are picked up even before the
+    first upload, and the first auto-annotation run starts warm)."""
+    from cvat_ray.actors.runners import RayLauncher
 
     db = Database(settings.database_url, pool_size=1)
+    launcher = RayLauncher(settings, db)
     try:
-        RayLauncher(settings, db).start()
-        RayRunLauncher(settings, db).start()
+        launcher.start()
     finally:
+        launcher.close()
         db.dispose()

@@ -337,7 +337,7 @@ def main() -> int:
         "CVAT_RAY_DATA_DIR": str(workdir / "data"),
         "CVAT_RAY_DATABASE__URL": url,
         "CVAT_RAY_MEDIA__SHARE_ROOT": str(share),
-        "CVAT_RAY_MEDIA__LAUNCHER": "ray",
+        "CVAT_RAY_BACKGROUND__LAUNCHER": "ray",
         "CVAT_RAY_FUNCTIONS__BUILTINS": "false",
         "CVAT_RAY_RAY__NUM_CPUS": str(os.cpu_count() or 2),
         # Logical CPUs, so everything is placed on two cores: API 0.25, media worker 0.25,

@@ -143,7 +143,7 @@ def serve(settings) -> tuple[subprocess.Popen[bytes], str]:  # type: ignore[no-u
     env = {
         **os.environ,
         "CVAT_RAY_DATA_DIR": str(settings.data_dir),
-        "CVAT_RAY_MEDIA__LAUNCHER": "inprocess",
+        "CVAT_RAY_BACKGROUND__LAUNCHER": "inprocess",
         "CVAT_RAY_LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(

@@ -214,28 +214,36 @@ class MediaSettings(BaseModel):
     remote_timeout_s: float = Field(
         default=30, gt=0, description="Timeout of one `remote_files` download"
     )
-    launcher: Literal["auto", "ray", "inprocess"] = Field(
-        default="auto",
-        description="Where task data is processed: `ray` actors, `inprocess` threads, or `auto` "
-        "(Ray when the API runs inside Ray; `cvat-ray up` sets `ray`)",
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Media worker actors (runners of `create:task`)"
     )
-    workers: int = Field(default=1, ge=1, le=64, description="Ray media worker actors")
     worker_num_cpus: float = Field(default=0.5, gt=0, description="CPUs per media worker actor")
     worker_concurrency: int = Field(
         default=2, ge=1, le=64, description="Requests one media worker processes at once"
-    )
-    sweep_interval_s: float = Field(
-        default=30,
-        gt=0,
-        description="How often media workers pick up lost queued requests and stale files",
-    )
-    requeue_after_s: float = Field(
-        default=60, gt=0, description="Age after which a queued request is picked up again"
     )
     serve_threads: int = Field(
         default=2, ge=1, le=64, description="Threads per API replica that build chunks and frames"
     )
     preview_size: int = Field(default=256, ge=16, le=2048, description="Preview side, pixels")
+
+
+class BackgroundSettings(BaseModel):
+    launcher: Literal["auto", "ray", "inprocess"] = Field(
+        default="auto",
+        description="Where background requests (task data, auto-annotation runs, dataset runs) "
+        "run: `ray` (named runner actors and Ray jobs), `inprocess` (threads of the API "
+        "process), or `auto` (Ray when the API runs inside Ray; `cvat-ray up` sets `ray`). "
+        "Decided once when the API app is built; online function calls follow it",
+    )
+    sweep_interval_s: float = Field(
+        default=30,
+        gt=0,
+        description="How often the sweep re-queues lost requests, fails those whose runner "
+        "died, and removes stale media files",
+    )
+    requeue_after_s: float = Field(
+        default=60, gt=0, description="Age after which a queued request is handed over again"
+    )
 
 
 class CacheSettings(BaseModel):
@@ -277,7 +285,8 @@ class FunctionsSettings(BaseModel):
     runner: Literal["auto", "serve", "inprocess"] = Field(
         default="auto",
         description="Where online calls run: `serve` deployments, `inprocess` (the API "
-        "process loads the model), or `auto` (Serve when the API runs inside Ray)",
+        "process loads the model), or `auto` (Serve when background work runs on Ray, "
+        "`CVAT_RAY_BACKGROUND__LAUNCHER`)",
     )
     call_timeout_s: float = Field(
         default=120, gt=0, description="Timeout of one online function call (then 504)"
@@ -292,7 +301,9 @@ class FunctionsSettings(BaseModel):
         "once per function replica)",
     )
     driver_num_cpus: float = Field(
-        default=0.1, gt=0, description="CPUs of the actor that drives whole-task runs"
+        default=0.1,
+        gt=0,
+        description="CPUs of the actor that drives whole-task runs (`autoannotate-driver-0`)",
     )
     concurrent_runs: int = Field(
         default=4,
@@ -313,7 +324,7 @@ class FunctionsSettings(BaseModel):
     engine: Literal["auto", "ray", "local"] = Field(
         default="auto",
         description="Whole-task runs: a Ray Data pipeline (`ray`), threads of the driver "
-        "process (`local`), or `auto` (Ray Data when Ray is running)",
+        "process (`local`), or `auto` (Ray Data when the run's runner is a Ray actor)",
     )
 
 
@@ -346,6 +357,7 @@ class Settings(BaseSettings):
     ldap: LdapSettings = LdapSettings()
     redis: RedisSettings = RedisSettings()
     media: MediaSettings = MediaSettings()
+    background: BackgroundSettings = BackgroundSettings()
     cache: CacheSettings = CacheSettings()
     cloud: CloudSettings = CloudSettings()
     functions: FunctionsSettings = FunctionsSettings()

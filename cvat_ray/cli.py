@@ -147,8 +147,8 @@ def cmd_createsuperuser(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    # Task data is processed by Ray actors (the API replicas and workers inherit this).
-    os.environ["CVAT_RAY_MEDIA__LAUNCHER"] = "ray"
+    # Background work runs on Ray runner actors (the API replicas and workers inherit this).
+    os.environ["CVAT_RAY_BACKGROUND__LAUNCHER"] = "ray"
     settings = _apply_overrides(args.data_dir, args.host, args.port)
     from cvat_ray.cluster import runtime
 
@@ -458,7 +458,7 @@ def cmd_auto_annotate(args: argparse.Namespace) -> int:
         os.environ["RAY_AUTH_TOKEN_PATH"] = token_path
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    from cvat_ray.actors.runs import ray_token_headers, submit_dataset_job
+    from cvat_ray.actors.jobs import ray_token_headers, submit_dataset_job
 
     headers = ray_token_headers()
     # The local `up`'s cluster runs this very Python; a remote one has `python` on its PATH.

@@ -8,8 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cvat_ray.actors.launcher import Launcher, make_launcher
-from cvat_ray.actors.runs import DatasetRunner, make_dataset_runner, make_run_launcher
+from cvat_ray.actors.launcher import Launcher, make_launcher, uses_ray
 from cvat_ray.cluster.settings import Settings, get_settings
 from cvat_ray.iam.throttle import LoginThrottle, MemoryStore, RedisStore, ThrottleStore
 from cvat_ray.serve_apps import errors
@@ -76,15 +75,15 @@ def build_app(
     db: Database | None = None,
     launcher: Launcher | None = None,
     *,
-    runs: Launcher | None = None,
     functions: FunctionRunner | None = None,
-    dataset_runs: DatasetRunner | None = None,
     behind_serve_proxy: bool = False,
 ) -> FastAPI:
     """The API app. Settings are read here (in the replica), never at import time.
 
-    ``launcher`` starts background requests; by default Ray actors when the app runs inside
-    Ray (a Serve replica), threads of this process otherwise (``media.launcher``)."""
+    Whether background work runs on Ray is decided here, once (``background.launcher``):
+    ``launcher`` runs every background request (the registry's runner actors inside Ray, e.g.
+    in a Serve replica; threads of this process otherwise), and online function calls follow
+    the same choice unless ``functions.runner`` says otherwise."""
     settings = settings or get_settings()
     logging.getLogger("cvat_ray").setLevel(settings.log_level.upper())
     db = db or Database(
@@ -92,20 +91,18 @@ def build_app(
         pool_size=settings.database.pool_size,
         echo=settings.database.echo,
     )
+    on_ray = uses_ray(settings)
     workers = DbWorkers(settings.api.db_threads)
-    launcher = launcher or make_launcher(settings, db)
+    launcher = launcher or make_launcher(settings, db, on_ray=on_ray)
     media = MediaRenderer(make_cache(settings), settings.media.serve_threads)
-    runs = runs or make_run_launcher(settings, db)
-    functions = functions or make_runner(settings)
-    dataset_runs = dataset_runs or make_dataset_runner(settings, db)
+    functions = functions or make_runner(settings, on_ray=on_ray)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        launcher.open()
         yield
         media.close()
         functions.close()
-        dataset_runs.close()
-        runs.close()
         launcher.close()
         workers.close()
         db.dispose()
@@ -125,9 +122,7 @@ def build_app(
     app.state.throttle = make_throttle(settings)
     app.state.launcher = launcher
     app.state.media = media
-    app.state.runs = runs
     app.state.functions = functions
-    app.state.dataset_runs = dataset_runs
     for module in ROUTERS:
         app.include_router(module.router)
     errors.install(app)

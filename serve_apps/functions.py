@@ -140,12 +140,11 @@ class ServeRunner:
         self._handles.clear()
 
 
-def make_runner(settings: Settings) -> FunctionRunner:
-    from cvat_ray.actors.launcher import in_ray_worker
-
+def make_runner(settings: Settings, *, on_ray: bool) -> FunctionRunner:
+    """``functions.runner``; ``auto``: Serve when the app runs its background work on Ray."""
     mode = settings.functions.runner
     if mode == "auto":
-        mode = "serve" if in_ray_worker() else "inprocess"
+        mode = "serve" if on_ray else "inprocess"
     return ServeRunner(settings) if mode == "serve" else InProcessRunner(settings)
 
 

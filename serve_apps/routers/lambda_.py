@@ -19,6 +19,7 @@ from cvat_ray.storage.schemas.lambda_ import (
     OnlineCallRequest,
 )
 from cvat_ray.storage.services import lambda_functions as service
+from cvat_ray.storage.services import lambda_runs
 
 router = APIRouter(prefix="/api/lambda", tags=["lambda"])
 
@@ -88,10 +89,10 @@ async def create_dataset_run(request: Request, call: Call) -> DatasetRunRead:
     with one function as a Ray job, task after task; the same ``run`` name resumes. Each
     task's progress shows in ``/api/lambda/requests``."""
     body: DatasetRunRequest = validated(DatasetRunRequest, await json_object(request))
-    plan = await call(service.plan_dataset_run, body)
-    runner = request.app.state.dataset_runs
+    plan = await call(lambda_runs.plan_dataset_run, body)
+    launcher = request.app.state.launcher
     try:
-        job_id = await asyncio.to_thread(runner.submit, plan.argv)
+        job_id = await asyncio.to_thread(launcher.submit_dataset, plan.argv)
     except Exception as exc:
         raise JobsUnavailable(f"The Ray job could not be submitted: {exc}"[:500]) from exc
     return DatasetRunRead(
@@ -107,7 +108,7 @@ async def create_dataset_run(request: Request, call: Call) -> DatasetRunRead:
 async def create_request(request: Request, call: Call) -> FunctionCall:
     """CVAT ``POST /api/lambda/requests``: annotate a whole task (or job) in the background."""
     body: FunctionCallRequest = validated(FunctionCallRequest, await json_object(request))
-    return await call(service.create_request, body, request.app.state.runs.submit)
+    return await call(service.create_request, body, request.app.state.launcher.submit)
 
 
 @router.get("/requests", response_model=list[FunctionCall])

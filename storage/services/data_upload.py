@@ -8,7 +8,6 @@ processed in the background (``cvat_ray.storage.services.data_processing``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -28,7 +27,7 @@ from cvat_ray.storage.services import requests as request_service
 from cvat_ray.storage.services.cloud_storages import cloud_resource
 from cvat_ray.storage.services.resources import get_task, task_resource
 
-Launch = Callable[[str], None]
+Launch = request_service.Submit
 CREATE_TASK = "create:task"
 
 

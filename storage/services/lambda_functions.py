@@ -4,12 +4,12 @@ online calls (one frame), and whole-task requests (``/api/lambda/requests``).
 Models never run here. An online call is prepared in one database call (authorize, find the
 frame, resolve the label mapping) and its model output is turned into CVAT's answer by
 :func:`online_answer`, a pure function; whole-task runs are requests rows that a driver
-(``cvat_ray.actors.autoannotate``) claims, feeds and finishes through :mod:`cvat_ray.storage.services.lambda_runs`.
+(``cvat_ray.actors.autoannotate``) claims, feeds and finishes through
+:mod:`cvat_ray.storage.services.lambda_runs` (which also plans dataset runs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,6 @@ from cvat_ray.storage.models import BackgroundRequest, Job, LambdaFunction, Segm
 from cvat_ray.storage.query import compile_policy
 from cvat_ray.storage.schemas.annotations import encode
 from cvat_ray.storage.schemas.lambda_ import (
-    DatasetRunRequest,
     FunctionCall,
     FunctionCallParams,
     FunctionCallRequest,
@@ -223,7 +222,7 @@ def create_request(
     session: Session,
     ctx: RequestContext,
     body: FunctionCallRequest,
-    launch: Callable[[str], None],
+    launch: request_service.Submit,
 ) -> FunctionCall:
     """CVAT ``POST /api/lambda/requests``: annotate a whole task (or one of its jobs)."""
     authorize(ctx.principal, ctx.org, "call:offline", _LAMBDA)
@@ -319,68 +318,3 @@ def retrieve_status(session: Session, request_id: str) -> str:
     """The status of a run (its operator's view, no caller)."""
     row = session.get(BackgroundRequest, request_id)
     return row.status if row is not None else "gone"
-
-
-# ---------------------------------------------------------------------------------- datasets
-
-
-@dataclass(frozen=True)
-class DatasetRunPlan:
-    """A dataset run the caller may start: the arguments of ``cvat_ray.actors.dataset_run``."""
-
-    run: str
-    function: str
-    tasks: int
-    to_annotate: int
-    argv: list[str]
-
-
-def plan_dataset_run(
-    session: Session, ctx: RequestContext, body: DatasetRunRequest
-) -> DatasetRunPlan:
-    """``POST /api/lambda/runs``: the caller needs ``call:offline`` and, on every task of
-    the scope, ``update:annotations`` (the first task refused is named)."""
-    from cvat_ray.storage.models import Task, User
-    from cvat_ray.storage.services.lambda_runs import dataset_argv, dataset_tasks, default_run_name
-
-    authorize(ctx.principal, ctx.org, "call:offline", _LAMBDA)
-    spec = get_spec(session, body.function)
-    if spec.kind != "detector":
-        raise InvalidInput(
-            f"The function {spec.id!r} is a {spec.kind}; dataset runs take detectors.",
-            field="function",
-        )
-    run = body.run or default_run_name(body.function, body.tasks, body.project, body.organization)
-    tasks = dataset_tasks(
-        session,
-        task_ids=body.tasks,
-        project_id=body.project,
-        organization=body.organization,
-        function_id=spec.id,
-        run=run,
-    )
-    if not tasks:
-        raise InvalidInput("The scope holds no tasks.", field="tasks")
-    for item in tasks:
-        task = session.get(Task, item.task_id)
-        assert task is not None
-        authorize(ctx.principal, ctx.org, "update:annotations", task_resource(session, task))
-    user = session.get(User, ctx.principal.user_id)
-    assert user is not None
-    argv = dataset_argv(
-        spec.id,
-        task_ids=body.tasks,
-        project_id=body.project,
-        organization=body.organization,
-        threshold=body.threshold,
-        cleanup=body.cleanup,
-        run=run,
-        owner=user.username,
-    )
-    return DatasetRunPlan(
-        run=run,
-        function=spec.id,
-        tasks=len(tasks),
-        to_annotate=sum(1 for t in tasks if t.state == "run"),
-        argv=argv,
-    )

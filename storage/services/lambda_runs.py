@@ -2,7 +2,8 @@
 model (``cvat_ray.actors.autoannotate``): what to read, where to write, progress and cancellation.
 
 The run was authorized when its request was created (``lambda_functions.create_request``);
-these functions act for it without a caller.
+these functions act for it without a caller. Dataset runs are planned (and authorized, task
+by task) here too: :func:`plan_dataset_run`.
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from cvat_ray.cluster.errors import NotFound
+from cvat_ray.cluster.errors import InvalidInput, NotFound
 from cvat_ray.cluster.settings import Settings
+from cvat_ray.iam.authz import Resource, authorize
 from cvat_ray.storage.annotations.merge import JobRange
+from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.functions.mapping import LabelMap, resolve, task_labels, to_labeled_data
 from cvat_ray.storage.functions.spec import FunctionSpec
 from cvat_ray.storage.media.render import RenderPlan
-from cvat_ray.storage.models import BackgroundRequest, Task
-from cvat_ray.storage.schemas.lambda_ import FunctionCallRequest
+from cvat_ray.storage.models import BackgroundRequest, Task, User
+from cvat_ray.storage.schemas.lambda_ import DatasetRunRequest, FunctionCallRequest
 from cvat_ray.storage.services import annotations as annotation_service
 from cvat_ray.storage.services import requests as request_service
 from cvat_ray.storage.services.data_access import deleted_frames, frames_plan
 from cvat_ray.storage.services.lambda_functions import OPERATION, get_spec, running_for_task
+from cvat_ray.storage.services.resources import task_resource
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ def dataset_argv(
     run: str | None = None,
     owner: str | None = None,
 ) -> list[str]:
-    """The arguments of ``python -m actors.dataset_run`` for a dataset run (the API and
+    """The arguments of ``python -m cvat_ray.actors.dataset_run`` for a dataset run (the API and
     the CLI submit the same job)."""
     argv = ["--function", function_id]
     for task_id in task_ids:
@@ -261,3 +265,64 @@ def new_dataset_request(
         params=body.model_dump(mode="json") | {"run": run},
     )
     return row.id
+
+
+@dataclass(frozen=True)
+class DatasetRunPlan:
+    """A dataset run the caller may start: the arguments of ``cvat_ray.actors.dataset_run``."""
+
+    run: str
+    function: str
+    tasks: int
+    to_annotate: int
+    argv: list[str]
+
+
+def plan_dataset_run(
+    session: Session, ctx: RequestContext, body: DatasetRunRequest
+) -> DatasetRunPlan:
+    """``POST /api/lambda/runs``: the caller needs ``call:offline`` and, on every task of
+    the scope, ``update:annotations`` (the first task refused is named).
+
+    The job gets the ids of the tasks authorized here, never the scope: a task added to the
+    project or organization before the job starts is not annotated without a check. The run's
+    name still comes from the scope, so submitting the same scope again resumes it."""
+    authorize(ctx.principal, ctx.org, "call:offline", Resource(kind="lambda"))
+    spec = get_spec(session, body.function)
+    if spec.kind != "detector":
+        raise InvalidInput(
+            f"The function {spec.id!r} is a {spec.kind}; dataset runs take detectors.",
+            field="function",
+        )
+    run = body.run or default_run_name(body.function, body.tasks, body.project, body.organization)
+    tasks = dataset_tasks(
+        session,
+        task_ids=body.tasks,
+        project_id=body.project,
+        organization=body.organization,
+        function_id=spec.id,
+        run=run,
+    )
+    if not tasks:
+        raise InvalidInput("The scope holds no tasks.", field="tasks")
+    for item in tasks:
+        task = session.get(Task, item.task_id)
+        assert task is not None
+        authorize(ctx.principal, ctx.org, "update:annotations", task_resource(session, task))
+    user = session.get(User, ctx.principal.user_id)
+    assert user is not None
+    argv = dataset_argv(
+        spec.id,
+        task_ids=[t.task_id for t in tasks],
+        threshold=body.threshold,
+        cleanup=body.cleanup,
+        run=run,
+        owner=user.username,
+    )
+    return DatasetRunPlan(
+        run=run,
+        function=spec.id,
+        tasks=len(tasks),
+        to_annotate=sum(1 for t in tasks if t.state == "run"),
+        argv=argv,
+    )

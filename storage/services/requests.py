@@ -1,13 +1,16 @@
 """Background requests: the rows actors move ``queued -> started -> finished | failed``.
 
 The API reads the row, never the actor. Transitions are checked, so a retried actor cannot
-move a finished request back, and progress is clamped to 0..1.
+move a finished request back, and progress is clamped to 0..1. Services write a queued row and
+hand it to a :data:`Submit` callable after commit (storage never imports the runners: the
+caller passes the launcher's ``submit`` in); ``worker`` names the runner that claimed a row, so
+a sweep can tell a row whose runner died from one that is merely slow.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -104,12 +107,14 @@ def add_request(
     return row
 
 
-def launch_after_commit(
-    session: Session, row: BackgroundRequest, launch: Callable[[str], None]
-) -> None:
-    """Hand the request to ``launch`` (a launcher's submit) once the row is committed."""
-    request_id = row.id
-    after_commit(session, lambda: launch(request_id))
+# ``submit(request_id, operation_type)``: runs the request in the background (a launcher's).
+Submit = Callable[[str, str], None]
+
+
+def launch_after_commit(session: Session, row: BackgroundRequest, submit: Submit) -> None:
+    """Hand the request to ``submit`` (the launcher's) once the row is committed."""
+    request_id, operation_type = row.id, row.operation_type
+    after_commit(session, lambda: submit(request_id, operation_type))
 
 
 def claim(session: Session, request_id: str, worker: str) -> bool:
@@ -126,16 +131,48 @@ def claim(session: Session, request_id: str, worker: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def stale_queued(session: Session, operation_type: str, before: datetime) -> list[str]:
-    return list(
-        session.scalars(
-            select(BackgroundRequest.id).where(
-                BackgroundRequest.operation_type == operation_type,
-                BackgroundRequest.status == "queued",
-                BackgroundRequest.created_date < before,
-            )
+def stale_queued(
+    session: Session, operation_types: Sequence[str], before: datetime
+) -> list[tuple[str, str]]:
+    """``(id, operation type)`` of the requests of these types queued since before
+    ``before``: their hand-over may have been lost."""
+    rows = session.execute(
+        select(BackgroundRequest.id, BackgroundRequest.operation_type)
+        .where(
+            BackgroundRequest.operation_type.in_(list(operation_types)),
+            BackgroundRequest.status == "queued",
+            BackgroundRequest.created_date < before,
+        )
+        .order_by(BackgroundRequest.created_date)
+    )
+    return [(r.id, r.operation_type) for r in rows]
+
+
+def started_requests(
+    session: Session, operation_types: Sequence[str]
+) -> list[tuple[str, str, str | None]]:
+    """``(id, operation type, worker)`` of the started requests of these types."""
+    rows = session.execute(
+        select(
+            BackgroundRequest.id, BackgroundRequest.operation_type, BackgroundRequest.worker
+        ).where(
+            BackgroundRequest.operation_type.in_(list(operation_types)),
+            BackgroundRequest.status == "started",
         )
     )
+    return [(r.id, r.operation_type, r.worker) for r in rows]
+
+
+def fail_started(session: Session, request_id: str, worker: str, reason: str) -> bool:
+    """Fail the request if ``worker`` still holds it started (a sweep that found the worker
+    dead); False when it moved on meanwhile."""
+    row = session.scalar(
+        select(BackgroundRequest).where(BackgroundRequest.id == request_id).with_for_update()
+    )
+    if row is None or row.status != "started" or row.worker != worker:
+        return False
+    transition(session, request_id, "failed", message=reason)
+    return True
 
 
 def fail_orphans(session: Session, worker: str, reason: str) -> list[str]:

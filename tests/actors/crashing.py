@@ -4,6 +4,7 @@ that crashes or runs out of memory looks from the API."""
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -25,3 +26,13 @@ class Crasher:
 
     def postprocess(self, output: np.ndarray, threshold: float) -> list[Any]:
         return []
+
+
+class Staller(Crasher):
+    """Hangs on a marked frame instead: a run that is certainly mid-way when the test kills
+    the process that runs it."""
+
+    def infer(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        if any(int(x[0, 0, 0]) == 1 for x in batch):
+            time.sleep(3600)
+        return [np.zeros(1) for _ in batch]

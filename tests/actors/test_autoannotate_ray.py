@@ -1,6 +1,7 @@
 """The Ray paths of auto-annotation: whole-task runs as Ray Data pipelines (an actor pool of
-their own, or the function's Serve replicas), runs in their own detached actor, functions
-as Serve deployments called online, and a dataset run resumed after an interruption."""
+their own, or the function's Serve replicas), runs on the registry's long-lived driver actor
+(and what happens when it dies mid-run), functions as Serve deployments called online, and a
+dataset run resumed after an interruption."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import pytest
 
 from cvat_ray.actors import dataset_run
 from cvat_ray.actors.autoannotate import ray_results, run_request
-from cvat_ray.actors.runs import RayRunLauncher
+from cvat_ray.actors.registry import AUTOANNOTATE
+from cvat_ray.actors.runners import RayLauncher
 from cvat_ray.cluster import runtime
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.serve_apps.app import build_app
@@ -66,13 +68,14 @@ def ray_settings(ray_cluster: None, settings: Settings) -> Settings:
     settings.functions.decode_num_cpus = 0.1
     settings.functions.driver_num_cpus = 0.05
     settings.functions.save_every = 4
+    settings.media.worker_num_cpus = 0.1
     return settings
 
 
 @pytest.fixture
 async def deferred(ray_settings: Settings, db: Database, alice: Account) -> Any:
-    runs = Deferred()
-    app = build_app(ray_settings, db, runs=runs)
+    runs = Deferred(ray_settings, db)
+    app = build_app(ray_settings, db, runs)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://testserver",
@@ -158,46 +161,110 @@ async def test_function_on_serve_online_and_whole_task(
     assert found(shapes, await label_names(api, bad_task)) == want
 
 
+def _test_launcher(settings: Settings, db: Database, **env: str) -> RayLauncher:
+    """Runners of this test only (own names), on this test's database and data dir."""
+    env_vars = {
+        "CVAT_RAY_DATA_DIR": str(settings.data_dir),
+        "CVAT_RAY_DATABASE__URL": db.url,
+        "CVAT_RAY_FUNCTIONS__DECODE_NUM_CPUS": "0.1",
+        "CVAT_RAY_FUNCTIONS__DRIVER_NUM_CPUS": "0.05",
+        "CVAT_RAY_MEDIA__WORKER_NUM_CPUS": "0.1",
+        **env,
+    }
+    return RayLauncher(
+        settings,
+        db,
+        prefix=f"test-{uuid.uuid4().hex[:8]}-",
+        runtime_env={"env_vars": env_vars},
+    )
+
+
 async def test_a_run_on_the_run_driver(
     ray_settings: Settings, db: Database, alice: Account, registered: FunctionSpec
 ) -> None:
-    env = {"CVAT_RAY_DATA_DIR": str(ray_settings.data_dir), "CVAT_RAY_DATABASE__URL": db.url}
-    env |= {
-        "CVAT_RAY_FUNCTIONS__DECODE_NUM_CPUS": "0.1",
-        "CVAT_RAY_FUNCTIONS__USE_REPLICAS": "false",
-    }
-    runs = RayRunLauncher(
-        ray_settings, db, name=f"test-driver-{uuid.uuid4().hex[:8]}", runtime_env={"env_vars": env}
-    )
+    launcher = _test_launcher(ray_settings, db, CVAT_RAY_FUNCTIONS__USE_REPLICAS="false")
     try:
-        await _run_on_driver(ray_settings, db, alice, registered, runs)
+        app = build_app(ray_settings, db, launcher)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://testserver",
+            headers={"Authorization": f"Token {alice.token}"},
+        ) as api:
+            frames = scenes(4, seed=13)
+            task_id = await colour_task(api, [im for im, _ in frames])
+            r = await api.post(
+                "/api/lambda/requests", json={"function": registered.id, "task": task_id}
+            )
+            assert r.status_code == 200, r.text
+            done = await poll(api, r.json()["id"], timeout=180)
+            assert done["status"] == "finished", done
+            shapes = (await api.get(f"/api/tasks/{task_id}/annotations")).json()["shapes"]
+            assert found(shapes, await label_names(api, task_id)) == truth_of(frames)
+            run = (await api.get(f"/api/requests/{r.json()['id']}")).json()
+            assert run["owner"]["username"] == alice.username
+        with db.session() as session:
+            from cvat_ray.storage.models import BackgroundRequest
+
+            row = session.get(BackgroundRequest, r.json()["id"])
+            assert row is not None and row.worker == AUTOANNOTATE.actor_name(0, launcher.prefix)
     finally:
-        runs.kill_driver()
+        launcher.kill()
+        launcher.close()
 
 
-async def _run_on_driver(
-    ray_settings: Settings,
-    db: Database,
-    alice: Account,
-    registered: FunctionSpec,
-    runs: RayRunLauncher,
+def crashing_spec(model: str) -> FunctionSpec:
+    """A detector from tests/actors/crashing.py (``Crasher`` or ``Staller``) with the
+    colour detector's resources."""
+    spec = colour_spec()
+    return spec.model_copy(
+        update={
+            "id": model.lower(),
+            "runtime": spec.runtime.model_copy(
+                update={"class_": f"tests.actors.crashing:{model}", "options": {}}
+            ),
+            "labels": spec.labels[:1],
+        }
+    )
+
+
+def marked_scenes(count: int, marked: int, seed: int) -> list[np.ndarray]:
+    """Scenes whose frame ``marked`` has the pixel that makes the crashing models act up."""
+    images = [im.copy() for im, _ in scenes(count, seed=seed)]
+    images[marked][0, 0] = (1, 0, 0)
+    return images
+
+
+async def test_the_driver_killed_mid_run(
+    ray_settings: Settings, db: Database, alice: Account
 ) -> None:
-    app = build_app(ray_settings, db, runs=runs)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://testserver",
-        headers={"Authorization": f"Token {alice.token}"},
-    ) as api:
-        frames = scenes(4, seed=13)
-        task_id = await colour_task(api, [im for im, _ in frames])
-        r = await api.post(
-            "/api/lambda/requests", json={"function": registered.id, "task": task_id}
-        )
-        assert r.status_code == 200, r.text
-        done = await poll(api, r.json()["id"], timeout=180)
-        assert done["status"] == "finished", done
-        shapes = (await api.get(f"/api/tasks/{task_id}/annotations")).json()["shapes"]
-        assert found(shapes, await label_names(api, task_id)) == truth_of(frames)
+    """The driver's process dies in the middle of a run (the model takes the process down on
+    frame 2): the run ends failed with the reason, not queued or started forever, and a new
+    run of the same task is accepted (no 409)."""
+    spec = crashing_spec("Crasher")
+    with db.session() as session:
+        lambda_functions.register(session, spec, "test")
+    # the local engine: the model runs in the driver's own process
+    launcher = _test_launcher(ray_settings, db, CVAT_RAY_FUNCTIONS__ENGINE="local")
+    try:
+        app = build_app(ray_settings, db, launcher)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://testserver",
+            headers={"Authorization": f"Token {alice.token}"},
+        ) as api:
+            task_id = await colour_task(api, marked_scenes(4, 2, seed=17))
+            body = {"function": spec.id, "task": task_id}
+            r = await api.post("/api/lambda/requests", json=body)
+            assert r.status_code == 200, r.text
+            done = await poll(api, r.json()["id"], timeout=180)
+            assert done["status"] == "failed", done
+            assert done["exc_info"].startswith("The auto-annotation run's process died"), done
+            again = await api.post("/api/lambda/requests", json=body)
+            assert again.status_code == 200, again.text
+            await api.delete(f"/api/lambda/requests/{again.json()['id']}")
+    finally:
+        launcher.kill()
+        launcher.close()
 
 
 async def test_dataset_run_resumes(
@@ -301,7 +368,8 @@ async def test_a_restarted_driver_fails_the_runs_it_left(
 ) -> None:
     """A run the driver's name still holds ``started`` when the driver (re)starts was left
     half done by a process that died: the new process fails it, with a readable reason."""
-    from cvat_ray.actors.runs import RESTART_REASON
+    import ray
+
     from cvat_ray.storage.services import requests as request_service
 
     api, _ = deferred
@@ -309,15 +377,15 @@ async def test_a_restarted_driver_fails_the_runs_it_left(
     call = (
         await api.post("/api/lambda/requests", json={"function": registered.id, "task": task_id})
     ).json()
-    name = f"test-driver-{uuid.uuid4().hex[:8]}"
+    launcher = _test_launcher(ray_settings, db)
+    name = AUTOANNOTATE.actor_name(0, launcher.prefix)
     with db.session() as session:
         assert request_service.claim(session, call["id"], name)
-    env = {"CVAT_RAY_DATA_DIR": str(ray_settings.data_dir), "CVAT_RAY_DATABASE__URL": db.url}
-    runs = RayRunLauncher(ray_settings, db, name=name, runtime_env={"env_vars": env})
     try:
-        await asyncio.to_thread(runs.start)
+        await asyncio.to_thread(ray.get, launcher.handle(name).ping.remote(), timeout=180)
     finally:
-        runs.kill_driver()
+        launcher.kill()
+        launcher.close()
     state = (await api.get(f"/api/lambda/requests/{call['id']}")).json()
     assert state["status"] == "failed"
-    assert RESTART_REASON in state["exc_info"]
+    assert AUTOANNOTATE.lost_reason in state["exc_info"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -25,6 +26,7 @@ from cvat_ray.storage.migrate import head_revision
 from cvat_ray.storage.models import User
 
 CLI = str(Path(sys.executable).parent / "cvat-ray")
+SECRET = "bind-Secret-never-shown"
 
 
 def test_help_everywhere() -> None:
@@ -119,6 +121,8 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
         "CVAT_RAY_RAY__TEMP_DIR": str(temp),
         "CVAT_RAY_RAY__NUM_CPUS": "2",
         "HOME": str(tmp_path),
+        # a secret setting (LDAP is off): no Ray job may show it
+        "CVAT_RAY_LDAP__BIND_PASSWORD": SECRET,
     }
     env.pop("CVAT_RAY_ADMIN_PASSWORD", None)
     env.pop("CVAT_RAY_DATABASE__URL", None)
@@ -283,6 +287,11 @@ def _auto_annotate(base: str, auth: tuple[str, str], tmp_path: Path, dashboard: 
         logs = jobs.get(f"/api/jobs/{job_id}/logs").json()["logs"]
         assert job_status() == "SUCCEEDED", logs[-3000:]
         assert '"annotated": 1' in logs, logs[-3000:]
+        # the job read its settings from its own environment: its entrypoint and runtime
+        # env, which the Jobs API shows, hold no secret
+        job = jobs.get(f"/api/jobs/{job_id}").json()
+        assert SECRET not in json.dumps(job), job
+        assert set(job["runtime_env"].get("env_vars", {})) <= {"CVAT_RAY_RAY__ADDRESS"}, job
         again = api.get(f"/api/tasks/{task['id']}/annotations").json()["shapes"]
         assert len(again) == len(shapes)  # cleanup: replaced, not doubled
         api.delete(f"/api/tasks/{task['id']}")

@@ -16,6 +16,7 @@ from PIL import Image
 
 from cvat_ray.actors.autoannotate import local_results, run_request
 from cvat_ray.actors.functions.synthetic import COLOURS, make_scene
+from cvat_ray.actors.launcher import ThreadLauncher
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.serve_apps.app import build_app
 from cvat_ray.serve_apps.deploy import builtin_spec_dir
@@ -297,25 +298,27 @@ async def test_request_bad_input(client_for, alice: Account, bob: Account, funct
     assert (await api.get("/api/lambda/requests")).json() == []
 
 
-class Deferred:
-    """A run launcher that starts nothing until told: the test decides when a run runs."""
+class Deferred(ThreadLauncher):
+    """The in-process launcher, except that it starts no auto-annotation run: the test
+    decides when a run runs (task data is processed as usual)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        super().__init__(settings, db)
         self.submitted: list[str] = []
 
-    def submit(self, request_id: str) -> None:
-        self.submitted.append(request_id)
-
-    def close(self) -> None:
-        pass
+    def submit(self, request_id: str, operation_type: str) -> None:
+        if operation_type == lambda_functions.OPERATION:
+            self.submitted.append(request_id)
+        else:
+            super().submit(request_id, operation_type)
 
 
 @pytest.fixture
 def deferred_api(
     settings: Settings, db: Database, alice: Account
 ) -> Iterator[tuple[httpx.AsyncClient, Deferred]]:
-    runs = Deferred()
-    app = build_app(settings, db, runs=runs)
+    runs = Deferred(settings, db)
+    app = build_app(settings, db, runs)
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://testserver",
