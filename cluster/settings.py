@@ -208,8 +208,8 @@ class MediaSettings(BaseModel):
     )
     remote_allowlist: str = Field(
         default="",
-        description="Comma-separated hosts or CIDRs that `remote_files` and cloud storage "
-        "endpoints may reach although private, loopback or link-local (e.g. `127.0.0.1/32`)",
+        description="Older name of `CVAT_RAY_OUTBOUND__ALLOWLIST`, still read (the two lists "
+        "are joined)",
     )
     remote_timeout_s: float = Field(
         default=30, gt=0, description="Timeout of one `remote_files` download"
@@ -236,6 +236,15 @@ class MediaSettings(BaseModel):
         default=2, ge=1, le=64, description="Threads per API replica that build chunks and frames"
     )
     preview_size: int = Field(default=256, ge=16, le=2048, description="Preview side, pixels")
+
+
+class OutboundSettings(BaseModel):
+    allowlist: str = Field(
+        default="",
+        description="Comma-separated hosts or CIDRs that outbound connections (`remote_files`, "
+        "cloud storages, webhooks) may reach although private, loopback, link-local or a "
+        "metadata address (e.g. `127.0.0.1/32,minio.internal`); see docs/security.md",
+    )
 
 
 class CacheSettings(BaseModel):
@@ -346,6 +355,7 @@ class Settings(BaseSettings):
     ldap: LdapSettings = LdapSettings()
     redis: RedisSettings = RedisSettings()
     media: MediaSettings = MediaSettings()
+    outbound: OutboundSettings = OutboundSettings()
     cache: CacheSettings = CacheSettings()
     cloud: CloudSettings = CloudSettings()
     functions: FunctionsSettings = FunctionsSettings()
@@ -355,6 +365,11 @@ class Settings(BaseSettings):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{(self.data_dir / 'cvat.db').resolve()}"
+
+    @property
+    def outbound_allowlist(self) -> str:
+        """The outbound allow-list: ``outbound.allowlist`` joined with its older name."""
+        return ",".join(a for a in (self.outbound.allowlist, self.media.remote_allowlist) if a)
 
     @property
     def media_dir(self) -> Path:
