@@ -183,6 +183,13 @@ class OutboundGuard:
             field=field,
         )
 
+    def _check_name(self, name: str, field: str | None) -> None:
+        """What a name alone says: ``localhost`` and ``*.localhost`` are loopback (RFC 6761)."""
+        normal = _normal_host(name)
+        if normal == "localhost" or normal.endswith(".localhost"):
+            if not self.allow.allows(name, ipaddress.ip_address("127.0.0.1")):
+                raise self._refuse(name, field)
+
     def resolve(self, host: str, port: int, *, field: str | None = None) -> list[IPAddress]:
         """Every address of ``host``, each checked; raises :class:`OutboundRefused`."""
         name = host.strip("[]")
@@ -193,9 +200,7 @@ class OutboundGuard:
         if literal is not None:
             addresses = [literal]
         else:
-            if _normal_host(name) == "localhost" or _normal_host(name).endswith(".localhost"):
-                if not self.allow.allows(name, ipaddress.ip_address("127.0.0.1")):
-                    raise self._refuse(host, field)
+            self._check_name(name, field)
             try:
                 answers = self.resolver(name, port)
                 addresses = [ipaddress.ip_address(a) for a in answers]
@@ -224,7 +229,9 @@ class OutboundGuard:
             literal: IPAddress | None = ipaddress.ip_address(host)
         except ValueError:
             literal = None
-        if literal is not None and not self.permits(host, literal):
+        if literal is None:
+            self._check_name(host, field)
+        elif not self.permits(host, literal):
             raise self._refuse(host, field)
         return scheme, host, port or (443 if scheme == "https" else 80)
 

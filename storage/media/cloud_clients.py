@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 from azure.core.pipeline.transport import AioHttpTransport
+from google.auth import exceptions as google_exceptions
 from google.auth import transport as google_transport
 from google.oauth2 import service_account
 
@@ -193,7 +194,12 @@ class GuardedServiceAccount(service_account.Credentials):
         return self.guarded_request or request
 
     def refresh(self, request: google_transport.Request) -> None:
-        super().refresh(self._request(request))  # type: ignore[no-untyped-call]
+        try:
+            super().refresh(self._request(request))  # type: ignore[no-untyped-call]
+        except google_exceptions.GoogleAuthError as exc:
+            # A PermissionError, which gcsfs does not retry: a refused key stays refused, and
+            # its retries would hold the caller for half a minute.
+            raise PermissionError("The service account key was refused.") from exc
 
     def before_request(
         self, request: google_transport.Request, method: str, url: str, headers: Any

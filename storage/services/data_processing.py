@@ -370,8 +370,8 @@ def _expand_archives(settings: Settings, gathered: Gathered, body: DataRequest) 
         os.replace(archive, hidden)
         members = unpack(hidden, archive.parent, budget, PurePosixPath(path).name)
         hidden.unlink()
-        prefix = PurePosixPath(path).parent
-        unpacked = [str(prefix / m) if str(prefix) != "." else str(m) for m in members]
+        folder = str(PurePosixPath(path).parent)
+        unpacked = [f"{folder}/{m}" if folder != "." else str(m) for m in members]
         out.extend(m for m in unpacked if kind_of(m) != "archive" or _nested(m))
     return out
 
