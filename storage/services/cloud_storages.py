@@ -15,6 +15,7 @@ provider for one page at a time.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,8 +45,12 @@ from cvat_ray.storage.schemas.cloud_storages import (
 from cvat_ray.storage.schemas.common import Page
 from cvat_ray.storage.services.users import basic_users
 
-# The preview looks at this many objects at most (one provider page) for an image.
+# The preview looks at this many objects at most (one provider page) for an image, and
+# reads at most this many images to find one that decodes.
 PREVIEW_SCAN = 1000
+PREVIEW_READS = 3
+
+logger = logging.getLogger("cvat_ray.cloud")
 
 CLOUD_LIST = ListSpec(
     policy_paths={
@@ -437,8 +442,18 @@ def build_preview(access: CloudAccess, root: str, settings: Settings) -> bytes:
         keys = []
     except Exception as exc:
         raise cloud.failure(access, exc, "list its content") from exc
+    tried = 0
     for key in keys:
-        if kind_of(key) == "image":
-            data = cloud.read(access, key, timeout)
+        if kind_of(key) != "image":
+            continue
+        data = cloud.read(access, key, timeout)
+        try:
             return images.thumbnail(images.open_upright(data), settings.media.preview_size)
-    raise NotFound("The cloud storage holds no images.")
+        except Exception as exc:  # Pillow raises many types for broken files
+            logger.info(
+                "cloud storage %s: %s is not a readable image: %s", access.storage_id, key, exc
+            )
+        tried += 1
+        if tried >= PREVIEW_READS:
+            break
+    raise NotFound("The cloud storage holds no images that can be read.")

@@ -484,3 +484,21 @@ async def test_preview_looks_at_a_bounded_number_of_objects(
     monkeypatch.setattr(service, "PREVIEW_SCAN", 3, raising=False)
     r = await api.get(f"/api/cloudstorages/{storage['id']}/preview")
     assert r.status_code == 404 and "no images" in r.text, r.text
+
+
+async def test_preview_skips_broken_images(
+    client_for, alice: Account, s3_server: StorageServer, settings: Settings
+) -> None:
+    """A broken image in the bucket is a 404 for the preview (or is skipped), never a 500."""
+    settings.media.remote_allowlist = "127.0.0.1/32"
+    api = client_for(alice)
+    prefix = uuid.uuid4().hex[:8]
+    put_object(s3_server, f"{prefix}/a.jpg", b"not really a jpeg")
+    storage = await _create(api, s3_server)
+    url = f"/api/cloudstorages/{storage['id']}"
+    attributes = f"{server_attributes(s3_server)}&prefix={prefix}"
+    assert (await api.patch(url, json={"specific_attributes": attributes})).status_code == 200
+    r = await api.get(f"{url}/preview")
+    assert r.status_code == 404 and "no images" in r.text, r.text
+    put_object(s3_server, f"{prefix}/b.jpg", image_bytes())
+    assert (await api.get(f"{url}/preview")).status_code == 200

@@ -133,13 +133,13 @@ def test_gcs_token_requests_are_checked_when_they_are_made(
 def test_listing_is_paged_and_capped(s3_server: StorageServer) -> None:
     prefix = uuid.uuid4().hex[:8]
     for i in range(5):
-        put_object(s3_server, f"{prefix}/{i}.jpg", b"x")
+        put_object(s3_server, f"{prefix}/{i}.bin", b"x")
     access = _s3(s3_server, s3_server.endpoint, OutboundGuard(AllowList.parse("127.0.0.1/32")))
     page = list_page(access, f"{prefix}/", recursive=True, limit=2, token=None, timeout=5)
-    assert [e.key for e in page.entries] == [f"{prefix}/0.jpg", f"{prefix}/1.jpg"]
+    assert [e.key for e in page.entries] == [f"{prefix}/0.bin", f"{prefix}/1.bin"]
     assert page.next_token
     assert list(iter_keys(access, f"{prefix}/", cap=3, timeout=5)) == [
-        f"{prefix}/{i}.jpg" for i in range(3)
+        f"{prefix}/{i}.bin" for i in range(3)
     ]
     assert len(list(iter_keys(access, f"{prefix}/", cap=100, timeout=5))) == 5
 
