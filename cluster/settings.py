@@ -208,8 +208,8 @@ class MediaSettings(BaseModel):
     )
     remote_allowlist: str = Field(
         default="",
-        description="Comma-separated hosts or CIDRs that `remote_files` and cloud storage "
-        "endpoints may reach although private, loopback or link-local (e.g. `127.0.0.1/32`)",
+        description="Older name of `CVAT_RAY_OUTBOUND__ALLOWLIST`, still read (the two lists "
+        "are joined)",
     )
     remote_timeout_s: float = Field(
         default=30, gt=0, description="Timeout of one `remote_files` download"
@@ -243,6 +243,15 @@ class BackgroundSettings(BaseModel):
     )
     requeue_after_s: float = Field(
         default=60, gt=0, description="Age after which a queued request is handed over again"
+    )
+
+
+class OutboundSettings(BaseModel):
+    allowlist: str = Field(
+        default="",
+        description="Comma-separated hosts or CIDRs that outbound connections (`remote_files`, "
+        "cloud storages, webhooks) may reach although private, loopback, link-local or a "
+        "metadata address (e.g. `127.0.0.1/32,minio.internal`); see docs/security.md",
     )
 
 
@@ -358,6 +367,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     media: MediaSettings = MediaSettings()
     background: BackgroundSettings = BackgroundSettings()
+    outbound: OutboundSettings = OutboundSettings()
     cache: CacheSettings = CacheSettings()
     cloud: CloudSettings = CloudSettings()
     functions: FunctionsSettings = FunctionsSettings()
@@ -367,6 +377,11 @@ class Settings(BaseSettings):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{(self.data_dir / 'cvat.db').resolve()}"
+
+    @property
+    def outbound_allowlist(self) -> str:
+        """The outbound allow-list: ``outbound.allowlist`` joined with its older name."""
+        return ",".join(a for a in (self.outbound.allowlist, self.media.remote_allowlist) if a)
 
     @property
     def media_dir(self) -> Path:

@@ -1,8 +1,10 @@
 """Unpacking zip and tar archives safely.
 
-Every member is checked before a byte is written: no absolute paths, no ``..``, no links or
-devices (zip-slip), and the bytes actually written are counted against the caps (a member's
-declared size can lie), so a decompression bomb stops at the cap instead of filling the disk.
+Every member is checked before a byte is written: its name goes through the path guard
+(:func:`cvat_ray.cluster.paths.safe_join`: no absolute paths, no ``..``, nothing that leads
+out of the destination), links and devices are refused (zip-slip), and the bytes actually
+written are counted against the caps (a member's declared size can lie), so a decompression
+bomb stops at the cap instead of filling the disk.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.cluster.paths import relative_parts, safe_join
 
 _COPY_BLOCK = 1 << 20
 
@@ -32,16 +35,23 @@ class UnpackBudget:
 
 def safe_member_path(name: str, archive: str) -> PurePosixPath | None:
     """The member's relative path, or None for directory entries; raises for unsafe names."""
-    cleaned = name.replace("\\", "/")
+    cleaned = name.replace("\\", "/")  # zips written on Windows
     if cleaned.endswith("/"):
         return None
-    path = PurePosixPath(cleaned)
-    if path.is_absolute() or cleaned.startswith("/") or ":" in path.parts[0]:
-        raise InvalidInput(f"{archive}: unsafe path {name!r} in the archive.")
-    parts = [p for p in path.parts if p not in ("", ".")]
-    if not parts or any(p == ".." for p in parts):
-        raise InvalidInput(f"{archive}: unsafe path {name!r} in the archive.")
-    return PurePosixPath(*parts)
+    unsafe = InvalidInput(f"{archive}: unsafe path {name!r} in the archive.")
+    if ":" in cleaned.split("/", 1)[0]:  # a drive letter
+        raise unsafe
+    try:
+        return relative_parts(cleaned)
+    except InvalidInput as exc:
+        raise unsafe from exc
+
+
+def _target(dest: Path, rel: PurePosixPath, name: str, archive: str) -> Path:
+    try:
+        return safe_join(dest, str(rel))
+    except InvalidInput as exc:
+        raise InvalidInput(f"{archive}: unsafe path {name!r} in the archive.") from exc
 
 
 def _copy(src: IO[bytes], dest: Path, budget: UnpackBudget, packed: int, label: str) -> None:
@@ -101,8 +111,9 @@ def _unpack_zip(archive: Path, dest: Path, budget: UnpackBudget, label: str) -> 
                 raise InvalidInput(f"{label}: {info.filename!r} is a link or special file.")
             if info.flag_bits & 0x1:
                 raise InvalidInput(f"{label}: encrypted archives are not supported.")
+            target = _target(dest, rel, info.filename, label)
             with zf.open(info) as src:
-                _copy(src, dest / rel, budget, info.compress_size, label)
+                _copy(src, target, budget, info.compress_size, label)
             written.append(rel)
     return written
 
@@ -120,10 +131,11 @@ def _unpack_tar(archive: Path, dest: Path, budget: UnpackBudget, label: str) -> 
             rel = safe_member_path(member.name, label)
             if rel is None:
                 continue
+            target = _target(dest, rel, member.name, label)
             src = tf.extractfile(member)
             if src is None:
                 continue
             with src:
-                _copy(src, dest / rel, budget, packed, label)
+                _copy(src, target, budget, packed, label)
             written.append(rel)
     return written

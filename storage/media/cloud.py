@@ -2,15 +2,22 @@
 and the encryption of their credentials at rest.
 
 ``CloudAccess`` is what a worker needs to reach a bucket: provider, bucket, decrypted
-credentials and attributes. It lives in memory only; its repr never shows the secrets.
+credentials, attributes and the outbound guard every connection goes through. It lives in
+memory only; its repr never shows the secrets.
+
+What a provider says when a call fails is logged here and never shown to clients (it can
+name internal hosts, accounts or request ids): callers get a fixed message, or the guard's
+own refusal.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import threading
-from collections.abc import Iterator
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +25,10 @@ from urllib.parse import parse_qsl
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from cvat_ray.cluster.errors import InvalidInput, Unavailable
-from cvat_ray.storage.media.remote import AllowList, check_url
+from cvat_ray.cluster.errors import AppError, InvalidInput, Unavailable
+from cvat_ray.cluster.outbound import OutboundGuard, refusal_in
+
+logger = logging.getLogger("cvat_ray.cloud")
 
 PROVIDERS = ("AWS_S3_BUCKET", "AZURE_CONTAINER", "GOOGLE_CLOUD_STORAGE")
 CREDENTIALS_TYPES = (
@@ -43,6 +52,10 @@ SECRET_FIELDS = (
     "connection_string",
     "key_file",
 )
+# Azure storage account names: 3-24 lowercase letters and digits (they become a host name).
+_AZURE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
+# Filesystem clients kept per process (one per storage, the most recently used).
+FS_CACHE_SIZE = 16
 
 
 class Cipher:
@@ -100,8 +113,11 @@ class CloudAccess:
     credentials_type: str
     attributes: dict[str, str] = field(default_factory=dict, hash=False)
     secrets: dict[str, str] = field(default_factory=dict, repr=False, hash=False, compare=False)
-    # Cache key of the filesystem object (cloud storage id and its update time).
+    # The filesystem cache keeps one client per storage id, rebuilt when the version (the
+    # storage's update time) changes; an access without an id is never cached.
+    storage_id: int | None = None
     version: str = ""
+    guard: OutboundGuard = field(default_factory=OutboundGuard, repr=False, compare=False)
 
     def path(self, key: str) -> str:
         return f"{self.resource}/{key.lstrip('/')}"
@@ -111,105 +127,209 @@ class CloudAccess:
         return full[len(prefix) :] if full.startswith(prefix) else full
 
 
-def connection_endpoint(connection_string: str) -> str | None:
-    """The ``BlobEndpoint`` of an Azure connection string (None: Azure's public one)."""
-    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
-    return parts.get("BlobEndpoint")
+# --- where a storage connects -------------------------------------------------------------------
 
 
-def check_endpoint(
-    attributes: dict[str, str], allow: AllowList, connection_string: str = ""
-) -> None:
-    """The SSRF guard for custom endpoints (S3-compatible servers, emulators)."""
-    endpoint = attributes.get("endpoint_url")
+def _connection_settings(connection_string: str) -> dict[str, str]:
+    """An Azure connection string's settings, keys upper-cased (Azure reads them
+    case-insensitively, so ``blobendpoint=`` means ``BlobEndpoint=``)."""
+    settings: dict[str, str] = {}
+    for part in connection_string.strip().rstrip(";").split(";"):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise InvalidInput(
+                "The connection string is malformed (expected Key=Value pairs separated by ;).",
+                field="connection_string",
+            )
+        settings[key.strip().upper()] = value.strip()
+    return settings
+
+
+def azure_endpoints(connection_string: str) -> list[str]:
+    """The blob endpoint an Azure connection string makes the SDK connect to."""
+    settings = _connection_settings(connection_string)
+    if settings.get("USEDEVELOPMENTSTORAGE", "").lower() == "true":
+        return ["http://127.0.0.1:10000/devstoreaccount1"]
+    # (a secondary endpoint is used only after the primary failed; the connect-time guard
+    # checks it then)
+    out = [settings["BLOBENDPOINT"]] if settings.get("BLOBENDPOINT") else []
+    if not out:
+        account = settings.get("ACCOUNTNAME", "")
+        if not _AZURE_ACCOUNT.fullmatch(account):
+            raise InvalidInput(
+                "The connection string needs a BlobEndpoint or a valid AccountName.",
+                field="connection_string",
+            )
+        protocol = settings.get("DEFAULTENDPOINTSPROTOCOL", "https")
+        suffix = settings.get("ENDPOINTSUFFIX", "core.windows.net")
+        out.append(f"{protocol}://{account}.blob.{suffix}")
+    return out
+
+
+def azure_account_url(access: CloudAccess) -> str:
+    """The account URL of an Azure storage given by account name (not connection string)."""
+    endpoint = access.attributes.get("endpoint_url")
     if endpoint:
-        check_url(endpoint, allow)
-    blob_endpoint = connection_endpoint(connection_string) if connection_string else None
-    if blob_endpoint:
-        check_url(blob_endpoint, allow)
+        return endpoint
+    account = access.secrets.get("account_name") or access.attributes.get("account_name") or ""
+    if not _AZURE_ACCOUNT.fullmatch(account):
+        raise InvalidInput(
+            "An Azure storage account name is 3 to 24 lowercase letters and digits.",
+            field="account_name",
+        )
+    return f"https://{account}.blob.core.windows.net"
 
 
-_fs_cache: dict[tuple[str, str, str], Any] = {}
+def endpoints(access: CloudAccess) -> list[tuple[str, str]]:
+    """(field, URL) of every address a user chose for this storage: a custom endpoint, the
+    endpoints in an Azure connection string, a GCS key's ``token_uri``."""
+    from cvat_ray.storage.media.cloud_clients import service_account_info
+
+    out: list[tuple[str, str]] = []
+    if access.attributes.get("endpoint_url"):
+        out.append(("specific_attributes", access.attributes["endpoint_url"]))
+    if access.provider == "AZURE_CONTAINER":
+        if access.credentials_type == "CONNECTION_STRING":
+            conn = access.secrets.get("connection_string", "")
+            out.extend(("connection_string", url) for url in azure_endpoints(conn))
+        elif not access.attributes.get("endpoint_url"):
+            out.append(("account_name", azure_account_url(access)))
+    if access.provider == "GOOGLE_CLOUD_STORAGE" and access.credentials_type == "KEY_FILE_PATH":
+        info = service_account_info(access.secrets.get("key_file", ""))
+        out.append(("key_file", info["token_uri"]))
+    return out
+
+
+def check_form(access: CloudAccess) -> None:
+    """Everything about the storage's addresses that needs no network: http(s) URLs, IP
+    literals allowed, a readable key file. Raises InvalidInput naming the field."""
+    for name, url in endpoints(access):
+        access.guard.check_url_form(url, field=name)
+
+
+def check_endpoints(access: CloudAccess) -> None:
+    """Resolve and check every address a user chose (network: DNS)."""
+    for name, url in endpoints(access):
+        access.guard.check_url(url, field=name)
+
+
+# --- filesystem clients -----------------------------------------------------------------------
+
+
+_fs_cache: OrderedDict[int, tuple[tuple[Any, ...], Any]] = OrderedDict()
 _fs_lock = threading.Lock()
 
 
 def filesystem(access: CloudAccess, timeout: float) -> Any:
-    """The fsspec filesystem for the access (cached per cloud storage version)."""
-    cache_key = (access.provider, access.resource, access.version)
+    """The fsspec filesystem for the access: one per storage id, least recently used evicted
+    past :data:`FS_CACHE_SIZE`, replaced (not added to) when the storage changes."""
+    if access.storage_id is None:
+        return _make_fs(access, timeout)
+    fingerprint = (access.version, access.guard.allow, timeout)
     with _fs_lock:
-        fs = _fs_cache.get(cache_key)
-        if fs is None or not access.version:
-            fs = _make_fs(access, timeout)
-            if access.version:
-                _fs_cache[cache_key] = fs
-        return fs
+        cached = _fs_cache.get(access.storage_id)
+        if cached is not None and cached[0] == fingerprint:
+            _fs_cache.move_to_end(access.storage_id)
+            return cached[1]
+    fs = _make_fs(access, timeout)
+    with _fs_lock:
+        _fs_cache[access.storage_id] = (fingerprint, fs)
+        _fs_cache.move_to_end(access.storage_id)
+        while len(_fs_cache) > FS_CACHE_SIZE:
+            _fs_cache.popitem(last=False)
+    return fs
+
+
+def forget(storage_id: int) -> None:
+    """Drop the cached client of a storage (deleted or changed)."""
+    with _fs_lock:
+        _fs_cache.pop(storage_id, None)
+
+
+def cached_clients() -> int:
+    with _fs_lock:
+        return len(_fs_cache)
 
 
 def _make_fs(access: CloudAccess, timeout: float) -> Any:
+    from cvat_ray.storage.media import cloud_clients
+
     attrs = access.attributes
     secrets = access.secrets
-    endpoint = attrs.get("endpoint_url")
+    hooks = access.guard.aio_hooks()
+    endpoint = attrs.get("endpoint_url") or None
     if access.provider == "AWS_S3_BUCKET":
-        import s3fs
-
-        client_kwargs: dict[str, Any] = {}
-        if endpoint:
-            client_kwargs["endpoint_url"] = endpoint
-        if attrs.get("region"):
-            client_kwargs["region_name"] = attrs["region"]
-        anon = access.credentials_type == "ANONYMOUS_ACCESS"
-        return s3fs.S3FileSystem(
-            anon=anon,
-            key=None if anon else secrets.get("key"),
-            secret=None if anon else secrets.get("secret_key"),
+        return cloud_clients.s3_filesystem(
+            hooks=hooks,
+            endpoint=endpoint,
+            region=attrs.get("region") or None,
+            anon=access.credentials_type == "ANONYMOUS_ACCESS",
+            key=secrets.get("key"),
+            secret=secrets.get("secret_key"),
             token=secrets.get("session_token") or None,
-            client_kwargs=client_kwargs,
-            config_kwargs={
-                "connect_timeout": timeout,
-                "read_timeout": timeout,
-                "retries": {"max_attempts": 2},
-            },
-            skip_instance_cache=True,
+            timeout=timeout,
         )
     if access.provider == "AZURE_CONTAINER":
-        import adlfs
-
-        kwargs: dict[str, Any] = {"skip_instance_cache": True}
         if access.credentials_type == "CONNECTION_STRING":
-            kwargs["connection_string"] = secrets.get("connection_string")
-        else:
-            kwargs["account_name"] = secrets.get("account_name") or attrs.get("account_name")
-            if access.credentials_type == "ACCOUNT_NAME_TOKEN_PAIR":
-                kwargs["sas_token"] = secrets.get("session_token")
-            else:
-                kwargs["anon"] = True
-        if endpoint:
-            kwargs["account_host"] = endpoint
-        return adlfs.AzureBlobFileSystem(**kwargs)
-    if access.provider == "GOOGLE_CLOUD_STORAGE":
-        # The core class: gcsfs's default "extended" one probes Google's gRPC control plane
-        # for the bucket type first (a minute of timeouts against anything but Google).
-        from gcsfs.core import GCSFileSystem
-
-        token: Any = "anon"
-        if access.credentials_type == "KEY_FILE_PATH":
-            try:
-                token = json.loads(secrets.get("key_file") or "")
-            except ValueError as exc:
-                raise InvalidInput("The key file is not a JSON service account key.") from exc
-        return GCSFileSystem(
-            token=token,
-            project=attrs.get("project_id") or "cvat-ray",
-            endpoint_url=endpoint,
+            return cloud_clients.azure_filesystem(
+                hooks=hooks,
+                connection_string=secrets.get("connection_string"),
+                account_url=None,
+                account_name=None,
+                sas_token=None,
+                timeout=timeout,
+            )
+        return cloud_clients.azure_filesystem(
+            hooks=hooks,
+            connection_string=None,
+            account_url=azure_account_url(access),
+            account_name=secrets.get("account_name") or attrs.get("account_name"),
+            sas_token=secrets.get("session_token")
+            if access.credentials_type == "ACCOUNT_NAME_TOKEN_PAIR"
+            else None,
             timeout=timeout,
-            skip_instance_cache=True,
+        )
+    if access.provider == "GOOGLE_CLOUD_STORAGE":
+        return cloud_clients.gcs_filesystem(
+            hooks=hooks,
+            endpoint=endpoint,
+            project=attrs.get("project_id") or "cvat-ray",
+            key_file=secrets.get("key_file")
+            if access.credentials_type == "KEY_FILE_PATH"
+            else None,
+            timeout=timeout,
         )
     raise InvalidInput(f"Unknown provider {access.provider}.")
 
 
-def _describe(exc: BaseException) -> str:
+# --- errors -----------------------------------------------------------------------------------
+
+
+def describe(exc: BaseException) -> str:
+    """For logs only: the provider's own words."""
     text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:300]
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}"
+
+
+def failure(access: CloudAccess, exc: BaseException, what: str) -> AppError:
+    """The error a client sees when a call to the provider failed: the outbound guard's
+    refusal as it is, an AppError raised on our side as it is, otherwise a fixed message
+    (the provider's text goes to the log)."""
+    refused = refusal_in(exc)
+    if refused is not None:
+        return refused
+    if isinstance(exc, AppError):
+        return exc
+    logger.warning(
+        "cloud storage %s (%s): %s failed: %s",
+        access.storage_id,
+        access.provider,
+        what,
+        describe(exc),
+    )
+    return Unavailable(f"The cloud storage cannot be reached or refused to {what}.")
 
 
 def classify_error(exc: BaseException) -> str:
@@ -218,62 +338,46 @@ def classify_error(exc: BaseException) -> str:
         return "NOT_FOUND"
     if isinstance(exc, PermissionError):
         return "FORBIDDEN"
-    text = _describe(exc).lower()
-    if "not found" in text or "nosuchbucket" in text or "404" in text:
+    # azure-core: status_code; gcsfs: code; botocore: the error code of its response
+    codes = {getattr(exc, "status_code", None), getattr(exc, "code", None)}
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        codes.add(response.get("Error", {}).get("Code"))
+    if codes & {404, "404", "NoSuchBucket", "NotFound", "ContainerNotFound"}:
+        return "NOT_FOUND"
+    if "NotFound" in type(exc).__name__:
         return "NOT_FOUND"
     return "FORBIDDEN"
 
 
+# --- calls ------------------------------------------------------------------------------------
+
+
 def status(access: CloudAccess, timeout: float) -> str:
+    """AVAILABLE, NOT_FOUND or FORBIDDEN, from a listing of at most one object. Raises the
+    guard's refusal (a 400), so a forbidden address is not reported as a storage state."""
+    from cvat_ray.storage.media.cloud_listing import list_page
+
     try:
-        fs = filesystem(access, timeout)
-        fs.ls(access.resource, detail=False)
+        list_page(access, "", recursive=True, limit=1, token=None, timeout=timeout)
     except Exception as exc:  # any failure to list is reported, not raised
+        refused = refusal_in(exc)
+        if refused is not None:
+            raise refused from exc
+        logger.info(
+            "cloud storage %s (%s): status: %s", access.storage_id, access.provider, describe(exc)
+        )
         return classify_error(exc)
     return "AVAILABLE"
 
 
-def listing(access: CloudAccess, prefix: str, timeout: float) -> Iterator[tuple[str, str]]:
-    """(name, "REG"|"DIR") entries directly under ``prefix`` (a directory path)."""
-    fs = filesystem(access, timeout)
-    base = access.path(prefix.strip("/")).rstrip("/")
-    try:
-        entries = fs.ls(base, detail=True, refresh=True)
-    except FileNotFoundError:
-        return
-    except Exception as exc:
-        raise Unavailable(f"The cloud storage cannot be listed: {_describe(exc)}") from exc
-    for entry in entries:
-        name = access.relative(entry["name"]).rstrip("/")
-        if prefix.strip("/") and not name.startswith(prefix.strip("/")):
-            continue
-        short = name.rsplit("/", 1)[-1]
-        if not short:
-            continue
-        yield short, "DIR" if entry.get("type") == "directory" else "REG"
-
-
-def walk_files(access: CloudAccess, prefix: str, timeout: float) -> list[str]:
-    """Every object key under ``prefix`` (a "directory" path), sorted."""
-    fs = filesystem(access, timeout)
-    base = access.path(prefix.strip("/")).rstrip("/")
-    try:
-        found = fs.find(base, detail=False)
-    except Exception as exc:
-        raise InvalidInput(f"The cloud storage cannot be listed: {_describe(exc)}") from exc
-    return sorted(access.relative(p) for p in found)
-
-
 def read(access: CloudAccess, key: str, timeout: float) -> bytes:
-    fs = filesystem(access, timeout)
     try:
-        data: bytes = fs.cat_file(access.path(key))
+        data: bytes = filesystem(access, timeout).cat_file(access.path(key))
     except FileNotFoundError as exc:
         raise InvalidInput(f"{key}: not found in the cloud storage.") from exc
     except Exception as exc:
-        raise Unavailable(
-            f"{key}: cannot be read from the cloud storage ({_describe(exc)})."
-        ) from exc
+        raise failure(access, exc, f"give {key}") from exc
     return data
 
 
@@ -281,23 +385,27 @@ def read_many(access: CloudAccess, keys: list[str], timeout: float) -> list[byte
     """Several objects at once (fsspec fetches them concurrently)."""
     if not keys:
         return []
-    fs = filesystem(access, timeout)
     paths = [access.path(k) for k in keys]
     try:
-        found = fs.cat(paths, on_error="return")
+        found = filesystem(access, timeout).cat(paths, on_error="return")
     except Exception as exc:
-        raise Unavailable(f"The cloud storage cannot be read ({_describe(exc)}).") from exc
+        raise failure(access, exc, "give the files") from exc
     out: list[bytes] = []
     for key, path in zip(keys, paths, strict=True):
         value = found.get(path)
         if isinstance(value, FileNotFoundError) or value is None:
             raise InvalidInput(f"{key}: not found in the cloud storage.")
         if isinstance(value, BaseException):
-            raise Unavailable(f"{key}: cannot be read from the cloud storage ({_describe(value)}).")
+            raise failure(access, value, f"give {key}")
         out.append(value)
     return out
 
 
 def open_file(access: CloudAccess, key: str, timeout: float) -> Any:
     """A seekable file object (ranged reads), for video containers."""
-    return filesystem(access, timeout).open(access.path(key), "rb", block_size=4 << 20)
+    try:
+        return filesystem(access, timeout).open(access.path(key), "rb", block_size=4 << 20)
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{key}: not found in the cloud storage.") from exc
+    except Exception as exc:
+        raise failure(access, exc, f"give {key}") from exc

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.cluster.paths import safe_join
 from cvat_ray.storage.media import cloud
 from cvat_ray.storage.media.cloud import CloudAccess
 
@@ -23,7 +24,9 @@ class MediaSource:
     timeout: float = 30
 
     def _local(self, path: str) -> Path:
-        return Path(self.root) / path
+        # Frame paths were checked when the task was made; checked again here because the
+        # folder may have changed since (a share is managed outside the server).
+        return safe_join(Path(self.root), path)
 
     def read(self, path: str) -> bytes:
         if self.access is not None:
@@ -44,13 +47,3 @@ class MediaSource:
             handle: IO[bytes] = cloud.open_file(self.access, path, self.timeout)
             return handle
         return str(self._local(path))
-
-
-def inside(root: Path, relative: str) -> Path:
-    """``root / relative`` resolved, refusing anything that escapes ``root`` (``..``,
-    absolute paths, symlinks pointing out)."""
-    base = root.resolve()
-    target = (base / relative.lstrip("/")).resolve()
-    if target != base and base not in target.parents:
-        raise InvalidInput(f"{relative}: the path is outside the file share.", field="server_files")
-    return target

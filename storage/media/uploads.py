@@ -20,6 +20,7 @@ from typing import IO, Any
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from cvat_ray.cluster.errors import Conflict, InvalidInput, NotFound
+from cvat_ray.cluster.paths import safe_join
 
 _FILE_FIELD = re.compile(r"^client_files\[\d+\]$|^client_files$")
 _MAX_FIELD_BYTES = 1 << 20
@@ -68,6 +69,10 @@ class UploadArea:
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def file(self, name: str) -> Path:
+        """Where the uploaded file ``name`` lives (the name through the path guard)."""
+        return safe_join(self.files, name, field="client_files")
+
     def names(self) -> list[str]:
         if not self.files.is_dir():
             return []
@@ -102,7 +107,7 @@ class UploadArea:
         if length < 0:
             raise InvalidInput("Upload-Length must not be negative.")
         self._check_room(length)
-        if (self.files / name).exists() or name in {
+        if self.file(name).exists() or name in {
             self.tus_state(u).filename for u in self.pending_tus()
         }:
             raise InvalidInput(f"{name} is uploaded twice.", field="client_files")
@@ -124,8 +129,9 @@ class UploadArea:
         try:
             info: dict[str, Any] = json.loads(meta.read_text())
         except FileNotFoundError:
-            done = self.files / (self._done_name(upload_id) or "\x00")
-            if done.name != "\x00" and done.exists():
+            done_name = self._done_name(upload_id)
+            done = self.file(done_name) if done_name else None
+            if done is not None and done.exists():
                 size = done.stat().st_size
                 return TusState(upload_id, done.name, size, size)
             raise NotFound("Upload not found.") from None
@@ -157,7 +163,7 @@ class UploadArea:
         return state
 
     def _tus_complete(self, state: TusState) -> None:
-        os.replace(self.tus / f"{state.upload_id}.part", self.files / state.filename)
+        os.replace(self.tus / f"{state.upload_id}.part", self.file(state.filename))
         (self.tus / f"{state.upload_id}.done").write_text(state.filename)
         (self.tus / f"{state.upload_id}.json").unlink()
 
@@ -219,7 +225,7 @@ class MultipartSink:
         self._value = bytearray()
         if filename is not None and _FILE_FIELD.match(name):
             base = client_basename(filename.decode("utf-8", "replace"))
-            path = self.area.files / base
+            path = self.area.file(base)
             try:
                 self._out = path.open("xb")
             except FileExistsError:

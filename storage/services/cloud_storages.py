@@ -1,23 +1,38 @@
 """Cloud storages: CRUD, content listing, status, preview.
 
 Credentials are encrypted with the server's cloud key before they are stored and decrypted
-only into a :class:`~cvat_ray.storage.media.cloud.CloudAccess` for a worker; no response carries them
-and log lines name only the storage id.
+only into a :class:`~cvat_ray.storage.media.cloud.CloudAccess` for a worker; no response
+carries them and log lines name only the storage id.
+
+Calls to the provider never run on the API's database threads nor inside a unit of work:
+each operation that needs one is split in two. A database part (``prepare_*``, ``*_access``)
+loads, authorizes and validates without network access; a network part (``check_reachable``,
+``probe_status``, ``list_content``, ``build_preview``) takes only the ``CloudAccess`` and runs
+in another thread pool; creating and changing a storage then writes in a second unit of work,
+which refuses to apply a change made from a row that changed meanwhile. Listings ask the
+provider for one page at a time.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cvat_ray.cluster.errors import InvalidInput, NotFound
+from cvat_ray.cluster.errors import Conflict, InvalidInput, NotFound
+from cvat_ray.cluster.outbound import OutboundGuard, refusal_in
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.iam.authz import Resource, authorize, list_filter
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.media import cloud, images
 from cvat_ray.storage.media.cloud import ALLOWED_CREDENTIALS, SECRET_FIELDS, Cipher, CloudAccess
+from cvat_ray.storage.media.cloud_clients import service_account_info
+from cvat_ray.storage.media.cloud_listing import iter_keys, list_page
 from cvat_ray.storage.media.formats import kind_of
-from cvat_ray.storage.media.remote import AllowList
 from cvat_ray.storage.models import CloudStorage, Data, User, utcnow
 from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
 from cvat_ray.storage.schemas.cloud_storages import (
@@ -29,6 +44,13 @@ from cvat_ray.storage.schemas.cloud_storages import (
 )
 from cvat_ray.storage.schemas.common import Page
 from cvat_ray.storage.services.users import basic_users
+
+# The preview looks at this many objects at most (one provider page) for an image, and
+# reads at most this many images to find one that decodes.
+PREVIEW_SCAN = 1000
+PREVIEW_READS = 3
+
+logger = logging.getLogger("cvat_ray.cloud")
 
 CLOUD_LIST = ListSpec(
     policy_paths={
@@ -81,13 +103,19 @@ def cipher(settings: Settings) -> Cipher:
 
 
 def access_for(storage: CloudStorage, settings: Settings) -> CloudAccess:
+    return _access(storage, cipher(settings).decrypt(storage.credentials), settings)
+
+
+def _access(storage: CloudStorage, secrets: dict[str, str], settings: Settings) -> CloudAccess:
     return CloudAccess(
         provider=storage.provider_type,
         resource=storage.resource,
         credentials_type=storage.credentials_type,
         attributes=cloud.parse_attributes(storage.specific_attributes),
-        secrets=cipher(settings).decrypt(storage.credentials),
-        version=f"{storage.id}:{storage.updated_date.isoformat()}",
+        secrets=secrets,
+        storage_id=storage.id,
+        version=storage.updated_date.isoformat() if storage.updated_date else "",
+        guard=OutboundGuard.from_settings(settings),
     )
 
 
@@ -125,7 +153,8 @@ def _secrets(data: CloudStorageWrite | CloudStoragePatch) -> dict[str, str]:
     return {name: value for name in SECRET_FIELDS if (value := getattr(data, name, None))}
 
 
-def _validate(storage: CloudStorage, secrets: dict[str, str], settings: Settings) -> None:
+def _validate(storage: CloudStorage, secrets: dict[str, str], settings: Settings) -> CloudAccess:
+    """Everything that needs no network; returns the access to check next."""
     allowed = ALLOWED_CREDENTIALS[storage.provider_type]
     if storage.credentials_type not in allowed:
         raise InvalidInput(
@@ -141,57 +170,80 @@ def _validate(storage: CloudStorage, secrets: dict[str, str], settings: Settings
     ):
         if not secrets.get("account_name"):
             raise InvalidInput("Required for anonymous access to Azure.", field="account_name")
-    attributes = cloud.parse_attributes(storage.specific_attributes)
+    if storage.credentials_type == "KEY_FILE_PATH":
+        service_account_info(secrets.get("key_file", ""))
+    access = _access(storage, secrets, settings)
     try:
-        cloud.check_endpoint(
-            attributes,
-            AllowList.parse(settings.media.remote_allowlist),
-            secrets.get("connection_string", ""),
-        )
+        cloud.check_form(access)
     except InvalidInput as exc:
-        raise InvalidInput(exc.detail, field="specific_attributes") from exc
+        field = next(iter(exc.fields))
+        if field == "non_field_errors":
+            raise InvalidInput(exc.detail, field="specific_attributes") from exc
+        raise
+    return access
 
 
-def _check_reachable(storage: CloudStorage, secrets: dict[str, str], settings: Settings) -> None:
-    access = CloudAccess(
-        provider=storage.provider_type,
-        resource=storage.resource,
-        credentials_type=storage.credentials_type,
-        attributes=cloud.parse_attributes(storage.specific_attributes),
-        secrets=secrets,
-    )
+@dataclass(frozen=True)
+class CloudDraft:
+    """A storage to create or change, validated without network; :func:`check_reachable`
+    runs next (outside the database threads), then the write."""
+
+    access: CloudAccess
+    values: dict[str, Any]
+    secrets: dict[str, str] = field(repr=False)
+    check: bool = True
+    storage_id: int | None = None
+    # the row's update time the change was made from (a change meanwhile is a conflict)
+    seen: datetime | None = None
+
+
+def check_reachable(draft: CloudDraft, settings: Settings) -> None:
+    """The network part of creating or changing a storage: every address a user chose is
+    resolved and checked, then the bucket is listed once (one object)."""
+    if not draft.check:
+        return
+    access = draft.access
+    cloud.check_endpoints(access)
     state = cloud.status(access, settings.cloud.timeout_s)
     if state != "AVAILABLE":
         reason = (
             "does not exist" if state == "NOT_FOUND" else "cannot be read with these credentials"
         )
-        raise InvalidInput(
-            f"The {storage.provider_type} {storage.resource!r} {reason}.", field="resource"
-        )
+        raise InvalidInput(f"The {access.provider} {access.resource!r} {reason}.", field="resource")
+
+
+def prepare_create(
+    session: Session, ctx: RequestContext, data: CloudStorageWrite, settings: Settings
+) -> CloudDraft:
+    authorize(ctx.principal, ctx.org, "create", Resource(kind="cloudstorage"))
+    values = {
+        "provider_type": data.provider_type,
+        "resource": data.resource,
+        "display_name": data.display_name,
+        "credentials_type": data.credentials_type,
+        "specific_attributes": data.specific_attributes,
+        "description": data.description,
+        "manifests": list(data.manifests),
+    }
+    secrets = _secrets(data)
+    access = _validate(CloudStorage(**values), secrets, settings)
+    return CloudDraft(access=access, values=values, secrets=secrets)
 
 
 def create_cloud_storage(
-    session: Session, ctx: RequestContext, data: CloudStorageWrite, settings: Settings
+    session: Session, ctx: RequestContext, draft: CloudDraft, settings: Settings
 ) -> CloudStorageRead:
+    """Write a storage that :func:`prepare_create` and :func:`check_reachable` accepted."""
     authorize(ctx.principal, ctx.org, "create", Resource(kind="cloudstorage"))
-    secrets = _secrets(data)
     now = utcnow()
     storage = CloudStorage(
-        provider_type=data.provider_type,
-        resource=data.resource,
-        display_name=data.display_name,
-        credentials_type=data.credentials_type,
-        specific_attributes=data.specific_attributes,
-        description=data.description,
-        manifests=list(data.manifests),
+        **draft.values,
         owner_id=ctx.principal.user_id,
         organization_id=ctx.org.org_id,
         created_date=now,
         updated_date=now,
+        credentials=cipher(settings).encrypt(draft.secrets),
     )
-    _validate(storage, secrets, settings)
-    _check_reachable(storage, secrets, settings)
-    storage.credentials = cipher(settings).encrypt(secrets)
     session.add(storage)
     session.flush()
     return _to_reads(session, ctx, [storage])[0]
@@ -217,38 +269,67 @@ def retrieve_cloud_storage(
     return _to_reads(session, ctx, [storage])[0]
 
 
-def partial_update_cloud_storage(
+_PATCHABLE = ("resource", "display_name", "credentials_type", "specific_attributes", "description")
+
+
+def prepare_update(
     session: Session,
     ctx: RequestContext,
     storage_id: int,
     patch: CloudStoragePatch,
     settings: Settings,
-) -> CloudStorageRead:
+) -> CloudDraft:
     storage = _get(session, storage_id)
     authorize(ctx.principal, ctx.org, "update", cloud_resource(storage))
     fields = patch.model_fields_set
-    for name in (
-        "resource",
-        "display_name",
-        "credentials_type",
-        "specific_attributes",
-        "description",
-    ):
-        value = getattr(patch, name)
-        if name in fields and value is not None:
-            setattr(storage, name, value)
+    values: dict[str, Any] = {
+        name: getattr(patch, name)
+        for name in _PATCHABLE
+        if name in fields and getattr(patch, name) is not None
+    }
     if patch.manifests is not None:
-        storage.manifests = list(patch.manifests)
+        values["manifests"] = list(patch.manifests)
     secrets = cipher(settings).decrypt(storage.credentials)
     new_secrets = _secrets(patch)
     if new_secrets or "credentials_type" in fields:
         secrets = new_secrets if "credentials_type" in fields else {**secrets, **new_secrets}
-    _validate(storage, secrets, settings)
-    if fields & {"resource", "credentials_type", "specific_attributes", *SECRET_FIELDS}:
-        _check_reachable(storage, secrets, settings)
-    storage.credentials = cipher(settings).encrypt(secrets)
+    seen = storage.updated_date
+    # validated as it will be; the loaded row is not changed (this unit of work only reads)
+    changed = CloudStorage(
+        id=storage.id,
+        updated_date=storage.updated_date,
+        **{
+            name: values.get(name, getattr(storage, name))
+            for name in ("provider_type", *_PATCHABLE)
+        },
+    )
+    access = _validate(changed, secrets, settings)
+    check = bool(fields & {"resource", "credentials_type", "specific_attributes", *SECRET_FIELDS})
+    return CloudDraft(
+        access=access,
+        values=values,
+        secrets=secrets,
+        check=check,
+        storage_id=storage.id,
+        seen=seen,
+    )
+
+
+def partial_update_cloud_storage(
+    session: Session, ctx: RequestContext, draft: CloudDraft, settings: Settings
+) -> CloudStorageRead:
+    """Apply a change that :func:`prepare_update` and :func:`check_reachable` accepted."""
+    assert draft.storage_id is not None
+    storage = _get(session, draft.storage_id)
+    authorize(ctx.principal, ctx.org, "update", cloud_resource(storage))
+    if storage.updated_date != draft.seen:
+        raise Conflict("The cloud storage was changed meanwhile; send the change again.")
+    for name, value in draft.values.items():
+        setattr(storage, name, value)
+    storage.credentials = cipher(settings).encrypt(draft.secrets)
     storage.updated_date = utcnow()
     session.flush()
+    cloud.forget(storage.id)
     return _to_reads(session, ctx, [storage])[0]
 
 
@@ -261,14 +342,31 @@ def delete_cloud_storage(session: Session, ctx: RequestContext, storage_id: int)
     )
     session.delete(storage)
     session.flush()
+    cloud.forget(storage_id)
 
 
 def _viewable(
     session: Session, ctx: RequestContext, storage_id: int, scope: str, settings: Settings
-) -> CloudAccess:
+) -> tuple[CloudAccess, str]:
+    """The access to a storage the caller may use for ``scope``, and its ``prefix``."""
     storage = _get(session, storage_id)
     authorize(ctx.principal, ctx.org, scope, cloud_resource(storage))
-    return access_for(storage, settings)
+    access = access_for(storage, settings)
+    return access, access.attributes.get("prefix", "").strip("/")
+
+
+def content_access(
+    session: Session, ctx: RequestContext, storage_id: int, settings: Settings
+) -> tuple[CloudAccess, str]:
+    """The database part of ``content-v2``."""
+    return _viewable(session, ctx, storage_id, "list:content", settings)
+
+
+def view_access(
+    session: Session, ctx: RequestContext, storage_id: int, settings: Settings
+) -> tuple[CloudAccess, str]:
+    """The database part of status, actions and preview."""
+    return _viewable(session, ctx, storage_id, "view", settings)
 
 
 def _mime(name: str, kind: str) -> str:
@@ -277,57 +375,85 @@ def _mime(name: str, kind: str) -> str:
     return {"image": "image", "video": "video", "archive": "archive"}.get(kind_of(name), "unknown")
 
 
-def content(
-    session: Session,
-    ctx: RequestContext,
-    storage_id: int,
+def _bad_token(exc: BaseException) -> bool:
+    codes = {getattr(exc, "status_code", None), getattr(exc, "code", None)}
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        codes.add(response.get("Error", {}).get("Code"))
+    return isinstance(exc, ValueError) or bool(codes & {400, "400", "InvalidArgument"})
+
+
+def list_content(
+    access: CloudAccess,
+    root: str,
     settings: Settings,
     prefix: str,
     next_token: str | None,
     page_size: int,
 ) -> CloudStorageContent:
-    """CVAT ``content-v2``: the entries directly under ``prefix``, directories first,
-    ``page_size`` at a time (``next`` is an opaque token)."""
-    access = _viewable(session, ctx, storage_id, "list:content", settings)
-    root = cloud.parse_attributes(
-        session.get(CloudStorage, storage_id).specific_attributes  # type: ignore[union-attr]
-    ).get("prefix", "")
-    full_prefix = "/".join(p for p in (root.strip("/"), prefix.strip("/")) if p)
-    entries = sorted(
-        cloud.listing(access, full_prefix, settings.cloud.timeout_s),
-        key=lambda e: (e[1] != "DIR", e[0]),
-    )
+    """CVAT ``content-v2`` (network part): one provider page of the entries directly under
+    ``prefix``, directories first; ``next`` is the provider's continuation token."""
+    folder = "/".join(p for p in (root, prefix.strip("/")) if p)
+    listed = folder + "/" if folder else ""
     try:
-        start = int(next_token or 0)
-    except ValueError as exc:
-        raise InvalidInput("Invalid next_token.", field="next_token") from exc
-    page = entries[start : start + page_size]
-    more = start + page_size < len(entries)
-    return CloudStorageContent(
-        content=[FileInfo(name=n, type=t, mime_type=_mime(n, t)) for n, t in page],
-        next=str(start + page_size) if more else None,
+        page = list_page(
+            access,
+            listed,
+            recursive=False,
+            limit=page_size,
+            token=next_token or None,
+            timeout=settings.cloud.timeout_s,
+        )
+    except FileNotFoundError:
+        return CloudStorageContent(content=[], next=None)
+    except Exception as exc:
+        if next_token and refusal_in(exc) is None and _bad_token(exc):
+            raise InvalidInput("Invalid next_token.", field="next_token") from exc
+        raise cloud.failure(access, exc, "list its content") from exc
+    content = sorted(
+        (
+            FileInfo(
+                name=name,
+                type="DIR" if e.is_dir else "REG",
+                mime_type=_mime(name, "DIR" if e.is_dir else "REG"),
+            )
+            for e in page.entries
+            if (name := e.key[len(listed) :])
+        ),
+        key=lambda f: (f.type != "DIR", f.name),
     )
+    return CloudStorageContent(content=content, next=page.next_token)
 
 
-def status(session: Session, ctx: RequestContext, storage_id: int, settings: Settings) -> str:
-    access = _viewable(session, ctx, storage_id, "view", settings)
+def probe_status(access: CloudAccess, settings: Settings) -> str:
+    """CVAT's storage status (network part): ``AVAILABLE``, ``NOT_FOUND`` or ``FORBIDDEN``."""
     return cloud.status(access, settings.cloud.timeout_s)
 
 
-def actions(
-    session: Session, ctx: RequestContext, storage_id: int, settings: Settings
-) -> list[str]:
-    return ["read"] if status(session, ctx, storage_id, settings) == "AVAILABLE" else []
-
-
-def preview(session: Session, ctx: RequestContext, storage_id: int, settings: Settings) -> bytes:
-    """A thumbnail of the first image in the storage (or under its ``prefix``)."""
-    storage = _get(session, storage_id)
-    authorize(ctx.principal, ctx.org, "view", cloud_resource(storage))
-    access = access_for(storage, settings)
-    root = cloud.parse_attributes(storage.specific_attributes).get("prefix", "")
-    for key in cloud.walk_files(access, root, settings.cloud.timeout_s)[:1000]:
-        if kind_of(key) == "image":
-            data = cloud.read(access, key, settings.cloud.timeout_s)
+def build_preview(access: CloudAccess, root: str, settings: Settings) -> bytes:
+    """A thumbnail of the first image among the first objects of the storage (or under its
+    ``prefix``); network part."""
+    timeout = settings.cloud.timeout_s
+    try:
+        keys = list(
+            iter_keys(access, root + "/" if root else "", cap=PREVIEW_SCAN, timeout=timeout)
+        )
+    except FileNotFoundError:
+        keys = []
+    except Exception as exc:
+        raise cloud.failure(access, exc, "list its content") from exc
+    tried = 0
+    for key in keys:
+        if kind_of(key) != "image":
+            continue
+        data = cloud.read(access, key, timeout)
+        try:
             return images.thumbnail(images.open_upright(data), settings.media.preview_size)
-    raise NotFound("The cloud storage holds no images.")
+        except Exception as exc:  # Pillow raises many types for broken files
+            logger.info(
+                "cloud storage %s: %s is not a readable image: %s", access.storage_id, key, exc
+            )
+        tried += 1
+        if tried >= PREVIEW_READS:
+            break
+    raise NotFound("The cloud storage holds no images that can be read.")

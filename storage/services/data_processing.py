@@ -27,14 +27,17 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from cvat_ray.cluster.errors import AppError, Conflict, InvalidInput
+from cvat_ray.cluster.outbound import OutboundGuard
+from cvat_ray.cluster.paths import relative_parts, safe_join
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.db import Database
-from cvat_ray.storage.media import cloud, images, video
+from cvat_ray.storage.media import images, video
 from cvat_ray.storage.media.archives import UnpackBudget, unpack
 from cvat_ray.storage.media.cloud import CloudAccess
+from cvat_ray.storage.media.cloud_listing import iter_keys
 from cvat_ray.storage.media.formats import kind_of, related_owner
-from cvat_ray.storage.media.remote import AllowList, download
-from cvat_ray.storage.media.sources import MediaSource, inside
+from cvat_ray.storage.media.remote import download
+from cvat_ray.storage.media.sources import MediaSource
 from cvat_ray.storage.models import BackgroundRequest, CloudStorage, Data, RelatedFile, Task
 from cvat_ray.storage.schemas.data import DataRequest
 from cvat_ray.storage.services import requests as request_service
@@ -222,78 +225,110 @@ def _gather(
 ) -> Gathered:
     raw = staging / "raw"
     local = MediaSource(storage="local", root=str(raw))
+    ordered = body.sorting_method == "predefined"
     if source == "local":
         area = upload_area(settings, task_id)
         names = area.names()
         if not names:
             raise InvalidInput("No files were uploaded.")
         for name in names:
-            _link_or_copy(area.files / name, raw / name)
+            _link_or_copy(area.file(name), safe_join(raw, name))
         if body.sorting_method == "predefined" and body.upload_file_order:
             order = {n: i for i, n in enumerate(body.upload_file_order)}
             names.sort(key=lambda n: order.get(n, len(order)))
-        return Gathered(local, names, "local", ordered=body.sorting_method == "predefined")
+        return Gathered(local, names, "local", ordered=ordered)
     if source == "remote":
-        allow = AllowList.parse(settings.media.remote_allowlist)
+        guard = OutboundGuard.from_settings(settings)
         budget = settings.media.max_upload_bytes
         names = []
         for url in body.remote_files:
             fetched = download(
-                url, raw, allow=allow, timeout=settings.media.remote_timeout_s, max_bytes=budget
+                url, raw, guard=guard, timeout=settings.media.remote_timeout_s, max_bytes=budget
             )
             budget -= fetched.stat().st_size
             names.append(fetched.name)
-        return Gathered(local, names, "local", ordered=body.sorting_method == "predefined")
+        return Gathered(local, names, "local", ordered=ordered)
     if source == "share":
-        root = settings.media.share_root
-        if root is None:
-            raise InvalidInput("This server has no file share.")
-        found: list[str] = []
-        base = root.resolve()
-        for server_file in body.server_files:
-            target = inside(root, server_file)
-            if target.is_dir():
-                for dirpath, _dirs, files in os.walk(target):
-                    for f in sorted(files):
-                        full = inside(root, str(Path(dirpath, f).relative_to(base)))
-                        found.append(full.relative_to(base).as_posix())
-            elif target.is_file():
-                found.append(target.relative_to(base).as_posix())
-            else:
-                raise InvalidInput(f"{server_file}: no such file in the share.")
-        found = _selected(found, body)
-        copy = body.copy_data or any(kind_of(p) == "archive" for p in found)
-        if copy:
-            for path in found:
-                _link_or_copy(base / path, raw / path)
-            return Gathered(local, found, "local", ordered=body.sorting_method == "predefined")
-        share = MediaSource(storage="share", root=str(base))
-        return Gathered(share, found, "share", ordered=body.sorting_method == "predefined")
+        return _gather_share(settings, body, raw, local)
     if source == "cloud":
-        if access is None:
-            raise InvalidInput("The cloud storage does not exist any more.")
-        timeout = settings.cloud.timeout_s
-        keys: list[str] = []
-        for name in body.server_files:
-            if name.endswith("/") or name in ("", "*"):
-                keys.extend(cloud.walk_files(access, name.rstrip("*"), timeout))
-            else:
-                keys.append(name.strip("/"))
-        keys = _selected(keys, body)
-        remote = MediaSource(storage="cloud_storage", access=access, timeout=timeout)
-        if body.copy_data or any(kind_of(k) == "archive" for k in keys):
-            for i in range(0, len(keys), _CLOUD_BATCH):
-                batch = keys[i : i + _CLOUD_BATCH]
-                for key, data in zip(batch, remote.read_many(batch), strict=True):
-                    dest = raw / key
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    dest.write_bytes(data)
-            return Gathered(local, keys, "local", ordered=body.sorting_method == "predefined")
-        storage_id = body.cloud_storage_id
-        return Gathered(
-            remote, keys, "cloud_storage", storage_id, ordered=body.sorting_method == "predefined"
-        )
+        return _gather_cloud(settings, body, raw, local, access)
     raise InvalidInput(f"Unknown data source {source!r}.")
+
+
+def _gather_share(settings: Settings, body: DataRequest, raw: Path, local: MediaSource) -> Gathered:
+    root = settings.media.share_root
+    if root is None:
+        raise InvalidInput("This server has no file share.")
+    found: list[str] = []
+    base = root.resolve()
+    for server_file in body.server_files:
+        # CVAT clients may name share files from the share's root ("/images/a.jpg")
+        target = safe_join(base, server_file.lstrip("/"), field="server_files", allow_root=True)
+        if target.is_dir():
+            for dirpath, _dirs, files in os.walk(target):
+                for f in sorted(files):
+                    relative = Path(dirpath, f).relative_to(base).as_posix()
+                    safe_join(base, relative, field="server_files")  # links leading out
+                    found.append(relative)
+        elif target.is_file():
+            found.append(target.relative_to(base).as_posix())
+        else:
+            raise InvalidInput(f"{server_file}: no such file in the share.")
+    found = _selected(found, body)
+    ordered = body.sorting_method == "predefined"
+    if body.copy_data or any(kind_of(p) == "archive" for p in found):
+        for path in found:
+            _link_or_copy(safe_join(base, path), safe_join(raw, path))
+        return Gathered(local, found, "local", ordered=ordered)
+    share = MediaSource(storage="share", root=str(base))
+    return Gathered(share, found, "share", ordered=ordered)
+
+
+def _gather_cloud(
+    settings: Settings,
+    body: DataRequest,
+    raw: Path,
+    local: MediaSource,
+    access: CloudAccess | None,
+) -> Gathered:
+    if access is None:
+        raise InvalidInput("The cloud storage does not exist any more.")
+    timeout = settings.cloud.timeout_s
+    cap = settings.media.max_files
+    keys: list[str] = []
+    for name in body.server_files:
+        if name.endswith("/") or name in ("", "*"):
+            prefix = name.rstrip("*").strip("/")
+            keys.extend(
+                iter_keys(access, f"{prefix}/" if prefix else "", cap=cap + 1, timeout=timeout)
+            )
+        else:
+            keys.append(name.strip("/"))
+        if len(keys) > cap:
+            raise InvalidInput(f"More than {cap} files in the cloud storage selection.")
+    # Keys come from the bucket: the same path guard as names in a request, for every key
+    # before anything is written, so a key like "a/../../x" fails the request cleanly.
+    for key in keys:
+        try:
+            relative_parts(key)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"The cloud storage holds an object whose key cannot be a file name: {exc.detail}"
+            ) from exc
+    keys = _selected(keys, body)
+    ordered = body.sorting_method == "predefined"
+    remote = MediaSource(storage="cloud_storage", access=access, timeout=timeout)
+    if body.copy_data or any(kind_of(k) == "archive" for k in keys):
+        targets = [safe_join(raw, key) for key in keys]
+        for i in range(0, len(keys), _CLOUD_BATCH):
+            batch = keys[i : i + _CLOUD_BATCH]
+            for dest, data in zip(
+                targets[i : i + _CLOUD_BATCH], remote.read_many(batch), strict=True
+            ):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+        return Gathered(local, keys, "local", ordered=ordered)
+    return Gathered(remote, keys, "cloud_storage", body.cloud_storage_id, ordered=ordered)
 
 
 # --- preparing ------------------------------------------------------------------------------
@@ -330,13 +365,13 @@ def _expand_archives(settings: Settings, gathered: Gathered, body: DataRequest) 
         if kind_of(path) != "archive":
             out.append(path)
             continue
-        archive = raw / path
+        archive = safe_join(raw, path)
         hidden = archive.with_name(f".{archive.name}.unpacking")
         os.replace(archive, hidden)
         members = unpack(hidden, archive.parent, budget, PurePosixPath(path).name)
         hidden.unlink()
-        prefix = PurePosixPath(path).parent
-        unpacked = [str(prefix / m) if str(prefix) != "." else str(m) for m in members]
+        folder = str(PurePosixPath(path).parent)
+        unpacked = [f"{folder}/{m}" if folder != "." else str(m) for m in members]
         out.extend(m for m in unpacked if kind_of(m) != "archive" or _nested(m))
     return out
 

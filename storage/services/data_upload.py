@@ -8,17 +8,15 @@ processed in the background (``cvat_ray.storage.services.data_processing``).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.errors import Conflict, InvalidInput
+from cvat_ray.cluster.outbound import OutboundGuard
+from cvat_ray.cluster.paths import relative_parts, safe_join
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.iam.authz import authorize
 from cvat_ray.storage.context import RequestContext
-from cvat_ray.storage.media.remote import AllowList, check_url
-from cvat_ray.storage.media.sources import inside
 from cvat_ray.storage.media.uploads import TusState, UploadArea
 from cvat_ray.storage.models import BackgroundRequest, CloudStorage, Task
 from cvat_ray.storage.schemas.data import DataRequest
@@ -190,9 +188,12 @@ def _external(
             field="server_files",
         )
     if body.remote_files:
-        allow = AllowList.parse(settings.media.remote_allowlist)
+        # Only what needs no network here (scheme, host, IP literals): names are resolved
+        # and checked by the background request, never on a database thread holding the
+        # task's row lock.
+        guard = OutboundGuard.from_settings(settings)
         for url in body.remote_files:
-            check_url(url, allow)
+            guard.check_url_form(url, field="remote_files")
         return _new_request(session, ctx, task, "remote", body, launch)
     if body.cloud_storage_id is not None:
         storage = session.get(CloudStorage, body.cloud_storage_id)
@@ -200,14 +201,15 @@ def _external(
             raise InvalidInput("The cloud storage does not exist.", field="cloud_storage_id")
         authorize(ctx.principal, ctx.org, "view", cloud_resource(storage))
         for name in (*body.server_files, *body.server_files_exclude):
-            if ".." in Path(name).parts:
-                raise InvalidInput(f"{name}: invalid path.", field="server_files")
+            if name.rstrip("*").strip("/"):
+                relative_parts(name.rstrip("*").strip("/"), field="server_files")
         return _new_request(session, ctx, task, "cloud", body, launch)
     root = settings.media.share_root
     if root is None:
         raise InvalidInput("This server has no file share.", field="server_files")
     for name in body.server_files:
-        target = inside(root, name)
+        # CVAT clients may name share files from the share's root ("/images/a.jpg")
+        target = safe_join(root, name.lstrip("/"), field="server_files", allow_root=True)
         if not target.exists():
             raise InvalidInput(f"{name}: no such file in the share.", field="server_files")
     return _new_request(session, ctx, task, "share", body, launch)

@@ -4,8 +4,11 @@ their frames from a bucket on demand."""
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,13 +16,16 @@ from sqlalchemy import select
 
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.db import Database
+from cvat_ray.storage.media import cloud
 from cvat_ray.storage.models import CloudStorage
 from tests.cloud_servers import StorageServer, put_object
 from tests.conftest import Account
+from tests.http_servers import Server, allowed, internal
 from tests.media_files import image_bytes, write_video, zip_members
 from tests.serve_apps.test_task_data import new_task, wait
 
 SERVERS = ["s3_server", "azure_server", "gcs_server"]
+__all__ = ["allowed", "internal"]  # fixtures
 
 
 @pytest.fixture(params=SERVERS)
@@ -69,8 +75,24 @@ async def test_crud_status_content_preview(
         {"name": "sub", "type": "DIR", "mime_type": "DIR"},
         {"name": "a.jpg", "type": "REG", "mime_type": "image"},
     ]
-    r = await api.get(f"/api/cloudstorages/{sid}/content-v2?prefix={prefix}/&page_size=1")
-    assert r.json()["next"] == "1" and len(r.json()["content"]) == 1
+    # one provider page at a time: ``next`` is the provider's continuation token
+    pages: list[list[str]] = []
+    token = None
+    while len(pages) < 5:
+        params = {
+            "prefix": f"{prefix}/",
+            "page_size": 1,
+            **({"next_token": token} if token else {}),
+        }
+        r = await api.get(f"/api/cloudstorages/{sid}/content-v2", params=params)
+        assert r.status_code == 200, r.text
+        pages.append([e["name"] for e in r.json()["content"]])
+        token = r.json()["next"]
+        if not token:
+            break
+    assert {n for page in pages for n in page} == {"sub", "a.jpg"}, pages
+    if server.provider != "GOOGLE_CLOUD_STORAGE":  # fake-gcs-server pages objects only
+        assert pages == [["sub"], ["a.jpg"]] or pages == [["a.jpg"], ["sub"]], pages
     r = await api.get(f"/api/cloudstorages/{sid}/preview")
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     r = await api.get("/api/cloudstorages")
@@ -178,3 +200,305 @@ async def test_video_from_s3_read_on_demand(
     assert rq["status"] == "finished", rq
     r = await api.get(f"/api/tasks/{task_id}/data/?type=frame&number=15&quality=compressed")
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+
+
+# --- security: paths from bucket keys, outbound connections, provider errors, threads --------
+
+
+async def test_bucket_keys_cannot_escape_the_task_folder(
+    client_for, alice: Account, s3_server: StorageServer, settings: Settings, tmp_path: Path
+) -> None:
+    """A key like ``a/../../x`` names an object, not a place on the server's disk: the
+    request fails with a clear message and nothing is written anywhere."""
+    settings.media.remote_allowlist = "127.0.0.1/32"
+    api = client_for(alice)
+    prefix = uuid.uuid4().hex[:8]
+    put_object(s3_server, f"{prefix}/ok.jpg", image_bytes())
+    put_object(s3_server, f"{prefix}/a/../../../../escape.jpg", image_bytes())
+    storage = await _create(api, s3_server)
+    for copy_data in (True, False):
+        task_id = await new_task(api)
+        r = await api.post(
+            f"/api/tasks/{task_id}/data/",
+            json={
+                "cloud_storage_id": storage["id"],
+                "server_files": [f"{prefix}/"],
+                "copy_data": copy_data,
+            },
+        )
+        assert r.status_code == 202, r.text
+        rq = await wait(api, r.json()["rq_id"])
+        assert rq["status"] == "failed", rq
+        assert "key cannot be a file name" in str(rq["message"]) and "'..'" in str(rq["message"])
+        task = (await api.get(f"/api/tasks/{task_id}")).json()
+        assert task["size"] == 0 and task["data"] is None
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".jpg")]
+    # naming the key directly is refused before any background work
+    task_id = await new_task(api)
+    r = await api.post(
+        f"/api/tasks/{task_id}/data/",
+        json={
+            "cloud_storage_id": storage["id"],
+            "server_files": [f"{prefix}/a/../../../../escape.jpg"],
+        },
+    )
+    assert r.status_code == 400 and "server_files" in r.json(), r.text
+
+
+async def test_azure_connection_string_keys_are_read_as_azure_reads_them(
+    client_for, alice: Account, azure_server: StorageServer, settings: Settings
+) -> None:
+    """Azure reads connection string keys case-insensitively, and builds the endpoint from
+    AccountName and EndpointSuffix when there is no BlobEndpoint: every form is checked."""
+    api = client_for(alice)
+    conn = azure_server.fields["connection_string"]
+    forms = [
+        conn.replace("BlobEndpoint=", "blobendpoint="),
+        conn.replace("BlobEndpoint=", "BLOBENDPOINT="),
+        "UseDevelopmentStorage=true",
+    ]
+    for form in forms:
+        r = await api.post("/api/cloudstorages", json=_body(azure_server, connection_string=form))
+        assert r.status_code == 400, (form, r.text)
+        assert "connection_string" in r.json() and "private, loopback" in r.text, r.text
+    assert (await api.get("/api/cloudstorages")).json()["count"] == 0
+    settings.media.remote_allowlist = "127.0.0.1/32"
+    r = await api.post("/api/cloudstorages", json=_body(azure_server, connection_string=forms[0]))
+    assert r.status_code == 201, r.text
+
+
+async def test_gcs_redirects_are_checked(
+    client_for, alice: Account, settings: Settings, allowed: Server, internal: Server
+) -> None:
+    """An allowed endpoint that redirects to an internal address gets nowhere (gcsfs follows
+    redirects itself; each hop is a new, checked connection)."""
+    settings.media.remote_allowlist = "127.0.0.1/32"
+    allowed.redirect_all = f"{internal.url}/computeMetadata/v1/"
+    api = client_for(alice)
+    r = await api.post(
+        "/api/cloudstorages",
+        json={
+            "provider_type": "GOOGLE_CLOUD_STORAGE",
+            "resource": "media",
+            "display_name": "redirecting",
+            "credentials_type": "ANONYMOUS_ACCESS",
+            "specific_attributes": f"endpoint_url={allowed.url}&project_id=test",
+        },
+    )
+    assert r.status_code == 400 and "127.0.0.2 is a private" in r.text, r.text
+    assert allowed.hits and internal.hits == []
+
+
+def service_account_key(token_uri: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "test",
+            "private_key_id": "1",
+            "private_key": pem,
+            "client_email": "reader@test.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": token_uri,
+        }
+    )
+
+
+async def test_gcs_key_token_uri_is_checked(
+    client_for,
+    alice: Account,
+    gcs_server: StorageServer,
+    settings: Settings,
+    allowed: Server,
+    internal: Server,
+) -> None:
+    """A service account key names the URL its tokens are asked from: checked like an
+    endpoint, and other key types (which make google-auth call URLs of their own) refused."""
+    settings.media.remote_allowlist = "127.0.0.1/32"
+    api = client_for(alice)
+    body = {
+        **_body(gcs_server),
+        "credentials_type": "KEY_FILE_PATH",
+        "key_file": service_account_key(f"{internal.url}/token"),
+    }
+    r = await api.post("/api/cloudstorages", json=body)
+    assert r.status_code == 400 and "key_file" in r.json(), r.text
+    assert "127.0.0.2 is a private" in r.text
+    # allowed at create time but redirecting: google-auth's token request is not followed
+    body["key_file"] = service_account_key(f"{allowed.url}/redirect?to={internal.url}/token")
+    r = await api.post("/api/cloudstorages", json=body)
+    assert r.status_code == 400, r.text
+    assert internal.hits == []
+    external = {"type": "external_account", "credential_source": {"url": f"{internal.url}/"}}
+    r = await api.post("/api/cloudstorages", json={**body, "key_file": json.dumps(external)})
+    assert r.status_code == 400 and "service_account" in r.text, r.text
+    assert internal.hits == []
+
+
+MARKER = "internal-host-10-9-8-7.corp"
+
+
+def _insert_storage(db: Database, owner: Account, endpoint: str, prefix: str = "") -> int:
+    with db.session() as session:
+        storage = CloudStorage(
+            provider_type="AWS_S3_BUCKET",
+            resource="media",
+            display_name="erring",
+            credentials_type="ANONYMOUS_ACCESS",
+            credentials="",
+            specific_attributes=f"endpoint_url={endpoint}&region=us-east-1"
+            + (f"&prefix={prefix}" if prefix else ""),
+            owner_id=owner.id,
+            manifests=[],
+        )
+        session.add(storage)
+        session.flush()
+        return storage.id
+
+
+async def test_provider_error_text_is_not_echoed(
+    client_for, alice: Account, db: Database, settings: Settings, allowed: Server
+) -> None:
+    """What a provider says in an error stays in the server's log; clients get a fixed
+    message."""
+    settings.media.remote_allowlist = "127.0.0.1/32"
+    allowed.answer = (
+        403,
+        "application/xml",
+        (
+            "<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
+            f"<Message>denied by {MARKER}</Message><RequestId>1</RequestId></Error>"
+        ).encode(),
+    )
+    sid = _insert_storage(db, alice, allowed.url)
+    api = client_for(alice)
+    r = await api.get(f"/api/cloudstorages/{sid}/content-v2")
+    assert r.status_code == 503 and "cannot be reached or refused" in r.text, r.text
+    assert MARKER not in r.text
+    assert (await api.get(f"/api/cloudstorages/{sid}/status")).json() == "FORBIDDEN"
+    r = await api.get(f"/api/cloudstorages/{sid}/preview")
+    assert r.status_code == 503 and MARKER not in r.text, r.text
+    task_id = await new_task(api)
+    r = await api.post(
+        f"/api/tasks/{task_id}/data/", json={"cloud_storage_id": sid, "server_files": ["a.jpg"]}
+    )
+    rq = await wait(api, r.json()["rq_id"])
+    assert rq["status"] == "failed" and MARKER not in str(rq["message"]), rq
+
+
+async def test_filesystem_clients_are_replaced_not_added(
+    client_for, alice: Account, s3_server: StorageServer, settings: Settings
+) -> None:
+    """Each PATCH changes the storage's version; its cached client is replaced."""
+    settings.media.remote_allowlist = "127.0.0.1/32"
+    api = client_for(alice)
+    storage = await _create(api, s3_server)
+    cloud._fs_cache.clear()
+    for i in range(5):
+        r = await api.patch(f"/api/cloudstorages/{storage['id']}", json={"display_name": f"v{i}"})
+        assert r.status_code == 200, r.text
+        assert (await api.get(f"/api/cloudstorages/{storage['id']}/status")).json() == "AVAILABLE"
+    assert len(cloud._fs_cache) == 1
+
+
+async def test_provider_calls_stay_off_the_database_threads(
+    client_for,
+    alice: Account,
+    s3_server: StorageServer,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Create, change, status, actions, content and preview reach the bucket from another
+    thread pool than the API's database threads (``cvat-db-*``)."""
+    from cvat_ray.storage.services import cloud_storages as service
+
+    settings.media.remote_allowlist = "127.0.0.1/32"
+    threads: list[str] = []
+
+    def spy(fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            threads.append(threading.current_thread().name)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    for module in (service, cloud):
+        for name in ("status", "read", "list_page", "iter_keys", "listing", "walk_files"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, spy(getattr(module, name)))
+    api = client_for(alice)
+    prefix = uuid.uuid4().hex[:8]
+    put_object(s3_server, f"{prefix}/a.jpg", image_bytes())
+    storage = await _create(api, s3_server)
+    sid = storage["id"]
+    r = await api.patch(
+        f"/api/cloudstorages/{sid}",
+        json={"specific_attributes": f"{server_attributes(s3_server)}&prefix={prefix}"},
+    )
+    assert r.status_code == 200, r.text
+    assert (await api.get(f"/api/cloudstorages/{sid}/status")).json() == "AVAILABLE"
+    assert (await api.get(f"/api/cloudstorages/{sid}/actions")).json() == ["read"]
+    assert (await api.get(f"/api/cloudstorages/{sid}/content-v2")).status_code == 200
+    assert (await api.get(f"/api/cloudstorages/{sid}/preview")).status_code == 200
+    assert len(threads) >= 6, threads
+    assert not [t for t in threads if t.startswith("cvat-db")], threads
+
+
+def server_attributes(server: StorageServer) -> str:
+    return server.fields.get("specific_attributes", "")
+
+
+async def test_preview_looks_at_a_bounded_number_of_objects(
+    client_for,
+    alice: Account,
+    s3_server: StorageServer,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cvat_ray.storage.services import cloud_storages as service
+
+    settings.media.remote_allowlist = "127.0.0.1/32"
+    api = client_for(alice)
+    prefix = uuid.uuid4().hex[:8]
+    for i in range(4):
+        put_object(s3_server, f"{prefix}/a{i}.txt", b"not an image")
+    put_object(s3_server, f"{prefix}/b.jpg", image_bytes())
+    storage = await _create(api, s3_server)
+    r = await api.patch(
+        f"/api/cloudstorages/{storage['id']}",
+        json={"specific_attributes": f"{server_attributes(s3_server)}&prefix={prefix}"},
+    )
+    assert r.status_code == 200, r.text
+    assert (await api.get(f"/api/cloudstorages/{storage['id']}/preview")).status_code == 200
+    monkeypatch.setattr(service, "PREVIEW_SCAN", 3, raising=False)
+    r = await api.get(f"/api/cloudstorages/{storage['id']}/preview")
+    assert r.status_code == 404 and "no images" in r.text, r.text
+
+
+async def test_preview_skips_broken_images(
+    client_for, alice: Account, s3_server: StorageServer, settings: Settings
+) -> None:
+    """A broken image in the bucket is a 404 for the preview (or is skipped), never a 500."""
+    settings.media.remote_allowlist = "127.0.0.1/32"
+    api = client_for(alice)
+    prefix = uuid.uuid4().hex[:8]
+    put_object(s3_server, f"{prefix}/a.jpg", b"not really a jpeg")
+    storage = await _create(api, s3_server)
+    url = f"/api/cloudstorages/{storage['id']}"
+    attributes = f"{server_attributes(s3_server)}&prefix={prefix}"
+    assert (await api.patch(url, json={"specific_attributes": attributes})).status_code == 200
+    r = await api.get(f"{url}/preview")
+    assert r.status_code == 404 and "no images" in r.text, r.text
+    put_object(s3_server, f"{prefix}/b.jpg", image_bytes())
+    assert (await api.get(f"{url}/preview")).status_code == 200

@@ -551,3 +551,20 @@ async def test_redis_cache_backend(
     second = await api.get(url)
     assert first.content == second.content and len(zip_members(second.content)) == 2
     cache.clear()
+
+
+async def test_remote_file_names_are_resolved_in_the_background(client_for, alice: Account) -> None:
+    """Host names in remote_files are resolved by the background request, not on the API's
+    database threads while the task's row is locked; what needs no DNS is refused at once."""
+    api = client_for(alice)
+    task_id = await new_task(api)
+    r = await api.post(
+        f"/api/tasks/{task_id}/data/", json={"remote_files": ["http://files.invalid/a.jpg"]}
+    )
+    assert r.status_code == 202, r.text
+    rq = await wait(api, r.json()["rq_id"])
+    assert rq["status"] == "failed" and "files.invalid cannot be resolved" in str(rq["message"])
+    task_id = await new_task(api)
+    for url in ("http://localhost:1/a.jpg", "http://[::1]/a.jpg", "http://10.0.0.1/a.jpg"):
+        r = await api.post(f"/api/tasks/{task_id}/data/", json={"remote_files": [url]})
+        assert r.status_code == 400 and "remote_files" in r.json(), (url, r.text)
