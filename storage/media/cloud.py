@@ -353,24 +353,6 @@ def classify_error(exc: BaseException) -> str:
 # --- calls ------------------------------------------------------------------------------------
 
 
-def status(access: CloudAccess, timeout: float) -> str:
-    """AVAILABLE, NOT_FOUND or FORBIDDEN, from a listing of at most one object. Raises the
-    guard's refusal (a 400), so a forbidden address is not reported as a storage state."""
-    from cvat_ray.storage.media.cloud_listing import list_page
-
-    try:
-        list_page(access, "", recursive=True, limit=1, token=None, timeout=timeout)
-    except Exception as exc:  # any failure to list is reported, not raised
-        refused = refusal_in(exc)
-        if refused is not None:
-            raise refused from exc
-        logger.info(
-            "cloud storage %s (%s): status: %s", access.storage_id, access.provider, describe(exc)
-        )
-        return classify_error(exc)
-    return "AVAILABLE"
-
-
 def read(access: CloudAccess, key: str, timeout: float) -> bytes:
     try:
         data: bytes = filesystem(access, timeout).cat_file(access.path(key))

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cvat_ray.cluster.errors import InvalidInput
-from cvat_ray.storage.media.cloud import CloudAccess, filesystem
+from cvat_ray.cluster.outbound import refusal_in
+from cvat_ray.storage.media.cloud import CloudAccess, classify_error, describe, filesystem, logger
 
 # The providers' own largest page (S3 and GCS: 1000 entries; Azure allows 5000).
 PROVIDER_PAGE = 1000
@@ -153,3 +154,19 @@ def _azure_page(
 
     page: Page = sync(fs.loop, first_page)
     return page
+
+
+def status(access: CloudAccess, timeout: float) -> str:
+    """AVAILABLE, NOT_FOUND or FORBIDDEN, from a listing of at most one object. Raises the
+    guard's refusal (a 400), so a forbidden address is not reported as a storage state."""
+    try:
+        list_page(access, "", recursive=True, limit=1, token=None, timeout=timeout)
+    except Exception as exc:  # any failure to list is reported, not raised
+        refused = refusal_in(exc)
+        if refused is not None:
+            raise refused from exc
+        logger.info(
+            "cloud storage %s (%s): status: %s", access.storage_id, access.provider, describe(exc)
+        )
+        return classify_error(exc)
+    return "AVAILABLE"

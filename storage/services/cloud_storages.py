@@ -28,7 +28,7 @@ from cvat_ray.cluster.outbound import OutboundGuard, refusal_in
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.iam.authz import Resource, authorize, list_filter
 from cvat_ray.storage.context import RequestContext
-from cvat_ray.storage.media import cloud, images
+from cvat_ray.storage.media import cloud, cloud_listing, images
 from cvat_ray.storage.media.cloud import ALLOWED_CREDENTIALS, SECRET_FIELDS, Cipher, CloudAccess
 from cvat_ray.storage.media.cloud_clients import service_account_info
 from cvat_ray.storage.media.cloud_listing import iter_keys, list_page
@@ -204,7 +204,7 @@ def check_reachable(draft: CloudDraft, settings: Settings) -> None:
         return
     access = draft.access
     cloud.check_endpoints(access)
-    state = cloud.status(access, settings.cloud.timeout_s)
+    state = cloud_listing.status(access, settings.cloud.timeout_s)
     if state != "AVAILABLE":
         reason = (
             "does not exist" if state == "NOT_FOUND" else "cannot be read with these credentials"
@@ -427,7 +427,7 @@ def list_content(
 
 def probe_status(access: CloudAccess, settings: Settings) -> str:
     """CVAT's storage status (network part): ``AVAILABLE``, ``NOT_FOUND`` or ``FORBIDDEN``."""
-    return cloud.status(access, settings.cloud.timeout_s)
+    return cloud_listing.status(access, settings.cloud.timeout_s)
 
 
 def build_preview(access: CloudAccess, root: str, settings: Settings) -> bytes:

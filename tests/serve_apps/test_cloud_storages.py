@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.db import Database
-from cvat_ray.storage.media import cloud
+from cvat_ray.storage.media import cloud, cloud_listing
 from cvat_ray.storage.models import CloudStorage
 from tests.cloud_servers import StorageServer, put_object
 from tests.conftest import Account
@@ -433,7 +433,7 @@ async def test_provider_calls_stay_off_the_database_threads(
 
         return wrapper
 
-    for module in (service, cloud):
+    for module in (service, cloud, cloud_listing):
         for name in ("status", "read", "list_page", "iter_keys", "listing", "walk_files"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, spy(getattr(module, name)))

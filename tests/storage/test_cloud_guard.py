@@ -12,7 +12,7 @@ import pytest
 
 from cvat_ray.cluster.errors import InvalidInput
 from cvat_ray.cluster.outbound import AllowList, OutboundGuard, OutboundRefused
-from cvat_ray.storage.media import cloud
+from cvat_ray.storage.media import cloud, cloud_listing
 from cvat_ray.storage.media.cloud import CloudAccess
 from cvat_ray.storage.media.cloud_listing import iter_keys, list_page
 from tests.cloud_servers import AZURITE_KEY, StorageServer, put_object
@@ -54,19 +54,19 @@ def test_s3_dns_rebinding_is_refused_at_connect_time(s3_server: StorageServer) -
     access = _s3(s3_server, f"http://s3rebind:{port}", OutboundGuard(resolver=dns))
     cloud.check_endpoints(access)
     with pytest.raises(OutboundRefused, match="private, loopback"):
-        cloud.status(access, 5)
+        cloud_listing.status(access, 5)
     # checked once for the storage, then again on each of the SDK's (retried) connections
     assert len(dns.calls) >= 2 and set(dns.calls) == {"s3rebind"}
     # the same name allow-listed: the SDK's connection really goes through the guard
     trusted = OutboundGuard(AllowList.parse("s3rebind"), resolver=Dns(s3rebind=["127.0.0.1"]))
     access = _s3(s3_server, f"http://s3rebind:{port}", trusted)
-    assert cloud.status(access, 5) == "AVAILABLE"
+    assert cloud_listing.status(access, 5) == "AVAILABLE"
 
 
 def test_s3_ip_literal_endpoint_is_refused_by_the_sdk(s3_server: StorageServer) -> None:
     access = _s3(s3_server, s3_server.endpoint, OutboundGuard())
     with pytest.raises(OutboundRefused):
-        cloud.status(access, 5)
+        cloud_listing.status(access, 5)
     with pytest.raises(OutboundRefused):
         cloud.read(access, "anything.jpg", 5)
 
@@ -94,7 +94,7 @@ def test_azure_endpoint_suffix_is_checked(azure_server: StorageServer) -> None:
     with pytest.raises(OutboundRefused):
         cloud.check_endpoints(access)
     with pytest.raises(OutboundRefused):
-        cloud.status(access, 5)
+        cloud_listing.status(access, 5)
     assert len(dns.calls) >= 2 and set(dns.calls) == {"devstoreaccount1.blob.evil.test"}
 
 
@@ -126,7 +126,7 @@ def test_gcs_token_requests_are_checked_when_they_are_made(
     )
     cloud.check_endpoints(access)
     with pytest.raises(OutboundRefused):
-        cloud.status(access, 5)
+        cloud_listing.status(access, 5)
     assert internal.hits == []
 
 
