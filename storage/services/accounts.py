@@ -7,7 +7,6 @@ from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.errors import InvalidInput, NotFound, PermissionDenied
 from cvat_ray.cluster.settings import get_settings
-from cvat_ray.iam import authn
 from cvat_ray.iam.authz import Resource, authorize
 from cvat_ray.iam.keys import digest, new_access_token
 from cvat_ray.iam.passwords import hash_password, verify_password
@@ -26,6 +25,7 @@ from cvat_ray.storage.schemas.users import (
     PasswordChangeRequest,
     RegisterRequest,
 )
+from cvat_ray.storage.services import authn
 from cvat_ray.storage.services.users import basic_users, create_user, groups_of, set_groups
 
 
@@ -34,16 +34,13 @@ def login(
     data: LoginRequest,
     ttl_s: int,
     throttle: LoginThrottle,
-    client: str | None,
+    client: str,
 ) -> authn.LoginSession:
+    """Check the credentials (behind the login throttle) and start a cookie session."""
     username = authn.find_login_user(session, data.username, data.email)
-    keys = throttle.keys(username, client)
-    throttle.check(keys)
-    user = authn.verify_credentials(session, username, data.password)
+    user = authn.checked_login(session, throttle, client, username, data.password)
     if user is None:
-        throttle.failed(keys)
         raise InvalidInput("Unable to log in with provided credentials.")
-    throttle.succeeded(keys)
     return authn.start_session(session, user, ttl_s)
 
 
@@ -97,19 +94,31 @@ def logout(
 
 
 def change_password(
-    session: Session, ctx: RequestContext, data: PasswordChangeRequest, min_length: int
+    session: Session,
+    ctx: RequestContext,
+    data: PasswordChangeRequest,
+    min_length: int,
+    throttle: LoginThrottle,
+    client: str,
 ) -> None:
+    """Set a new password and end the user's other login sessions and access tokens (the
+    one this request came with stays)."""
     user = session.get(User, ctx.principal.user_id)
     assert user is not None
     authorize(ctx.principal, ctx.org, "update:personal_data", Resource(kind="user", id=user.id))
     if user.auth_source != "local" or get_settings().ldap.enabled:
         raise PermissionDenied(f"Passwords cannot be changed here. {LDAP_MANAGED}")
+    # The old password is a credential like any other: guessing it goes through the throttle.
+    throttle.check(user.username, client)
     if not verify_password(user.password_hash, data.old_password):
+        throttle.failed(user.username, client)
         raise InvalidInput("Your old password was entered incorrectly.", field="old_password")
+    throttle.succeeded(user.username, client)
     if data.new_password1 != data.new_password2:
         raise InvalidInput("The two password fields didn't match.", field="new_password2")
     validate_new_password(data.new_password1, min_length, "new_password2", user.username)
     user.password_hash = hash_password(data.new_password1)
+    authn.revoke_other_credentials(session, ctx.principal)
 
 
 def ensure_superuser(
