@@ -83,8 +83,21 @@ def _declared_length(scope: Scope) -> tuple[bool, int | None]:
     return chunked or bool(length), length
 
 
+def _flat_routes(api: Starlette) -> list[Any]:
+    """The app's routes with included routers flattened (FastAPI keeps them nested), built
+    once: routes do not change once the app serves."""
+    routes: list[Any] | None = getattr(api.state, "body_guard_routes", None)
+    if routes is None:
+        routes = []
+        for route in api.router.routes:
+            nested = getattr(route, "effective_route_contexts", None)
+            routes.extend(nested() if nested is not None else [route])
+        api.state.body_guard_routes = routes
+    return routes
+
+
 def _endpoint(api: Starlette, scope: Scope) -> Callable[..., Any] | None:
-    for route in api.router.routes:
+    for route in _flat_routes(api):
         match, child = route.matches(scope)
         if match is Match.FULL:
             endpoint: Callable[..., Any] | None = child.get("endpoint")
