@@ -26,7 +26,14 @@ from cvat_ray.storage.schemas.users import (
     RegisterRequest,
 )
 from cvat_ray.storage.services import authn
-from cvat_ray.storage.services.users import basic_users, create_user, groups_of, set_groups
+from cvat_ray.storage.services.users import (
+    INVITED,
+    basic_users,
+    claim_invited,
+    create_user,
+    groups_of,
+    set_groups,
+)
 
 
 def login(
@@ -64,14 +71,29 @@ LDAP_MANAGED = "Accounts and passwords are managed in the LDAP directory of this
 def register(
     session: Session, data: RegisterRequest, min_length: int, ttl_s: int
 ) -> tuple[User, authn.LoginSession]:
-    """Create a ``user`` account and log it in."""
+    """Create a ``user`` account and log it in. An e-mail that was invited before it had an
+    account takes over the account the invitation made (and so finds the invitation)."""
     if get_settings().ldap.enabled:
         raise PermissionDenied(f"Registration is disabled. {LDAP_MANAGED}")
     if data.password1 != data.password2:
         raise InvalidInput("The two password fields didn't match.", field="password2")
     validate_new_password(data.password1, min_length, "password1", data.username)
-    if session.scalar(select(exists().where(User.username == data.username))):
+    invited = None
+    if data.email:
+        invited = session.scalar(
+            select(User.id).where(User.email == data.email, User.auth_source == INVITED)
+        )
+    owner = session.scalar(select(User.id).where(User.username == data.username))
+    if owner is not None and owner != invited:
         raise InvalidInput("A user with that username already exists.", field="username")
+    if invited is not None:
+        user = claim_invited(session, data.email, data.username, "local")
+        assert user is not None
+        user.password_hash = hash_password(data.password1)
+        user.first_name, user.last_name = data.first_name, data.last_name
+        set_groups(session, user.id, ["user"])
+        session.flush()
+        return user, authn.start_session(session, user, ttl_s)
     if data.email and session.scalar(select(exists().where(User.email == data.email))):
         raise InvalidInput("A user is already registered with this e-mail address.", field="email")
     user = create_user(

@@ -45,7 +45,7 @@ from cvat_ray.storage.models import (
     user_groups,
     utcnow,
 )
-from cvat_ray.storage.services.users import create_user, set_groups
+from cvat_ray.storage.services.users import claim_invited, create_user, set_groups
 
 SessionKind = Literal["cookie", "token"]
 # last_used_date of an access token is written at most this often (CVAT does the same).
@@ -244,6 +244,10 @@ def verify_credentials(session: Session, username: str, password: str) -> User |
 
 def sync_ldap_user(session: Session, identity: LdapIdentity, groups: list[str]) -> User | None:
     user = session.scalar(select(User).where(User.username == identity.username))
+    if user is None and identity.email:
+        # Invited by e-mail before the first login: the invitation's account becomes theirs
+        # (and is synced below like any directory account).
+        user = claim_invited(session, identity.email, identity.username, "ldap")
     if user is None:
         user = create_user(
             session,

@@ -17,6 +17,7 @@ import redis
 from fastapi import FastAPI
 
 from cvat_ray.cluster.errors import TooManyRequests
+from cvat_ray.iam import passwords
 from cvat_ray.iam.clients import client_address, parse_proxies
 from cvat_ray.iam.throttle import (
     LoginThrottle,
@@ -261,7 +262,7 @@ async def test_basic_auth_is_throttled_before_any_hash_is_checked(
 ) -> None:
     app.state.throttle.policy = POLICY
     checked: list[str] = []
-    verify, burn = authn.verify_password, authn.burn_verification_time
+    verify, burn = passwords.verify_password, passwords.burn_verification_time
 
     def counting_verify(password_hash: str | None, password: str) -> bool:
         checked.append(password)

@@ -4,6 +4,7 @@ endpoint's cap: driven as raw ASGI, counting the bytes the ``receive`` callable 
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +74,7 @@ async def send_raw(
         out.handed_out = sent
         return {"type": "http.request", "body": b" " * block, "more_body": sent < size}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             out.status = message["status"]
             out.headers = {k.decode(): v.decode() for k, v in message["headers"]}
