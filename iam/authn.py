@@ -1,9 +1,9 @@
 """Authentication, the parts that need no database: what a request carries, how an
 ``Authorization`` header is read, and how a principal is built from a user's stored roles.
 
-The lookups themselves (sessions, tokens, passwords, LDAP accounts) live in
-:mod:`cvat_ray.storage.services.authn`; the throttle every credential check goes through
-in :mod:`cvat_ray.iam.throttle`.
+The lookups themselves (sessions, tokens, passwords, LDAP accounts) need the database and
+live in the storage layer's ``services/authn.py`` (iam imports nothing of storage); the
+throttle every credential check goes through is :mod:`cvat_ray.iam.throttle`.
 """
 
 from __future__ import annotations

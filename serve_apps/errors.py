@@ -65,6 +65,11 @@ def app_error_response(exc: AppError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers or None)
 
 
+def database_unavailable_response(request_id: str, exc: OperationalError) -> JSONResponse:
+    logger.error("database error (request %s): %s", request_id, exc.orig)
+    return JSONResponse({"detail": "The database is unavailable."}, status_code=503)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -95,8 +100,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def db_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
-        logger.error("database error (request %s): %s", _request_id(request), exc.orig)
-        return JSONResponse({"detail": "The database is unavailable."}, status_code=503)
+        return database_unavailable_response(_request_id(request), exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cvat_ray.cluster.errors import AppError, PayloadTooLarge
 from cvat_ray.serve_apps.bodies import rule_of, too_large_message
 from cvat_ray.serve_apps.deps import authenticate_early
-from cvat_ray.serve_apps.errors import app_error_response
+from cvat_ray.serve_apps.errors import app_error_response, database_unavailable_response
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -138,6 +139,10 @@ class BodyGuardMiddleware:
                 await authenticate_early(request)
         except AppError as exc:
             await app_error_response(exc)(scope, receive, send)
+            return
+        except OperationalError as exc:
+            request_id = str(scope.get("state", {}).get("request_id", ""))
+            await database_unavailable_response(request_id, exc)(scope, receive, send)
             return
         if limit is not None:
             receive = _capped(receive, limit)
