@@ -146,7 +146,7 @@ def app(settings: Settings, db: Database):  # type: ignore[no-untyped-def]
 class Account:
     id: int
     username: str
-    token: str  # a login-session key, sent as ``Authorization: Token <key>``
+    token: str  # a token session's key, sent as ``Authorization: Token <key>``
 
 
 def make_account(db: Database, username: str, groups: tuple[str, ...] = ("user",)) -> Account:
