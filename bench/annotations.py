@@ -236,11 +236,11 @@ class Result:
 
 def prepare(url: str) -> tuple[str, int, int, dict[str, Any]]:
     """A user (session key), a task with one job over FRAMES frames, its labels."""
-    from cvat_ray.iam.authn import start_session
     from cvat_ray.storage.db import Database
     from cvat_ray.storage.migrate import upgrade
     from cvat_ray.storage.models import Job, Task
     from cvat_ray.storage.schemas.labels import LabelWrite
+    from cvat_ray.storage.services.authn import start_session
     from cvat_ray.storage.services.labels import LabelOwner, create_labels, read_labels
     from cvat_ray.storage.services.task_data import FrameInfo, attach_data
     from cvat_ray.storage.services.users import create_user
@@ -273,25 +273,28 @@ def prepare(url: str) -> tuple[str, int, int, dict[str, Any]]:
                 select(Label).where(Label.task_id == task.id, Label.parent_id.is_(None))
             ).all(),
         )
-        key = start_session(session, user, 24 * 3600).key
+        key = start_session(session, user, 24 * 3600, "token").key
     db.dispose()
     return key, task.id, job_id, {lbl.name: lbl.model_dump() for lbl in labels}
 
 
 def local_ops(url: str, key: str, job_id: int) -> dict[str, Callable[[bytes], Any]]:
     """The same operations through the service layer in this process."""
-    from cvat_ray.iam.authn import Credentials, authenticate
+    from cvat_ray.iam.authn import Credentials
     from cvat_ray.iam.principal import OrgContext
+    from cvat_ray.iam.throttle import LoginThrottle, MemoryStore
     from cvat_ray.storage.context import RequestContext
     from cvat_ray.storage.db import Database
     from cvat_ray.storage.services import annotations as service
+    from cvat_ray.storage.services.authn import authenticate
 
     db = Database(url)
+    throttle = LoginThrottle(MemoryStore())
 
     def run(fn: Callable[..., Any], *args: Any) -> Any:
         with db.session() as session:
             principal = authenticate(
-                session, Credentials(method="PATCH", authorization=f"Token {key}")
+                session, Credentials(method="PATCH", authorization=f"Token {key}"), throttle
             )
             assert principal is not None
             ctx = RequestContext(principal=principal, org=OrgContext(), base_url="http://x")
@@ -300,7 +303,7 @@ def local_ops(url: str, key: str, job_id: int) -> dict[str, Callable[[bytes], An
     def get(_: bytes) -> int:
         with db.session() as session:
             principal = authenticate(
-                session, Credentials(method="GET", authorization=f"Token {key}")
+                session, Credentials(method="GET", authorization=f"Token {key}"), throttle
             )
             assert principal is not None
             ctx = RequestContext(principal=principal, org=OrgContext(), base_url="http://x")

@@ -26,10 +26,10 @@ from bench.loadgen import LoadResult, load
 
 
 def _prepare_database(settings) -> tuple[str, int]:  # type: ignore[no-untyped-def]
-    from cvat_ray.iam.authn import start_session
     from cvat_ray.storage.db import Database
     from cvat_ray.storage.migrate import upgrade
     from cvat_ray.storage.models import Task
+    from cvat_ray.storage.services.authn import start_session
     from cvat_ray.storage.services.task_data import FrameInfo, attach_data
     from cvat_ray.storage.services.users import create_user
 
@@ -43,7 +43,7 @@ def _prepare_database(settings) -> tuple[str, int]:  # type: ignore[no-untyped-d
         session.add(task)
         session.flush()
         attach_data(session, task, [FrameInfo(f"{i}.jpg", 640, 480) for i in range(30)])
-        key = start_session(session, user, 3600).key
+        key = start_session(session, user, 3600, "token").key
         task_id = task.id
     db.dispose()
     return key, task_id

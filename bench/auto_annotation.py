@@ -113,12 +113,12 @@ def replica_cpus(settings: Any, replicas: int) -> float:
 
 def prepare(url: str, settings: Any, batch: int = 8, replicas: int = 2) -> tuple[str, int]:
     """A superuser's session key; the function registered with the bench's resources."""
-    from cvat_ray.iam.authn import start_session
     from cvat_ray.serve_apps.deploy import builtin_spec_dir
     from cvat_ray.storage.db import Database
     from cvat_ray.storage.functions.spec import load_spec_file
     from cvat_ray.storage.migrate import upgrade
     from cvat_ray.storage.services import lambda_functions
+    from cvat_ray.storage.services.authn import start_session
     from cvat_ray.storage.services.users import create_user
 
     db = Database(url)
@@ -146,7 +146,7 @@ def prepare(url: str, settings: Any, batch: int = 8, replicas: int = 2) -> tuple
             is_superuser=True,
         )
         lambda_functions.register(session, spec, "bench")
-        key = start_session(session, user, 24 * 3600).key
+        key = start_session(session, user, 24 * 3600, "token").key
     db.dispose()
     return key, 0
 

@@ -75,8 +75,8 @@ def bench_decisions(n: int) -> tuple[float, float]:
 
 def seed(db: Any) -> tuple[str, str, str]:
     """100 organizations x 100 tasks; returns (session key, worker org slug, maintainer org slug)."""
-    from cvat_ray.iam.authn import start_session
     from cvat_ray.storage.models import Membership, Organization, Task, utcnow
+    from cvat_ray.storage.services.authn import start_session
     from cvat_ray.storage.services.users import create_user
 
     suffix = uuid.uuid4().hex[:6]
@@ -123,7 +123,7 @@ def seed(db: Any) -> tuple[str, str, str]:
                     }
                 )
         session.execute(insert(Task), rows)
-        key = start_session(session, me, 3600).key
+        key = start_session(session, me, 3600, "token").key
         return key, orgs[0].slug, orgs[1].slug
 
 

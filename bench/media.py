@@ -77,9 +77,9 @@ def make_video(path: Path, count: int) -> Path:
 
 def _setup(workdir: Path):  # type: ignore[no-untyped-def]
     from cvat_ray.cluster.settings import Settings
-    from cvat_ray.iam.authn import start_session
     from cvat_ray.storage.db import Database
     from cvat_ray.storage.migrate import upgrade
+    from cvat_ray.storage.services.authn import start_session
     from cvat_ray.storage.services.users import create_user
 
     settings = Settings(data_dir=workdir / "data")
@@ -87,7 +87,7 @@ def _setup(workdir: Path):  # type: ignore[no-untyped-def]
     upgrade(db.engine)
     with db.session() as session:
         user = create_user(session, username="bench", password="Bench-pass-1")
-        key = start_session(session, user, 3600).key
+        key = start_session(session, user, 3600, "token").key
         user_id = user.id
     return settings, db, key, user_id
 

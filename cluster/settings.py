@@ -9,12 +9,13 @@ environment (Kubernetes Secret -> pod env -> worker) and they never travel throu
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +37,20 @@ class ServerSettings(BaseModel):
         description="External base URL used in absolute links (behind a proxy). "
         "Unset: taken from each request",
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or CIDRs of reverse proxies whose "
+        "X-Forwarded-For names the client (login throttling keys on it). Unset: the TCP peer "
+        "is the client",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        for item in (i.strip() for i in value.split(",")):
+            if item:
+                ipaddress.ip_network(item, strict=False)  # ValueError -> a settings error
+        return value
 
 
 class RaySettings(BaseModel):
@@ -86,6 +101,12 @@ class ApiSettings(BaseModel):
     default_page_size: int = Field(default=10, ge=1, description="List page size")
     max_page_size: int = Field(default=1000, ge=1, description="Largest page_size accepted")
     access_log: bool = Field(default=False, description="Serve access log per request")
+    max_body_mb: int = Field(
+        default=16,
+        ge=1,
+        description="Largest JSON or form body in MiB of an endpoint without a limit of its "
+        "own; larger ones get a 413 (after authentication, before they are read)",
+    )
     max_annotation_payload_mb: int = Field(
         default=1024,
         ge=1,
@@ -164,10 +185,33 @@ class IamSettings(BaseModel):
         description="Directory of the .rego permission policies (unset: the built-in iam/rules)",
     )
     login_max_failures: int = Field(
-        default=5, ge=1, description="Failed logins per account or client address before 429"
+        default=5,
+        ge=1,
+        description="Failed logins of one account from one client address before that "
+        "address must wait (1 s, then doubling) before trying the account again",
+    )
+    login_address_max_failures: int = Field(
+        default=50,
+        ge=1,
+        description="Failed logins (and unknown tokens) from one client address, any "
+        "account, before everything from that address must wait",
+    )
+    login_account_max_failures: int = Field(
+        default=20,
+        ge=1,
+        description="Failed logins of one account from all addresses before each address "
+        "that failed must leave a gap before its next try (never a lock-out)",
+    )
+    login_backoff_max_s: int = Field(
+        default=900, ge=1, description="Longest wait of an account+address pair or an address"
+    )
+    login_account_max_delay_s: int = Field(
+        default=30, ge=1, description="Longest gap the per-account ceiling imposes"
     )
     login_failure_window_s: int = Field(
-        default=300, ge=1, description="Window in which failed logins are counted"
+        default=300,
+        ge=1,
+        description="Failed logins are forgotten this long after the wait they caused ends",
     )
     invitation_ttl_days: int = Field(
         default=7, ge=1, description="Days an organization invitation stays valid"

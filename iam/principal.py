@@ -45,6 +45,8 @@ class Principal:
     auth: AuthMethod
     # org id -> the user's role there (active memberships only)
     memberships: Mapping[int, str] = field(default_factory=dict)
+    # The login session (cookie or ``Token`` header) or access token the request came with.
+    session_id: int | None = None
     access_token_id: int | None = None
     read_only: bool = False
 

@@ -10,13 +10,13 @@ from fastapi import FastAPI
 
 from cvat_ray.actors.launcher import Launcher, make_launcher, uses_ray
 from cvat_ray.cluster.settings import Settings, get_settings
-from cvat_ray.iam.throttle import LoginThrottle, MemoryStore, RedisStore, ThrottleStore
+from cvat_ray.iam.throttle import make_throttle
 from cvat_ray.serve_apps import errors
 from cvat_ray.serve_apps.compat import TrailingSlashMiddleware
 from cvat_ray.serve_apps.deps import DbWorkers
 from cvat_ray.serve_apps.functions import FunctionRunner, make_runner
 from cvat_ray.serve_apps.media import MediaRenderer, make_cache
-from cvat_ray.serve_apps.middleware import RequestIdMiddleware
+from cvat_ray.serve_apps.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from cvat_ray.serve_apps.routers import (
     annotations as annotations_api,
 )
@@ -61,13 +61,6 @@ ROUTERS = (
     issues,
     lambda_api,
 )
-
-
-def make_throttle(settings: Settings) -> LoginThrottle:
-    store: ThrottleStore = RedisStore(settings.redis.url) if settings.redis.url else MemoryStore()
-    return LoginThrottle(
-        store, settings.iam.login_max_failures, settings.iam.login_failure_window_s
-    )
 
 
 def build_app(
@@ -126,6 +119,8 @@ def build_app(
     for module in ROUTERS:
         app.include_router(module.router)
     errors.install(app)
+    # Innermost first: the body guard sees stripped paths and its answers carry request ids.
+    app.add_middleware(BodyGuardMiddleware)
     app.add_middleware(RequestIdMiddleware, set_header=not behind_serve_proxy)
     app.add_middleware(TrailingSlashMiddleware)
     return app

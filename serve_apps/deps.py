@@ -25,13 +25,16 @@ from cvat_ray.cluster.errors import (
     PermissionDenied,
 )
 from cvat_ray.cluster.settings import Settings
-from cvat_ray.iam.authn import UNSAFE_METHODS, Credentials, authenticate
+from cvat_ray.iam.authn import UNSAFE_METHODS, Credentials
 from cvat_ray.iam.authz import decisions_made, start_tracking
+from cvat_ray.iam.clients import client_address, parse_proxies
 from cvat_ray.iam.principal import OrgContext, Principal
+from cvat_ray.serve_apps.bodies import MIB, too_large_message
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.db import Database, drop_after_commit, run_after_commit
 from cvat_ray.storage.models import Organization
 from cvat_ray.storage.query import ListParams
+from cvat_ray.storage.services.authn import authenticate
 
 # Database ids are 32-bit; anything else in a path cannot name an object.
 ObjectId = Annotated[int, Path(ge=0, le=2_147_483_647)]
@@ -287,16 +290,17 @@ class _SessionStream(StreamingResponse):
 
 async def read_body(request: Request, limit_mb: int) -> bytes:
     """The request body, read chunk by chunk and refused with a 413 as soon as it passes
-    ``limit_mb`` MiB (a declared Content-Length over the limit is refused before reading)."""
-    limit = limit_mb * 1024 * 1024
+    ``limit_mb`` MiB (a declared Content-Length over the limit is refused before reading).
+    The endpoint's :class:`~cvat_ray.serve_apps.bodies.BodyRule` must allow as much."""
+    limit = limit_mb * MIB
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The request body is larger than {limit_mb} MiB.")
+        raise PayloadTooLarge(too_large_message(limit))
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise PayloadTooLarge(f"The request body is larger than {limit_mb} MiB.")
+            raise PayloadTooLarge(too_large_message(limit))
     return bytes(body)
 
 
@@ -307,6 +311,16 @@ async def _caller(request: Request) -> Caller:
 Call = Annotated[Caller, Depends(_caller)]
 
 
+def client_of(request: Request) -> str:
+    """The client's address (``X-Forwarded-For`` believed only from trusted proxies)."""
+    settings: Settings = request.app.state.settings
+    return client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        parse_proxies(settings.server.trusted_proxies),
+    )
+
+
 def _credentials(request: Request) -> Credentials:
     return Credentials(
         method=request.method,
@@ -314,6 +328,7 @@ def _credentials(request: Request) -> Credentials:
         session_cookie=request.cookies.get("sessionid"),
         csrf_cookie=request.cookies.get("csrftoken"),
         csrf_header=request.headers.get("x-csrftoken"),
+        client=client_of(request),
     )
 
 
@@ -356,10 +371,30 @@ def _base_url(request: Request) -> str:
 
 
 def _authenticate(request: Request, session: Session) -> Principal | None:
-    principal = authenticate(session, _credentials(request))
+    early: Principal | None = getattr(request.state, "early_principal", None)
+    if early is not None:
+        return early
+    principal = authenticate(session, _credentials(request), request.app.state.throttle)
     if principal is not None and principal.read_only and request.method in UNSAFE_METHODS:
         raise PermissionDenied("This access token is read-only.")
     return principal
+
+
+async def authenticate_early(request: Request) -> None:
+    """Authenticate the caller before the request body is read (the body guard calls this
+    for every request that has one); the request's service call then reuses the principal.
+    Anonymous callers get 401 here, without a byte of their body read."""
+
+    def check() -> Principal | None:
+        with _unit_of_work(request) as session:
+            return _authenticate(request, session)
+
+    workers: DbWorkers = request.app.state.workers
+    loop = asyncio.get_running_loop()
+    principal = await loop.run_in_executor(workers.get(), check)
+    if principal is None:
+        raise NotAuthenticated()
+    request.state.early_principal = principal
 
 
 async def list_params(request: Request) -> ListParams:

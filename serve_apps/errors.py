@@ -55,15 +55,25 @@ def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
 
+def app_error_response(exc: AppError) -> JSONResponse:
+    """The response of an :class:`AppError` (also sent by middleware, outside the handlers)."""
+    headers: dict[str, str] = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Token realm="api"'
+    if isinstance(exc, TooManyRequests) and exc.retry_after:
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers or None)
+
+
+def database_unavailable_response(request_id: str, exc: OperationalError) -> JSONResponse:
+    logger.error("database error (request %s): %s", request_id, exc.orig)
+    return JSONResponse({"detail": "The database is unavailable."}, status_code=503)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
-        headers: dict[str, str] = {}
-        if exc.status == 401:
-            headers["WWW-Authenticate"] = 'Token realm="api"'
-        if isinstance(exc, TooManyRequests) and exc.retry_after:
-            headers["Retry-After"] = str(exc.retry_after)
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers or None)
+        return app_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -90,8 +100,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def db_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
-        logger.error("database error (request %s): %s", _request_id(request), exc.orig)
-        return JSONResponse({"detail": "The database is unavailable."}, status_code=503)
+        return database_unavailable_response(_request_id(request), exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -20,11 +20,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from cvat_ray.cluster.settings import Settings
-from cvat_ray.iam.authn import start_session
 from cvat_ray.serve_apps.app import build_app
 from cvat_ray.storage.db import Database
 from cvat_ray.storage.migrate import upgrade
 from cvat_ray.storage.models import Base
+from cvat_ray.storage.services.authn import start_session
 from cvat_ray.storage.services.users import create_user
 
 PG_URL = os.environ.get(
@@ -146,7 +146,7 @@ def app(settings: Settings, db: Database):  # type: ignore[no-untyped-def]
 class Account:
     id: int
     username: str
-    token: str  # a login-session key, sent as ``Authorization: Token <key>``
+    token: str  # a token session's key, sent as ``Authorization: Token <key>``
 
 
 def make_account(db: Database, username: str, groups: tuple[str, ...] = ("user",)) -> Account:
@@ -159,7 +159,7 @@ def make_account(db: Database, username: str, groups: tuple[str, ...] = ("user",
             groups=groups,
             is_superuser="admin" in groups,
         )
-        login = start_session(session, user, 3600)
+        login = start_session(session, user, 3600, "token")
         return Account(id=user.id, username=username, token=login.key)
 
 

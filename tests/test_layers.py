@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "cvat_ray"
 LAYERS = ("cluster", "storage", "iam", "analytics", "actors", "serve_apps")
@@ -165,11 +163,6 @@ def test_layers_only_import_downwards() -> None:
     assert not bad, "imports against the layers:\n" + "\n".join(bad)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="iam -> storage is removed on the security branch (iam stops importing storage); "
-    "flip this mark once that branch is merged",
-)
 def test_iam_does_not_import_storage() -> None:
     bad = [str(e) for e in import_graph() if e.layers == IAM_STORAGE]
     assert not bad, "iam imports storage:\n" + "\n".join(bad)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import Response, StreamingResponse
 
 from cvat_ray.cluster.settings import Settings
+from cvat_ray.serve_apps.bodies import MIB, body_rule
 from cvat_ray.serve_apps.deps import Call, ObjectId, read_body
 from cvat_ray.storage.schemas.annotations import LabeledData, encode_chunks
 from cvat_ray.storage.services import annotations as service
@@ -20,6 +21,14 @@ router = APIRouter(tags=["annotations"])
 
 def _written(data: LabeledData) -> StreamingResponse:
     return StreamingResponse(encode_chunks(data), media_type="application/json")
+
+
+def _payload_limit(settings: Settings) -> int:
+    return settings.api.max_annotation_payload_mb * MIB
+
+
+# The body guard authenticates the caller and caps the body at this limit as well.
+_annotation_body = body_rule(_payload_limit)
 
 
 async def _body(request: Request) -> bytes:
@@ -39,6 +48,7 @@ async def retrieve_job_annotations(job_id: ObjectId, request: Request, call: Cal
 
 
 @router.put("/api/jobs/{job_id}/annotations")
+@_annotation_body
 async def update_job_annotations(job_id: ObjectId, request: Request, call: Call) -> Response:
     """CVAT ``PUT /api/jobs/{id}/annotations/``: replace the job's annotations."""
     _format(request)
@@ -47,6 +57,7 @@ async def update_job_annotations(job_id: ObjectId, request: Request, call: Call)
 
 
 @router.patch("/api/jobs/{job_id}/annotations")
+@_annotation_body
 async def partial_update_job_annotations(
     job_id: ObjectId, request: Request, call: Call
 ) -> Response:
@@ -70,6 +81,7 @@ async def retrieve_task_annotations(task_id: ObjectId, request: Request, call: C
 
 
 @router.put("/api/tasks/{task_id}/annotations")
+@_annotation_body
 async def update_task_annotations(task_id: ObjectId, request: Request, call: Call) -> Response:
     """CVAT ``PUT /api/tasks/{id}/annotations/``: replace the annotations of every job."""
     _format(request)
@@ -78,6 +90,7 @@ async def update_task_annotations(task_id: ObjectId, request: Request, call: Cal
 
 
 @router.patch("/api/tasks/{task_id}/annotations")
+@_annotation_body
 async def partial_update_task_annotations(
     task_id: ObjectId, request: Request, call: Call
 ) -> Response:

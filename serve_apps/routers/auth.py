@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from cvat_ray.cluster.errors import PermissionDenied
-from cvat_ray.serve_apps.deps import Call, Listing, ObjectId, get_settings_dep
+from cvat_ray.serve_apps.bodies import KIB, body_rule
+from cvat_ray.serve_apps.deps import Call, Listing, ObjectId, client_of, get_settings_dep
 from cvat_ray.serve_apps.pagination import paginated
 from cvat_ray.storage.schemas.common import Detail, Paginated
 from cvat_ray.storage.schemas.users import (
@@ -22,6 +23,13 @@ from cvat_ray.storage.schemas.users import (
 from cvat_ray.storage.services import accounts
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+# Login, register and logout bodies are read before anybody is known: a few fields only.
+_PUBLIC_BODY = 64 * KIB
+# The login's ``key``: CVAT clients ignore it or use it only when it is not empty (cvat-sdk
+# asserts the cookies and reads nothing else). The session is the cookie, and its key is not
+# handed to scripts in the body, where it would work as a CSRF-free ``Token`` header.
+_NO_TOKEN = ""
 
 
 def _cookie(name: str, value: str, max_age: int, *, http_only: bool, secure: bool) -> str:
@@ -44,20 +52,26 @@ def _set_login_cookies(request: Request, response: Response, key: str, csrf: str
 
 
 @router.post("/login", response_model=TokenResponse)
+@body_rule(_PUBLIC_BODY, public=True)
 async def login(
     data: LoginRequest, request: Request, response: Response, call: Call
 ) -> TokenResponse:
-    """CVAT ``POST /api/auth/login``: sets the ``sessionid`` and ``csrftoken`` cookies."""
+    """CVAT ``POST /api/auth/login``: sets the ``sessionid`` and ``csrftoken`` cookies (the
+    login throttle answers 429 while the client must wait)."""
     settings = get_settings_dep(request)
-    client = request.client.host if request.client else None
     session = await call.anonymous(
-        accounts.login, data, settings.auth.session_ttl_s, request.app.state.throttle, client
+        accounts.login,
+        data,
+        settings.auth.session_ttl_s,
+        request.app.state.throttle,
+        client_of(request),
     )
     _set_login_cookies(request, response, session.key, session.csrf_token)
-    return TokenResponse(key=session.key)
+    return TokenResponse(key=_NO_TOKEN)
 
 
 @router.post("/logout", response_model=Detail)
+@body_rule(_PUBLIC_BODY, public=True)
 async def logout(request: Request, response: Response, call: Call) -> Detail:
     """CVAT ``POST /api/auth/logout``: ends the session and clears the cookies."""
     await call.optional(
@@ -71,6 +85,7 @@ async def logout(request: Request, response: Response, call: Call) -> Detail:
 
 
 @router.post("/register", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
+@body_rule(_PUBLIC_BODY, public=True)
 async def register(
     data: RegisterRequest, request: Request, response: Response, call: Call
 ) -> RegisterResponse:
@@ -87,15 +102,22 @@ async def register(
         email=user.email,
         first_name=user.first_name,
         last_name=user.last_name,
-        key=session.key,
+        key=None,
     )
 
 
 @router.post("/password/change", response_model=Detail)
 async def change_password(data: PasswordChangeRequest, request: Request, call: Call) -> Detail:
-    """CVAT ``POST /api/auth/password/change``."""
+    """CVAT ``POST /api/auth/password/change``: ends the user's other sessions and revokes
+    their other access tokens."""
     settings = get_settings_dep(request)
-    await call(accounts.change_password, data, settings.auth.password_min_length)
+    await call(
+        accounts.change_password,
+        data,
+        settings.auth.password_min_length,
+        request.app.state.throttle,
+        client_of(request),
+    )
     return Detail(detail="New password has been saved.")
 
 

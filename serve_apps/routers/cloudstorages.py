@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from cvat_ray.cluster.errors import InvalidInput
-from cvat_ray.serve_apps.bodies import parse_json_object, validated
+from cvat_ray.serve_apps.bodies import body_rule, parse_json_object, validated
 from cvat_ray.serve_apps.deps import Call, Listing, ObjectId
 from cvat_ray.serve_apps.pagination import paginated
 from cvat_ray.storage.schemas.cloud_storages import (
@@ -69,6 +69,7 @@ async def list_cloud_storages(
 
 
 @router.post("", response_model=CloudStorageRead, status_code=status.HTTP_201_CREATED)
+@body_rule(_MAX_BODY)
 async def create_cloud_storage(request: Request, call: Call) -> CloudStorageRead:
     """CVAT ``POST /api/cloudstorages``: checked to be reachable with the credentials, which
     are stored encrypted and never returned."""
@@ -86,6 +87,7 @@ async def retrieve_cloud_storage(storage_id: ObjectId, call: Call) -> CloudStora
 
 
 @router.patch("/{storage_id}", response_model=CloudStorageRead)
+@body_rule(_MAX_BODY)
 async def partial_update_cloud_storage(
     storage_id: ObjectId, request: Request, call: Call
 ) -> CloudStorageRead:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from cvat_ray.cluster.errors import InvalidInput
-from cvat_ray.serve_apps.bodies import json_object, validated
+from cvat_ray.serve_apps.bodies import body_rule, json_object, validated
 from cvat_ray.serve_apps.compat import upload_action
 from cvat_ray.serve_apps.deps import Call, ObjectId
 from cvat_ray.serve_apps.media import stream_multipart, stream_tus
@@ -41,6 +41,7 @@ def _filename(metadata: str | None) -> str:
 
 
 @router.post("/{task_id}/data", status_code=202, response_model=None)
+@body_rule(streamed=("multipart/form-data",))  # files go to disk under upload quotas
 async def create_data(task_id: ObjectId, request: Request, call: Call) -> Response:
     """CVAT ``POST /api/tasks/{id}/data/``: ``Upload-Start`` (202), ``Upload-Multiple``
     multipart ``client_files[i]`` (200), TUS creation (``Tus-Resumable`` + ``Upload-Length``,
@@ -123,6 +124,7 @@ async def partial_update_data_meta(
 
 
 @router.patch("/{task_id}/data/{upload_id}", name="tus_patch", response_model=None)
+@body_rule(streamed=("application/offset+octet-stream",))
 async def tus_patch(
     task_id: ObjectId,
     upload_id: str,

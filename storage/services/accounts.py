@@ -7,7 +7,6 @@ from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.errors import InvalidInput, NotFound, PermissionDenied
 from cvat_ray.cluster.settings import get_settings
-from cvat_ray.iam import authn
 from cvat_ray.iam.authz import Resource, authorize
 from cvat_ray.iam.keys import digest, new_access_token
 from cvat_ray.iam.passwords import hash_password, verify_password
@@ -26,7 +25,15 @@ from cvat_ray.storage.schemas.users import (
     PasswordChangeRequest,
     RegisterRequest,
 )
-from cvat_ray.storage.services.users import basic_users, create_user, groups_of, set_groups
+from cvat_ray.storage.services import authn
+from cvat_ray.storage.services.users import (
+    INVITED,
+    basic_users,
+    claim_invited,
+    create_user,
+    groups_of,
+    set_groups,
+)
 
 
 def login(
@@ -34,16 +41,13 @@ def login(
     data: LoginRequest,
     ttl_s: int,
     throttle: LoginThrottle,
-    client: str | None,
+    client: str,
 ) -> authn.LoginSession:
+    """Check the credentials (behind the login throttle) and start a cookie session."""
     username = authn.find_login_user(session, data.username, data.email)
-    keys = throttle.keys(username, client)
-    throttle.check(keys)
-    user = authn.verify_credentials(session, username, data.password)
+    user = authn.checked_login(session, throttle, client, username, data.password)
     if user is None:
-        throttle.failed(keys)
         raise InvalidInput("Unable to log in with provided credentials.")
-    throttle.succeeded(keys)
     return authn.start_session(session, user, ttl_s)
 
 
@@ -67,14 +71,29 @@ LDAP_MANAGED = "Accounts and passwords are managed in the LDAP directory of this
 def register(
     session: Session, data: RegisterRequest, min_length: int, ttl_s: int
 ) -> tuple[User, authn.LoginSession]:
-    """Create a ``user`` account and log it in."""
+    """Create a ``user`` account and log it in. An e-mail that was invited before it had an
+    account takes over the account the invitation made (and so finds the invitation)."""
     if get_settings().ldap.enabled:
         raise PermissionDenied(f"Registration is disabled. {LDAP_MANAGED}")
     if data.password1 != data.password2:
         raise InvalidInput("The two password fields didn't match.", field="password2")
     validate_new_password(data.password1, min_length, "password1", data.username)
-    if session.scalar(select(exists().where(User.username == data.username))):
+    invited = None
+    if data.email:
+        invited = session.scalar(
+            select(User.id).where(User.email == data.email, User.auth_source == INVITED)
+        )
+    owner = session.scalar(select(User.id).where(User.username == data.username))
+    if owner is not None and owner != invited:
         raise InvalidInput("A user with that username already exists.", field="username")
+    if invited is not None:
+        user = claim_invited(session, data.email, data.username, "local")
+        assert user is not None
+        user.password_hash = hash_password(data.password1)
+        user.first_name, user.last_name = data.first_name, data.last_name
+        set_groups(session, user.id, ["user"])
+        session.flush()
+        return user, authn.start_session(session, user, ttl_s)
     if data.email and session.scalar(select(exists().where(User.email == data.email))):
         raise InvalidInput("A user is already registered with this e-mail address.", field="email")
     user = create_user(
@@ -97,19 +116,31 @@ def logout(
 
 
 def change_password(
-    session: Session, ctx: RequestContext, data: PasswordChangeRequest, min_length: int
+    session: Session,
+    ctx: RequestContext,
+    data: PasswordChangeRequest,
+    min_length: int,
+    throttle: LoginThrottle,
+    client: str,
 ) -> None:
+    """Set a new password and end the user's other login sessions and access tokens (the
+    one this request came with stays)."""
     user = session.get(User, ctx.principal.user_id)
     assert user is not None
     authorize(ctx.principal, ctx.org, "update:personal_data", Resource(kind="user", id=user.id))
     if user.auth_source != "local" or get_settings().ldap.enabled:
         raise PermissionDenied(f"Passwords cannot be changed here. {LDAP_MANAGED}")
+    # The old password is a credential like any other: guessing it goes through the throttle.
+    throttle.check(user.username, client)
     if not verify_password(user.password_hash, data.old_password):
+        throttle.failed(user.username, client)
         raise InvalidInput("Your old password was entered incorrectly.", field="old_password")
+    throttle.succeeded(user.username, client)
     if data.new_password1 != data.new_password2:
         raise InvalidInput("The two password fields didn't match.", field="new_password2")
     validate_new_password(data.new_password1, min_length, "new_password2", user.username)
     user.password_hash = hash_password(data.new_password1)
+    authn.revoke_other_credentials(session, ctx.principal)
 
 
 def ensure_superuser(

@@ -1,5 +1,7 @@
 """Memberships (list, retrieve, change role, remove or leave) and invitations (create by e-mail
-or username, list, retrieve, accept, decline, resend, delete; they expire)."""
+or username, list, retrieve, accept, decline, resend, delete; they expire). An e-mail nobody
+has registered is invited all the same (to a placeholder account its owner takes over by
+registering), so an invitation does not tell whether an address is known."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from cvat_ray.cluster.errors import Conflict, InvalidInput, NotFound
@@ -24,7 +26,7 @@ from cvat_ray.storage.schemas.organizations import (
     MembershipPatch,
     MembershipRead,
 )
-from cvat_ray.storage.services.users import basic_users
+from cvat_ray.storage.services.users import basic_users, invited_account
 
 _Member = aliased(User, name="member_user")
 
@@ -216,16 +218,15 @@ def create_invitation(
         raise InvalidInput("Invite inside an organization (org, org_id or X-Organization).")
     if not data.email and not data.username:
         raise InvalidInput("Give the e-mail or the username of the user to invite.", field="email")
-    conditions = []
+    user: User | None
     if data.email:
-        conditions.append(User.email == data.email)
-    if data.username:
-        conditions.append(User.username == data.username)
-    user = session.scalar(select(User).where(or_(*conditions)).limit(1))
-    if user is None:
-        raise InvalidInput(
-            "No user has this e-mail or username; they need an account first.", field="email"
-        )
+        # Known or not, an e-mail gets an invitation: the answer must not tell whether
+        # somebody has registered with it (an unknown one gets a placeholder account).
+        user = invited_account(session, data.email)
+    else:
+        user = session.scalar(select(User).where(User.username == data.username))
+        if user is None:
+            raise InvalidInput("No user has this username.", field="username")
     existing = session.scalar(
         select(Membership).where(
             Membership.user_id == user.id, Membership.organization_id == org_id

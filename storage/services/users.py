@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+import secrets
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.orm import Session
@@ -12,9 +14,9 @@ from cvat_ray.iam.authz import Resource, authorize, list_filter
 from cvat_ray.iam.passwords import hash_password
 from cvat_ray.iam.principal import PRIVILEGES
 from cvat_ray.storage.context import RequestContext
-from cvat_ray.storage.models import Group, Membership, User, user_groups
+from cvat_ray.storage.models import Group, Membership, User, user_groups, utcnow
 from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
-from cvat_ray.storage.schemas.common import BasicUser, Page
+from cvat_ray.storage.schemas.common import USERNAME_PATTERN, BasicUser, Page
 from cvat_ray.storage.schemas.users import UserPatch, UserRead
 
 
@@ -78,6 +80,45 @@ def create_user(
     return user
 
 
+# Accounts made for an invitation to an e-mail nobody has registered yet; whoever registers
+# (or logs in through LDAP) with that e-mail takes the account over. Until then it cannot log in.
+INVITED = "invited"
+
+
+def invited_account(session: Session, email: str) -> User:
+    """The account an invitation to ``email`` goes to: the one registered with it, or a new
+    placeholder (named after the e-mail when that is a valid username), as CVAT does."""
+    user = session.scalar(select(User).where(User.email == email).order_by(User.id).limit(1))
+    if user is not None:
+        return user
+    username = email
+    taken = session.scalar(select(exists().where(User.username == username)))
+    if taken or len(username) > 150 or not re.fullmatch(USERNAME_PATTERN, username):
+        username = f"invited-{secrets.token_hex(6)}"
+    user = create_user(
+        session, username=username, password=None, email=email, groups=(), auth_source=INVITED
+    )
+    user.is_active = False
+    session.flush()
+    return user
+
+
+def claim_invited(session: Session, email: str, username: str, auth_source: str) -> User | None:
+    """The placeholder account invited under ``email``, renamed and handed to its owner, who
+    has just registered (or logged in through LDAP) with that e-mail; None when there is none.
+    The caller sets the password and groups."""
+    user = session.scalar(
+        select(User).where(User.email == email, User.auth_source == INVITED).limit(1)
+    )
+    if user is None:
+        return None
+    user.username = username
+    user.auth_source = auth_source
+    user.is_active = True
+    user.date_joined = utcnow()
+    return user
+
+
 def basic_users(
     session: Session, ctx: RequestContext, ids: Iterable[int | None]
 ) -> dict[int, BasicUser]:
@@ -125,7 +166,12 @@ def _to_read(ctx: RequestContext, user: User, groups: list[str]) -> UserRead:
 
 
 def _in_org(org_id: object) -> object:
-    return User.id.in_(select(Membership.user_id).where(Membership.organization_id == org_id))
+    # Active members only: an invitee who has not accepted is not a member yet.
+    return User.id.in_(
+        select(Membership.user_id).where(
+            Membership.organization_id == org_id, Membership.is_active.is_(True)
+        )
+    )
 
 
 USER_LIST = ListSpec(
@@ -151,13 +197,35 @@ USER_LIST = ListSpec(
 )
 
 
-def list_users(session: Session, ctx: RequestContext, params: ListParams) -> Page[UserRead]:
+def _basic(ctx: RequestContext, user: User) -> BasicUser:
+    return BasicUser(
+        url=ctx.url(f"/api/users/{user.id}"),
+        id=user.id,
+        username=user.username,
+        first_name=user.first_name,
+        last_name=user.last_name,
+    )
+
+
+def _present(
+    session: Session, ctx: RequestContext, users: Sequence[User], *, full_for_self: bool
+) -> list[UserRead | BasicUser]:
+    """CVAT's rule: admins see whole user records; everybody else sees the basic shape
+    (no e-mail, groups, flags or login times), except their own record when they read it."""
+    me = ctx.principal
+    full = [u.id for u in users if me.is_admin or (full_for_self and u.id == me.user_id)]
+    groups = groups_of(session, full)
+    return [_to_read(ctx, u, groups[u.id]) if u.id in groups else _basic(ctx, u) for u in users]
+
+
+def list_users(
+    session: Session, ctx: RequestContext, params: ListParams
+) -> Page[UserRead | BasicUser]:
     policy = compile_policy(list_filter(ctx.principal, ctx.org, "user"), USER_LIST.policy_paths)
     stmt = apply_list_params(select(User).where(policy), USER_LIST, params)
     count, rows = paginate(session, stmt, params.page, params.page_size)
     users = [r[0] for r in rows]
-    groups = groups_of(session, (u.id for u in users))
-    return Page(count=count, results=[_to_read(ctx, u, groups[u.id]) for u in users])
+    return Page(count=count, results=_present(session, ctx, users, full_for_self=False))
 
 
 def _get(session: Session, user_id: int) -> User:
@@ -167,7 +235,7 @@ def _get(session: Session, user_id: int) -> User:
     return user
 
 
-def retrieve_user(session: Session, ctx: RequestContext, user_id: int) -> UserRead:
+def retrieve_user(session: Session, ctx: RequestContext, user_id: int) -> UserRead | BasicUser:
     user = _get(session, user_id)
     facts: dict[str, object] = {}
     if ctx.org.org_id is not None:
@@ -181,7 +249,7 @@ def retrieve_user(session: Session, ctx: RequestContext, user_id: int) -> UserRe
         )
         facts["membership"] = {"role": role}
     authorize(ctx.principal, ctx.org, "view", Resource(kind="user", id=user.id, facts=facts))
-    return _to_read(ctx, user, groups_of(session, [user.id])[user.id])
+    return _present(session, ctx, [user], full_for_self=True)[0]
 
 
 def retrieve_self(session: Session, ctx: RequestContext) -> UserRead:
@@ -192,7 +260,7 @@ def retrieve_self(session: Session, ctx: RequestContext) -> UserRead:
 
 def partial_update_user(
     session: Session, ctx: RequestContext, user_id: int, patch: UserPatch
-) -> UserRead:
+) -> UserRead | BasicUser:
     user = _get(session, user_id)
     fields = patch.model_fields_set
     resource = Resource(kind="user", id=user.id)
@@ -214,7 +282,7 @@ def partial_update_user(
     if "groups" in fields:
         set_groups(session, user.id, patch.groups or [])
     session.flush()
-    return _to_read(ctx, user, groups_of(session, [user.id])[user.id])
+    return _present(session, ctx, [user], full_for_self=False)[0]
 
 
 def delete_user(session: Session, ctx: RequestContext, user_id: int) -> None:

@@ -3,6 +3,7 @@ mapping and re-sync, disabled accounts, filter injection, directory outages."""
 
 from __future__ import annotations
 
+import base64
 import os
 
 import httpx
@@ -114,6 +115,29 @@ async def test_directory_down(ldap_env, anon, make_user, monkeypatch) -> None:
     assert "LDAP" in r.json()["detail"]
     # local accounts still log in
     assert (await _login(anon, "root", LOCAL_PASSWORD)).status_code == 200
+
+
+async def test_directory_binds_are_throttled(ldap_env, app, anon, monkeypatch) -> None:
+    """Guessing an LDAP password through the server stops before the directory sees it (so
+    the server cannot be used to lock accounts in the directory at full speed)."""
+    from cvat_ray.iam.ldap import LdapDirectory
+
+    binds: list[str] = []
+    authenticate = LdapDirectory.authenticate
+
+    def counting(self: LdapDirectory, username: str, password: str) -> object:
+        binds.append(username)
+        return authenticate(self, username, password)
+
+    monkeypatch.setattr(LdapDirectory, "authenticate", counting)
+    failures = app.state.settings.iam.login_max_failures
+    for _ in range(failures):
+        assert (await _login(anon, "bob", "wrong")).status_code == 400
+    basic = base64.b64encode(f"bob:{PASSWORD}".encode()).decode()
+    r = await anon.get("/api/users/self", headers={"Authorization": f"Basic {basic}"})
+    assert r.status_code == 429
+    assert (await _login(anon, "bob")).status_code == 429
+    assert binds == ["bob"] * failures
 
 
 async def test_register_and_password_change_are_refused(

@@ -32,7 +32,9 @@ async def test_login_sets_cookies_parseable_by_the_sdk(
 ) -> None:
     r = await anon.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
     assert r.status_code == 200
-    assert 0 < len(r.json()["key"]) <= 40
+    # cvat-sdk validates ``Token {"key": str <= 40}`` and ignores the value; nothing usable
+    # without the cookie (and its CSRF token) is handed out.
+    assert r.json() == {"key": ""}
     headers = r.headers.get_list("set-cookie")
     assert [h.split("=")[0] for h in headers] == ["csrftoken", "sessionid"]
     # urllib3 joins Set-Cookie headers with ", " and cvat-sdk feeds that to SimpleCookie.
@@ -216,3 +218,75 @@ async def test_inactive_user_cannot_log_in(
     assert r.status_code == 400
     r = await anon.get("/api/users/self", headers={"Authorization": f"Token {alice.token}"})
     assert r.status_code == 401
+
+
+async def test_the_cookie_session_is_no_csrf_free_token(app, alice: Account) -> None:
+    """Login used to return the session key, which worked as ``Token <key>`` without CSRF."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as browser:
+        r = await browser.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+        assert r.status_code == 200 and r.json() == {"key": ""}
+        session_key = browser.cookies["sessionid"]
+        assert (await browser.get("/api/users/self")).status_code == 200
+        browser.cookies.clear()
+        token = {"Authorization": f"Token {session_key}"}
+        assert (await browser.get("/api/users/self", headers=token)).status_code == 401
+        r = await browser.post("/api/projects", json={"name": "p"}, headers=token)
+        assert r.status_code == 401
+
+
+async def test_password_change_ends_the_other_sessions_and_tokens(
+    app, client_for, alice: Account, bob: Account
+) -> None:
+    def browser() -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        )
+
+    login = {"username": "alice", "password": PASSWORD}
+    async with browser() as here, browser() as elsewhere:
+        assert (await here.post("/api/auth/login", json=login)).status_code == 200
+        assert (await elsewhere.post("/api/auth/login", json=login)).status_code == 200
+        r = await client_for(alice).post("/api/auth/access_tokens", json={"name": "ci"})
+        bearer = {"Authorization": f"Bearer {r.json()['value']}"}
+        assert (await here.get("/api/users/self", headers=bearer)).status_code == 200
+        bobs = client_for(bob)
+        assert (await bobs.post("/api/auth/access_tokens", json={"name": "b"})).status_code == 201
+        change = {
+            "old_password": PASSWORD,
+            "new_password1": "An0ther-secret",
+            "new_password2": "An0ther-secret",
+        }
+        r = await here.post(
+            "/api/auth/password/change",
+            json=change,
+            headers={"X-CSRFToken": here.cookies["csrftoken"]},
+        )
+        assert r.status_code == 200
+        # The session that changed it stays; every other credential of alice's is gone.
+        assert (await here.get("/api/users/self")).status_code == 200
+        assert (await elsewhere.get("/api/users/self")).status_code == 401
+        assert (await client_for(alice).get("/api/users/self")).status_code == 401
+        async with browser() as script:
+            assert (await script.get("/api/users/self", headers=bearer)).status_code == 401
+        # Nobody else's.
+        assert (await bobs.get("/api/auth/access_tokens")).json()["count"] == 1
+
+
+async def test_password_change_through_a_token_keeps_that_token(
+    client_for, anon: httpx.AsyncClient, alice: Account
+) -> None:
+    r = await client_for(alice).post("/api/auth/access_tokens", json={"name": "one"})
+    one = {"Authorization": f"Bearer {r.json()['value']}"}
+    r = await client_for(alice).post("/api/auth/access_tokens", json={"name": "two"})
+    two = {"Authorization": f"Bearer {r.json()['value']}"}
+    change = {
+        "old_password": PASSWORD,
+        "new_password1": "An0ther-secret",
+        "new_password2": "An0ther-secret",
+    }
+    r = await anon.post("/api/auth/password/change", json=change, headers=one)
+    assert r.status_code == 200
+    assert (await anon.get("/api/users/self", headers=one)).status_code == 200
+    assert (await anon.get("/api/users/self", headers=two)).status_code == 401

@@ -76,9 +76,9 @@ async def test_invitation_flow(client_for, alice: Account, bob: Account, make_us
         for m in (await a.get("/api/memberships?org=acme")).json()["results"]
     }
     assert roles == {"alice": "owner", "bob": "supervisor"}
-    # inviting a member again is a conflict, an unknown user a 400
+    # inviting a member again is a conflict, an unknown username a 400
     assert (await _invite(a, "acme", "worker", username="bob")).status_code == 409
-    assert (await _invite(a, "acme", "worker", email="nobody@example.com")).status_code == 400
+    assert (await _invite(a, "acme", "worker", username="nobody")).status_code == 400
     # invitations need an organization context
     assert (
         await a.post("/api/invitations", json={"role": "worker", "username": "carol"})
@@ -183,3 +183,47 @@ async def test_moving_a_project_into_an_organization(
     # deleting the organization deletes what it holds
     assert (await a.delete(f"/api/organizations/{org_id}")).status_code == 204
     assert (await a.get(f"/api/tasks/{task['id']}")).status_code == 404
+
+
+async def test_inviting_an_email_does_not_tell_whether_it_is_registered(
+    client_for, anon: httpx.AsyncClient, alice: Account, bob: Account
+) -> None:
+    """An unknown e-mail used to get a 400 ("No user has this e-mail"), a known one a 201."""
+    a = client_for(alice)
+    await _org(a)
+    known = await _invite(a, "acme", "worker", email="bob@example.com")
+    unknown = await _invite(a, "acme", "worker", email="newcomer@example.com")
+    assert known.status_code == unknown.status_code == 201, unknown.text
+    assert set(known.json()) == set(unknown.json())
+    assert set(known.json()["user"]) == set(unknown.json()["user"])
+    # The placeholder account cannot log in ...
+    r = await anon.post(
+        "/api/auth/login", json={"email": "newcomer@example.com", "password": "whatever1"}
+    )
+    assert r.status_code == 400
+    # ... until the owner of the e-mail registers with it and so finds the invitation.
+    r = await anon.post(
+        "/api/auth/register",
+        json={
+            "username": "newcomer",
+            "email": "newcomer@example.com",
+            "password1": "Sup3r-secret",
+            "password2": "Sup3r-secret",
+        },
+    )
+    assert r.status_code == 201, r.text
+    me = (await anon.get("/api/users/self")).json()
+    assert me["username"] == "newcomer" and me["groups"] == ["user"] and me["is_active"]
+    assert me["id"] == unknown.json()["user"]["id"]
+    invitations = (await anon.get("/api/invitations")).json()["results"]
+    assert [i["key"] for i in invitations] == [unknown.json()["key"]]
+    csrf = {"X-CSRFToken": anon.cookies["csrftoken"]}
+    r = await anon.post(f"/api/invitations/{unknown.json()['key']}/accept", headers=csrf)
+    assert r.status_code == 200
+    members = (await a.get("/api/memberships?org=acme")).json()["results"]
+    assert {m["user"]["username"] for m in members} == {"alice", "newcomer"}
+    # A second invitation of an unknown e-mail goes to the same placeholder.
+    one = (await _invite(a, "acme", "worker", email="later@example.com")).json()
+    await _org(a, "beta")
+    two = (await _invite(a, "beta", "worker", email="later@example.com")).json()
+    assert one["user"]["id"] == two["user"]["id"]

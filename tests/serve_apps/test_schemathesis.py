@@ -6,9 +6,9 @@ import hypothesis
 import schemathesis
 from hypothesis import HealthCheck
 
-from cvat_ray.iam.authn import start_session
 from cvat_ray.storage.db import Database
 from cvat_ray.storage.models import User
+from cvat_ray.storage.services.authn import start_session
 from tests.conftest import Account
 from tests.serve_apps.test_projects_tasks import LABELS, add_frames
 
@@ -21,7 +21,7 @@ def _fresh_token(db: Database, user_id: int) -> str:
     with db.session() as session:
         user = session.get(User, user_id)
         assert user is not None
-        return start_session(session, user, 600).key
+        return start_session(session, user, 600, "token").key
 
 
 def test_no_request_produces_a_server_error(app, db: Database, admin: Account) -> None:

@@ -51,3 +51,37 @@ async def test_delete(client_for, admin: Account, alice: Account, bob: Account) 
     kept = (await client_for(admin).get(f"/api/tasks/{task['id']}")).json()
     assert kept["owner"] is None
     assert (await client_for(alice).delete(f"/api/users/{alice.id}")).status_code == 204
+
+
+async def test_members_see_active_members_in_the_basic_shape(
+    client_for, admin: Account, alice: Account, bob: Account, make_user
+) -> None:
+    """The org list used to include invitees who had not accepted, and to show every user's
+    e-mail, groups, superuser flag and last login to anyone who could list them."""
+    carol = make_user("carol")
+    a, b = client_for(alice), client_for(bob)
+    assert (await a.post("/api/organizations", json={"slug": "acme"})).status_code == 201
+    r = await a.post("/api/invitations?org=acme", json={"role": "worker", "username": "bob"})
+    key = r.json()["key"]
+    r = await a.post("/api/invitations?org=acme", json={"role": "worker", "username": "carol"})
+    assert r.status_code == 201
+    assert (await b.post(f"/api/invitations/{key}/accept")).status_code == 200
+    # carol was invited but has not accepted: she is not listed
+    listed = (await a.get("/api/users?org=acme&sort=username")).json()["results"]
+    assert [u["username"] for u in listed] == ["alice", "bob"]
+    basic = {"url", "id", "username", "first_name", "last_name"}
+    assert all(set(u) == basic for u in listed)
+    # a member's record through its id: the basic shape too; carol's is refused
+    r = await a.get(f"/api/users/{bob.id}?org=acme")
+    assert r.status_code == 200 and set(r.json()) == basic
+    assert (await a.get(f"/api/users/{carol.id}?org=acme")).status_code == 403
+    # one's own record in full, by /self and by id
+    me = (await a.get(f"/api/users/{alice.id}")).json()
+    assert me["email"] == "alice@example.com" and me["groups"] == ["user"]
+    assert (await a.get("/api/users/self")).json()["email"] == "alice@example.com"
+    # a non-admin's patch answers the basic shape (CVAT's serializer rule)
+    r = await a.patch(f"/api/users/{alice.id}", json={"last_name": "A"})
+    assert r.status_code == 200 and set(r.json()) == basic
+    # admins see whole records
+    full = (await client_for(admin).get("/api/users?org=acme")).json()["results"]
+    assert all("email" in u and "is_superuser" in u for u in full)
