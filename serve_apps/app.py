@@ -13,7 +13,7 @@ from cvat_ray.actors.runs import DatasetRunner, make_dataset_runner, make_run_la
 from cvat_ray.cluster.settings import Settings, get_settings
 from cvat_ray.iam.throttle import LoginThrottle, MemoryStore, RedisStore, ThrottleStore
 from cvat_ray.serve_apps import errors
-from cvat_ray.serve_apps.compat import TrailingSlashMiddleware
+from cvat_ray.serve_apps.compat import HeadAsGetMiddleware, TrailingSlashMiddleware
 from cvat_ray.serve_apps.deps import DbWorkers
 from cvat_ray.serve_apps.functions import FunctionRunner, make_runner
 from cvat_ray.serve_apps.media import MediaRenderer, make_cache
@@ -132,5 +132,6 @@ def build_app(
         app.include_router(module.router)
     errors.install(app)
     app.add_middleware(RequestIdMiddleware, set_header=not behind_serve_proxy)
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
     return app

@@ -36,7 +36,7 @@ PROJECT_LIST = ListSpec(
         "status": Project.status,
         "updated_date": Project.updated_date,
     },
-    search_fields=("name", "owner", "assignee", "status"),
+    search_fields=("name", "owner", "assignee"),
     sort_fields={
         "id": Project.id,
         "name": Project.name,
@@ -46,7 +46,7 @@ PROJECT_LIST = ListSpec(
         "updated_date": Project.updated_date,
     },
     default_sort=(Project.id.desc(),),
-    simple_filters=("id", "name", "owner", "assignee", "status"),
+    simple_filters=("name", "owner", "assignee", "status"),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, func, select
+from sqlalchemy import ColumnElement, String, bindparam, cast, delete, func, null, select
 from sqlalchemy.orm import Session, aliased
 
 from cvat_ray.cluster.errors import InvalidInput, NotFound
@@ -57,6 +57,8 @@ TASK_LIST = ListSpec(
         "subset": Task.subset,
         "tracker_link": Task.bug_tracker,
         "updated_date": Task.updated_date,
+        # no validation (ground-truth) modes yet: every task's is null
+        "validation_mode": cast(null(), String(16)),
     },
     search_fields=("name", "owner", "assignee", "project_name", "subset", "tracker_link"),
     sort_fields={
@@ -71,7 +73,9 @@ TASK_LIST = ListSpec(
         "dimension": Task.dimension,
         "media_type": Task.media_type,
         "subset": Task.subset,
+        "tracker_link": Task.bug_tracker,
         "updated_date": Task.updated_date,
+        "validation_mode": cast(null(), String(16)),
     },
     default_sort=(Task.id.desc(),),
     simple_filters=(
@@ -86,6 +90,7 @@ TASK_LIST = ListSpec(
         "media_type",
         "subset",
         "tracker_link",
+        "validation_mode",
     ),
 )
 

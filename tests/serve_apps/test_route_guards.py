@@ -23,6 +23,9 @@ from tests.serve_apps.test_projects_tasks import LABELS, add_frames
 # Routes anyone may call: they authenticate the caller themselves or need no identity.
 PUBLIC = {
     ("GET", "/api/server/about"),
+    ("GET", "/api/server/health"),
+    ("GET", "/api/server/plugins"),
+    ("GET", "/api/user-agreements"),
     ("GET", "/api/schema"),
     ("GET", "/api/docs"),
     ("POST", "/api/auth/login"),
