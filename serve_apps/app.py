@@ -24,6 +24,7 @@ from cvat_ray.serve_apps.routers import (
 from cvat_ray.serve_apps.routers import (
     auth,
     cloudstorages,
+    guides,
     invitations,
     issues,
     job_data,
@@ -32,6 +33,7 @@ from cvat_ray.serve_apps.routers import (
     memberships,
     organizations,
     projects,
+    quality,
     requests,
     server,
     task_data,
@@ -61,6 +63,8 @@ ROUTERS = (
     annotations_api,
     issues,
     lambda_api,
+    guides,
+    quality,
 )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    cast,
     false,
     func,
     not_,
@@ -225,7 +226,12 @@ class _JsonLogic:
             value = self.operand(needle)
             if not _is_column(col) or _is_column(value):
                 raise InvalidInput("'in' with a string needs a value and a field", field="filter")
-            text = coerce(col, value, "filter") if col.type.python_type is str else str(value)
+            if col.type.python_type is str:
+                text = coerce(col, value, "filter")
+            else:
+                # substring of a number or a date: compare its text (PostgreSQL has no
+                # lower() of an integer)
+                text, col = str(value), cast(col, String)
             return func.lower(col).contains(str(text).lower(), autoescape=True)
         raise InvalidInput(f"Unsupported filter operator {op!r}", field="filter")
 
@@ -236,6 +242,16 @@ def _json_filter(raw: str, fields: Mapping[str, Column]) -> ColumnElement[bool]:
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"filter is not valid JSON: {exc.msg}", field="filter") from exc
     return _JsonLogic(fields).expr(node)
+
+
+def validate_filter(raw: str, fields: Mapping[str, Column], field: str) -> None:
+    """A stored filter (e.g. quality settings' ``job_filter``) must compile over ``fields``;
+    a 400 naming ``field`` otherwise."""
+    try:
+        _json_filter(raw, fields)
+    except InvalidInput as exc:
+        messages = [m for ms in exc.fields.values() for m in ms]
+        raise InvalidInput("; ".join(messages), field=field) from exc
 
 
 def apply_list_params(stmt: AnySelect, spec: ListSpec, params: ListParams) -> AnySelect:

@@ -57,7 +57,6 @@ ISSUE_LIST = ListSpec(
         "id": Issue.id,
         "job_id": Issue.job_id,
         "task_id": Job.task_id,
-        "project_id": Task.project_id,
         "frame_id": Issue.frame,
         "resolved": Issue.resolved,
         "owner": _Owner.username,

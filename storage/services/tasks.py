@@ -15,6 +15,7 @@ from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, comp
 from cvat_ray.storage.schemas.common import BasicUser, Link, Page
 from cvat_ray.storage.schemas.tasks import JobsSummary, TaskPatch, TaskRead, TaskWrite
 from cvat_ray.storage.services import labels as label_service
+from cvat_ray.storage.services.guides import task_guide_id
 from cvat_ray.storage.services.projects import (
     check_assignee,
     move_to_organization,
@@ -124,6 +125,7 @@ _READ_COLUMNS = (
     _jobs().label("jobs_count"),
     _jobs(Job.status == "completed").label("jobs_completed"),
     _jobs(Job.stage == "validation").label("jobs_validation"),
+    task_guide_id(Task.id).label("guide_id"),
 )
 
 
@@ -190,6 +192,7 @@ def _to_read(ctx: RequestContext, row: Any) -> TaskRead:
             validation=row.jobs_validation,
         ),
         labels=Link(url=ctx.url(f"/api/labels?task_id={t.id}")),
+        guide_id=row.guide_id,
         consensus_enabled=t.consensus_replicas > 0,
         initial_replicas=t.consensus_replicas,
     )
