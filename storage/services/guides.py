@@ -19,6 +19,7 @@ from cvat_ray.iam.authz import Resource, authorize, person
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.db import after_commit
 from cvat_ray.storage.models import AnnotationGuide, Asset, Job, Project, Task, utcnow
+from cvat_ray.storage.query import Column
 from cvat_ray.storage.schemas.guides import GuidePatch, GuideRead, GuideWrite
 from cvat_ray.storage.services.asset_files import remove_files
 from cvat_ray.storage.services.resources import get_project, get_task, people
@@ -27,7 +28,7 @@ from cvat_ray.storage.services.users import basic_users
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def task_guide_id(task_id: ColumnElement[Any]) -> ColumnElement[Any]:
+def task_guide_id(task_id: Column) -> ColumnElement[Any]:
     """The id of the guide of the task ``task_id`` (a column), for read queries."""
     value: ColumnElement[Any] = (
         select(AnnotationGuide.id).where(AnnotationGuide.task_id == task_id).scalar_subquery()

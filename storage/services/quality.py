@@ -8,9 +8,7 @@ come later.
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import ColumnElement, Select, exists, literal, or_, select
+from sqlalchemy import ColumnElement, exists, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -20,6 +18,7 @@ from cvat_ray.iam.authz import authorize, list_filter
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import Project, QualitySettings, Task, utcnow
 from cvat_ray.storage.query import (
+    AnySelect,
     ListParams,
     ListSpec,
     apply_list_params,
@@ -63,7 +62,7 @@ QUALITY_SETTINGS_LIST = ListSpec(
 JOB_FILTER_FIELDS = ("assignee", "id", "stage", "state", "task_id", "task_name", "type")
 
 
-def _ensure(session: Session, rows: Select[Any]) -> None:
+def _ensure(session: Session, rows: AnySelect) -> None:
     """Create the default settings of the targets ``rows`` selects (``task_id, project_id``)
     that have none; concurrent callers are fine (the insert skips existing targets)."""
     now = utcnow()
@@ -79,16 +78,18 @@ def _ensure(session: Session, rows: Select[Any]) -> None:
     session.execute(insert(QualitySettings).from_select(columns, source).on_conflict_do_nothing())
 
 
-def _missing_for_tasks(condition: ColumnElement[bool]) -> Select[Any]:
-    return select(Task.id, literal(None).label("project_id")).where(
+def _missing_for_tasks(condition: ColumnElement[bool]) -> AnySelect:
+    rows: AnySelect = select(Task.id, literal(None).label("project_id")).where(
         condition, ~exists().where(QualitySettings.task_id == Task.id)
     )
+    return rows
 
 
-def _missing_for_project(project_id: int) -> Select[Any]:
-    return select(literal(None).label("task_id"), Project.id).where(
+def _missing_for_project(project_id: int) -> AnySelect:
+    rows: AnySelect = select(literal(None).label("task_id"), Project.id).where(
         Project.id == project_id, ~exists().where(QualitySettings.project_id == Project.id)
     )
+    return rows
 
 
 def _read(row: QualitySettings) -> QualitySettingsRead:
