@@ -77,13 +77,23 @@ async def test_failing_checks_give_500_and_no_internals(
     assert "127.0.0.1" not in r.text and "Connection" not in r.text
 
 
-async def test_database_failure_is_reported() -> None:
+async def test_database_and_ray_failures_are_reported(tmp_path: Path) -> None:
     broken = Database("postgresql+psycopg2://nobody@127.0.0.1:1/none")
     try:
         found = health.checks(Settings(), broken, in_ray=False)
         assert await health.run_checks(found) == {"DatabaseBackend": "unavailable: database error"}
     finally:
         broken.dispose()
+    # Inside Ray the cluster is checked too; here no Ray runs, so that check fails.
+    working = Database(f"sqlite:///{tmp_path / 'h.db'}")
+    try:
+        found = health.checks(Settings(), working, in_ray=True)
+        assert await health.run_checks(found) == {
+            "DatabaseBackend": "working",
+            "RayCluster": "unavailable: Ray cluster error",
+        }
+    finally:
+        working.dispose()
 
 
 async def test_about_logo_plugins_and_agreements(
