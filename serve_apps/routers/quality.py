@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Request
 from cvat_ray.serve_apps.deps import Call, Listing, ObjectId
 from cvat_ray.serve_apps.pagination import paginated
 from cvat_ray.storage.schemas.common import Paginated
-from cvat_ray.storage.schemas.quality import QualitySettingsPatch, QualitySettingsRead
+from cvat_ray.storage.schemas.quality import QualitySettings as QualitySettingsRead
+from cvat_ray.storage.schemas.quality import QualitySettingsPatch
 from cvat_ray.storage.services import quality as quality_service
 
 router = APIRouter(prefix="/api/quality/settings", tags=["quality"])

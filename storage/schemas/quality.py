@@ -31,33 +31,62 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "empty_is_annotated": False,
 }
 
+# The job fields a settings' job_filter may name (CVAT's list).
+JOB_FILTER_FIELDS = ("assignee", "id", "stage", "state", "task_id", "task_name", "type")
+
 TargetMetric = Literal["accuracy", "precision", "recall"]
 PointSizeBase = Literal["image_size", "group_bbox_size"]
 
 
-class QualitySettingsRead(BaseModel):
+def _about(text: str) -> Any:
+    return Field(description=text)
+
+
+class QualitySettings(BaseModel):
+    """The settings as read. Named as CVAT names it: CVAT's UI shows each field's
+    ``description`` from ``components.schemas.QualitySettings`` of ``/api/schema/`` as help
+    on its Quality page (and fails to load the page without it)."""
+
     id: int
     task_id: int | None
     project_id: int | None
-    inherit: bool
-    job_filter: str
-    target_metric: TargetMetric
-    target_metric_threshold: float
-    max_validations_per_job: int
-    iou_threshold: float
-    oks_sigma: float
-    point_size_base: PointSizeBase
-    line_thickness: float
-    low_overlap_threshold: float
-    compare_line_orientation: bool
-    line_orientation_threshold: float
-    compare_groups: bool
-    group_match_threshold: float
-    check_covered_annotations: bool
-    object_visibility_threshold: float
-    panoptic_comparison: bool
-    compare_attributes: bool
-    empty_is_annotated: bool
+    inherit: bool = _about("Use the project's settings for this task (tasks in projects only)")
+    job_filter: str = _about(
+        "JSON-logic filter choosing the jobs to check, over: " + ", ".join(JOB_FILTER_FIELDS)
+    )
+    target_metric: TargetMetric = _about("Metric that decides whether a job is good enough")
+    target_metric_threshold: float = _about("Lowest acceptable value of the target metric")
+    max_validations_per_job: int = _about(
+        "How many times an assignee may send a job for validation (0: no limit)"
+    )
+    iou_threshold: float = _about("Overlap (IoU) from which two shapes count as matched")
+    oks_sigma: float = _about(
+        "For points: radius around a ground-truth point, as a share of the object's size"
+    )
+    point_size_base: PointSizeBase = _about(
+        "What the object size of points is taken from: the image or the group's bounding box"
+    )
+    line_thickness: float = _about(
+        "For polylines: width of the band around the ground-truth line, relative to the image"
+    )
+    low_overlap_threshold: float = _about(
+        "Overlap below which a match is reported as a weak (low overlap) match"
+    )
+    compare_line_orientation: bool = _about("Report polylines drawn in the opposite direction")
+    line_orientation_threshold: float = _about(
+        "Gain in overlap from reversing a line above which it counts as reversed"
+    )
+    compare_groups: bool = _about("Check that grouped annotations are grouped alike")
+    group_match_threshold: float = _about("Overlap from which two groups count as matched")
+    check_covered_annotations: bool = _about("Report annotations hidden under others")
+    object_visibility_threshold: float = _about(
+        "Visible share of an area below which an annotation counts as covered"
+    )
+    panoptic_comparison: bool = _about("Compare only the visible parts of masks and polygons")
+    compare_attributes: bool = _about("Compare attribute values of matched annotations")
+    empty_is_annotated: bool = _about(
+        "Count frames that have no annotations in both as matching (accuracy 1, not 0)"
+    )
     created_date: datetime
     updated_date: datetime
 

@@ -29,9 +29,10 @@ from cvat_ray.storage.query import (
 from cvat_ray.storage.schemas.common import Page
 from cvat_ray.storage.schemas.quality import (
     DEFAULT_PARAMS,
+    JOB_FILTER_FIELDS,
     QualitySettingsPatch,
-    QualitySettingsRead,
 )
+from cvat_ray.storage.schemas.quality import QualitySettings as QualitySettingsRead
 from cvat_ray.storage.services.jobs import JOB_LIST
 from cvat_ray.storage.services.projects import PROJECT_LIST
 from cvat_ray.storage.services.resources import (
@@ -58,8 +59,6 @@ QUALITY_SETTINGS_LIST = ListSpec(
     default_sort=(QualitySettings.id.asc(),),
     simple_filters=("inherit", "task_id"),
 )
-# The job fields a settings' job_filter may name (CVAT's list).
-JOB_FILTER_FIELDS = ("assignee", "id", "stage", "state", "task_id", "task_name", "type")
 
 
 def _ensure(session: Session, rows: AnySelect) -> None:

@@ -334,6 +334,11 @@ async def test_quality_settings(client_for, alice: Account, bob: Account) -> Non
     assert [s["project_id"] for s in only.json()["results"]] == [project["id"]]
     assert (await api.get("/api/quality/settings?inherit=false")).json()["count"] == 1
 
+    # The Quality page shows each field's help from the schema, by CVAT's component name.
+    schema = (await api.get("/api/schema/?scheme=json")).json()
+    fields = schema["components"]["schemas"]["QualitySettings"]["properties"]
+    assert fields["iou_threshold"]["description"] and fields["job_filter"]["description"]
+
     stranger = client_for(bob)
     assert (await stranger.get(url)).status_code == 403
     assert (await stranger.patch(url, json={"iou_threshold": 0.1})).status_code == 403
