@@ -14,10 +14,12 @@ status and headers without the body.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Mapping
 from typing import TypeVar
 
 from starlette.requests import Request
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cvat_ray.storage.services.data_access import NoMedia
@@ -43,8 +45,10 @@ class TrailingSlashMiddleware:
 
 class HeadAsGetMiddleware:
     """``HEAD`` is the ``GET`` of the same path without its body, on every route (one rule,
-    not one handler per route). The status, ``Content-Type`` and ``Content-Length`` are the
-    ``GET``'s; a path without a ``GET`` answers ``405`` as it would to ``GET``."""
+    not one handler per route), as Django decides: by path first. When a ``GET`` route
+    takes the path, the request runs as that ``GET`` and its status, ``Content-Type`` and
+    ``Content-Length`` are sent without the body; otherwise it goes on as ``HEAD`` (a
+    ``HEAD`` handler of its own, as TUS has, or the 405 a ``GET`` would get)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -53,8 +57,12 @@ class HeadAsGetMiddleware:
         if scope["type"] != "http" or scope["method"] != "HEAD":
             await self.app(scope, receive, send)
             return
-        scope = dict(scope)
-        scope["method"] = "GET"
+        as_get = dict(scope)
+        as_get["method"] = "GET"
+        routes = scope["app"].router.routes if "app" in scope else []
+        if not any(route.matches(as_get)[0] == Match.FULL for route in routes):
+            await self.app(scope, receive, functools.partial(_without_body, send))
+            return
         finished = False
 
         async def send_without_body(message: Message) -> None:
@@ -67,7 +75,15 @@ class HeadAsGetMiddleware:
                 finished = True
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-        await self.app(scope, receive, send_without_body)
+        await self.app(as_get, receive, send_without_body)
+
+
+async def _without_body(send: Send, message: Message) -> None:
+    if message["type"] == "http.response.body":
+        if message.get("more_body", False):
+            return
+        message = {"type": "http.response.body", "body": b"", "more_body": False}
+    await send(message)
 
 
 def prefers_empty(headers: Mapping[str, str]) -> bool:
