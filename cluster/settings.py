@@ -29,6 +29,16 @@ class DatabaseSettings(BaseModel):
     echo: bool = Field(default=False, description="Log every SQL statement")
 
 
+class UserAgreement(BaseModel):
+    """One agreement CVAT's UI asks new users to accept when they register."""
+
+    name: str = Field(min_length=1, max_length=64)
+    url: str = Field(max_length=2048)
+    required: bool = False
+    textPrefix: str = Field(default="", max_length=256)
+    urlDisplayText: str = Field(default="", max_length=256)
+
+
 class ServerSettings(BaseModel):
     host: str = Field(default="127.0.0.1", description="Address the HTTP proxy listens on")
     port: int = Field(default=8080, ge=1, le=65535, description="HTTP port of the API")
@@ -51,6 +61,12 @@ class ServerSettings(BaseModel):
             if item:
                 ipaddress.ip_network(item, strict=False)  # ValueError -> a settings error
         return value
+
+    user_agreements: list[UserAgreement] = Field(
+        default_factory=list,
+        description="Agreements shown at registration in CVAT's UI, a JSON list of "
+        '`{"name", "url", "required", "textPrefix", "urlDisplayText"}`',
+    )
 
 
 class RaySettings(BaseModel):

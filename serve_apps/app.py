@@ -12,7 +12,7 @@ from cvat_ray.actors.launcher import Launcher, make_launcher, uses_ray
 from cvat_ray.cluster.settings import Settings, get_settings
 from cvat_ray.iam.throttle import make_throttle
 from cvat_ray.serve_apps import errors
-from cvat_ray.serve_apps.compat import TrailingSlashMiddleware
+from cvat_ray.serve_apps.compat import HeadAsGetMiddleware, TrailingSlashMiddleware
 from cvat_ray.serve_apps.deps import DbWorkers
 from cvat_ray.serve_apps.functions import FunctionRunner, make_runner
 from cvat_ray.serve_apps.media import MediaRenderer, make_cache
@@ -23,6 +23,7 @@ from cvat_ray.serve_apps.routers import (
 from cvat_ray.serve_apps.routers import (
     auth,
     cloudstorages,
+    guides,
     invitations,
     issues,
     job_data,
@@ -31,6 +32,7 @@ from cvat_ray.serve_apps.routers import (
     memberships,
     organizations,
     projects,
+    quality,
     requests,
     server,
     task_data,
@@ -60,6 +62,8 @@ ROUTERS = (
     annotations_api,
     issues,
     lambda_api,
+    guides,
+    quality,
 )
 
 
@@ -122,5 +126,6 @@ def build_app(
     # Innermost first: the body guard sees stripped paths and its answers carry request ids.
     app.add_middleware(BodyGuardMiddleware)
     app.add_middleware(RequestIdMiddleware, set_header=not behind_serve_proxy)
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
     return app

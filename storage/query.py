@@ -12,8 +12,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true
-from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    cast,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import QueryableAttribute, Session, aliased
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from cvat_ray.cluster.errors import InvalidInput, NotFound
 from cvat_ray.iam.filters import AllOf, AnyOf, Eq, Everything, Filter, Nothing
@@ -29,6 +44,11 @@ PolicyPath = Column | Callable[[Any], ColumnElement[bool]]
 
 @dataclass(frozen=True)
 class ListSpec:
+    """One list endpoint's table: the CVAT field names its ``filter``, ``search``, ``sort`` and
+    simple ``?name=value`` parameters accept (CVAT's ``filter_fields``, ``search_fields``,
+    ``ordering_fields`` and ``simple_filters`` of that endpoint), each mapped to SQL.
+    ``tests/serve_apps/test_ui_contract.py`` compares every table with CVAT's schema."""
+
     policy_paths: Mapping[str, PolicyPath]
     # JSON-logic / equality filter fields -> column
     fields: Mapping[str, Column]
@@ -39,6 +59,36 @@ class ListSpec:
     simple_filters: Sequence[str] = field(default_factory=tuple)
 
 
+class split_part(FunctionElement[str]):
+    """``split_part(text, separator, n)`` (1-based, ``''`` past the last part) on PostgreSQL
+    and SQLite alike, for fields stored inside one column (``"export:dataset"`` holds CVAT's
+    ``action`` and ``subresource``)."""
+
+    type = String()
+    name = "split_part"
+    inherit_cache = True
+
+
+@compiles(split_part)
+def _split_part_default(element: split_part, compiler: SQLCompiler, **kw: Any) -> str:
+    text, sep, n = (compiler.process(c, **kw) for c in element.clauses)
+    return f"split_part({text}, {sep}, {n})"
+
+
+@compiles(split_part, "sqlite")
+def _split_part_sqlite(element: split_part, compiler: SQLCompiler, **kw: Any) -> str:
+    text_c, sep_c, n_c = element.clauses
+    n = getattr(n_c, "value", None)
+    text, sep = compiler.process(text_c, **kw), compiler.process(sep_c, **kw)
+    at = f"instr({text}, {sep})"
+    if n == 1:
+        return f"(CASE WHEN {at} > 0 THEN substr({text}, 1, {at} - 1) ELSE {text} END)"
+    if n == 2:
+        # Everything after the first separator (enough for the two-part values stored here).
+        return f"(CASE WHEN {at} > 0 THEN substr({text}, {at} + length({sep})) ELSE '' END)"
+    raise NotImplementedError("split_part on SQLite takes part 1 or 2")
+
+
 @dataclass(frozen=True)
 class ListParams:
     page: int = 1
@@ -47,6 +97,21 @@ class ListParams:
     search: str | None = None
     sort: str | None = None
     simple: Mapping[str, str] = field(default_factory=dict)
+
+
+def related(attribute: QueryableAttribute[Any], ref: Column) -> ColumnElement[Any]:
+    """``attribute`` of the object whose ``id`` is ``ref``, as a correlated scalar subquery:
+    a list field that names a related object (an invitation's owner, a label's parent)
+    without a join in the list query. The related table is aliased, so it never correlates
+    with a join of the same table in the enclosing query."""
+    entity: Any = aliased(attribute.class_)
+    value: ColumnElement[Any] = (
+        select(getattr(entity, attribute.key))
+        .where(entity.id == ref)
+        .correlate_except(entity)
+        .scalar_subquery()
+    )
+    return value
 
 
 def _is_column(value: Any) -> bool:
@@ -161,7 +226,12 @@ class _JsonLogic:
             value = self.operand(needle)
             if not _is_column(col) or _is_column(value):
                 raise InvalidInput("'in' with a string needs a value and a field", field="filter")
-            text = coerce(col, value, "filter") if col.type.python_type is str else str(value)
+            if col.type.python_type is str:
+                text = coerce(col, value, "filter")
+            else:
+                # substring of a number or a date: compare its text (PostgreSQL has no
+                # lower() of an integer)
+                text, col = str(value), cast(col, String)
             return func.lower(col).contains(str(text).lower(), autoescape=True)
         raise InvalidInput(f"Unsupported filter operator {op!r}", field="filter")
 
@@ -172,6 +242,16 @@ def _json_filter(raw: str, fields: Mapping[str, Column]) -> ColumnElement[bool]:
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"filter is not valid JSON: {exc.msg}", field="filter") from exc
     return _JsonLogic(fields).expr(node)
+
+
+def validate_filter(raw: str, fields: Mapping[str, Column], field: str) -> None:
+    """A stored filter (e.g. quality settings' ``job_filter``) must compile over ``fields``;
+    a 400 naming ``field`` otherwise."""
+    try:
+        _json_filter(raw, fields)
+    except InvalidInput as exc:
+        messages = [m for ms in exc.fields.values() for m in ms]
+        raise InvalidInput("; ".join(messages), field=field) from exc
 
 
 def apply_list_params(stmt: AnySelect, spec: ListSpec, params: ListParams) -> AnySelect:

@@ -126,7 +126,7 @@ async def list_access_tokens(
     request: Request, call: Call, params: Listing
 ) -> Paginated[AccessTokenRead]:
     """CVAT ``GET /api/auth/access_tokens``: the caller's tokens (values are never shown)."""
-    page = await call(accounts.list_access_tokens, params.page, params.page_size)
+    page = await call(accounts.list_access_tokens, params)
     return paginated(request, params, page)
 
 

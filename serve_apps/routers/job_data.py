@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
+from cvat_ray.serve_apps.compat import unless_empty_preferred
 from cvat_ray.serve_apps.deps import Call, ObjectId
 from cvat_ray.storage.schemas.data import DataMetaPatch, DataMetaRead
 from cvat_ray.storage.services import data_access
@@ -51,7 +52,11 @@ async def partial_update_job_data_meta(
 @router.get("/api/jobs/{job_id}/preview", response_model=None)
 async def retrieve_job_preview(job_id: ObjectId, request: Request, call: Call) -> Response:
     """CVAT ``GET /api/jobs/{id}/preview``: a thumbnail of the job's first frame."""
-    plan = await call(data_access.job_preview, job_id, request.app.state.settings)
+    plan = await unless_empty_preferred(
+        request, call(data_access.job_preview, job_id, request.app.state.settings)
+    )
+    if plan is None:
+        return Response(status_code=204)
     body, mime = await request.app.state.media.render(plan)
     return Response(body, media_type=mime)
 
@@ -59,6 +64,10 @@ async def retrieve_job_preview(job_id: ObjectId, request: Request, call: Call) -
 @router.get("/api/projects/{project_id}/preview", response_model=None)
 async def retrieve_project_preview(project_id: ObjectId, request: Request, call: Call) -> Response:
     """CVAT ``GET /api/projects/{id}/preview``: the preview of its first task with data."""
-    plan = await call(data_access.project_preview, project_id, request.app.state.settings)
+    plan = await unless_empty_preferred(
+        request, call(data_access.project_preview, project_id, request.app.state.settings)
+    )
+    if plan is None:
+        return Response(status_code=204)
     body, mime = await request.app.state.media.render(plan)
     return Response(body, media_type=mime)

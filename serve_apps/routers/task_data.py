@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from cvat_ray.cluster.errors import InvalidInput
 from cvat_ray.serve_apps.bodies import body_rule, json_object, validated
-from cvat_ray.serve_apps.compat import upload_action
+from cvat_ray.serve_apps.compat import unless_empty_preferred, upload_action
 from cvat_ray.serve_apps.deps import Call, ObjectId
 from cvat_ray.serve_apps.media import stream_multipart, stream_tus
 from cvat_ray.storage.schemas.data import DataMetaPatch, DataMetaRead, DataRequest
@@ -174,6 +174,10 @@ async def tus_options(task_id: ObjectId) -> Response:
 @router.get("/{task_id}/preview", response_model=None)
 async def retrieve_preview(task_id: ObjectId, request: Request, call: Call) -> Response:
     """CVAT ``GET /api/tasks/{id}/preview``: a JPEG thumbnail of the first frame."""
-    plan = await call(data_access.task_preview, task_id, request.app.state.settings)
+    plan = await unless_empty_preferred(
+        request, call(data_access.task_preview, task_id, request.app.state.settings)
+    )
+    if plan is None:
+        return Response(status_code=204)
     body, mime = await request.app.state.media.render(plan)
     return Response(body, media_type=mime)

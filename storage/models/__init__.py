@@ -4,6 +4,7 @@ from cvat_ray.storage.models.annotations import LabeledShape, LabeledTag, Labele
 from cvat_ray.storage.models.base import Base, UTCDateTime, utcnow
 from cvat_ray.storage.models.engine import Data, DataFrame, Job, Project, Segment, Task
 from cvat_ray.storage.models.functions import LambdaFunction
+from cvat_ray.storage.models.guides import AnnotationGuide, Asset, QualitySettings
 from cvat_ray.storage.models.identity import AccessToken, AuthSession, Group, User, user_groups
 from cvat_ray.storage.models.issues import Comment, Issue
 from cvat_ray.storage.models.labels import AttributeSpec, Label
@@ -13,6 +14,8 @@ from cvat_ray.storage.models.requests import BackgroundRequest
 
 __all__ = [
     "AccessToken",
+    "AnnotationGuide",
+    "Asset",
     "AttributeSpec",
     "AuthSession",
     "BackgroundRequest",
@@ -33,6 +36,7 @@ __all__ = [
     "Membership",
     "Organization",
     "Project",
+    "QualitySettings",
     "RelatedFile",
     "Segment",
     "Task",

@@ -14,7 +14,7 @@ from cvat_ray.iam.principal import Principal
 from cvat_ray.iam.throttle import LoginThrottle
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import AccessToken, User, utcnow
-from cvat_ray.storage.query import paginate
+from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, paginate
 from cvat_ray.storage.schemas.common import Page
 from cvat_ray.storage.schemas.users import (
     AccessTokenCreated,
@@ -221,16 +221,32 @@ def create_access_token(
     return AccessTokenCreated(**_token_read(session, ctx, token).model_dump(), value=value)
 
 
+_TOKEN_FIELDS = {
+    "id": AccessToken.id,
+    "name": AccessToken.name,
+    "read_only": AccessToken.read_only,
+    "created_date": AccessToken.created_date,
+    "updated_date": AccessToken.updated_date,
+    "expiry_date": AccessToken.expiry_date,
+    "last_used_date": AccessToken.last_used_date,
+}
+ACCESS_TOKEN_LIST = ListSpec(
+    policy_paths={},
+    fields=_TOKEN_FIELDS,
+    search_fields=("name",),
+    sort_fields=_TOKEN_FIELDS,
+    default_sort=(AccessToken.id.asc(),),
+    simple_filters=("name", "read_only"),
+)
+
+
 def list_access_tokens(
-    session: Session, ctx: RequestContext, page: int, page_size: int
+    session: Session, ctx: RequestContext, params: ListParams
 ) -> Page[AccessTokenRead]:
     authorize(ctx.principal, ctx.org, "list", Resource(kind="access_token"))
-    stmt = (
-        select(AccessToken)
-        .where(AccessToken.owner_id == ctx.principal.user_id)
-        .order_by(AccessToken.id)
-    )
-    count, rows = paginate(session, stmt, page, page_size)
+    stmt = select(AccessToken).where(AccessToken.owner_id == ctx.principal.user_id)
+    stmt = apply_list_params(stmt, ACCESS_TOKEN_LIST, params)
+    count, rows = paginate(session, stmt, params.page, params.page_size)
     return Page(count=count, results=[_token_read(session, ctx, r[0]) for r in rows])
 
 

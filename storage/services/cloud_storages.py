@@ -59,23 +59,25 @@ CLOUD_LIST = ListSpec(
     },
     fields={
         "id": CloudStorage.id,
-        "display_name": CloudStorage.display_name,
+        "name": CloudStorage.display_name,
         "provider_type": CloudStorage.provider_type,
         "resource": CloudStorage.resource,
         "credentials_type": CloudStorage.credentials_type,
         "description": CloudStorage.description,
         "owner": User.username,
     },
-    search_fields=("display_name", "resource", "description", "owner", "provider_type"),
+    search_fields=("name", "resource", "description", "owner"),
     sort_fields={
         "id": CloudStorage.id,
-        "display_name": CloudStorage.display_name,
+        "name": CloudStorage.display_name,
         "provider_type": CloudStorage.provider_type,
         "resource": CloudStorage.resource,
+        "credentials_type": CloudStorage.credentials_type,
+        "description": CloudStorage.description,
         "owner": User.username,
     },
     default_sort=(CloudStorage.id.desc(),),
-    simple_filters=("display_name", "provider_type", "resource", "credentials_type", "owner"),
+    simple_filters=("name", "provider_type", "resource", "credentials_type", "owner"),
 )
 
 # Required secret fields per credentials type.

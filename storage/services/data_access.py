@@ -44,10 +44,15 @@ from cvat_ray.storage.services.resources import (
 DataType = Literal["chunk", "frame", "preview", "context_image"]
 
 
+class NoMedia(NotFound):
+    """The object exists but has no media yet (a task without data, a project without such
+    tasks): a 404, or a 204 for clients that prefer an empty answer to a placeholder."""
+
+
 def _data(session: Session, task: Task) -> Data:
     data = session.get(Data, task.data_id) if task.data_id is not None else None
     if data is None:
-        raise NotFound("The task has no data yet.")
+        raise NoMedia("The task has no data yet.")
     return data
 
 
@@ -272,7 +277,7 @@ def project_preview(
         .limit(1)
     )
     if task is None:
-        raise NotFound("The project has no tasks with data.")
+        raise NoMedia("The project has no tasks with data.")
     return _data_plan(session, _data(session, task), settings, "preview", None, "original")
 
 

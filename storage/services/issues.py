@@ -57,33 +57,23 @@ ISSUE_LIST = ListSpec(
         "id": Issue.id,
         "job_id": Issue.job_id,
         "task_id": Job.task_id,
-        "project_id": Task.project_id,
         "frame_id": Issue.frame,
         "resolved": Issue.resolved,
         "owner": _Owner.username,
         "assignee": _Assignee.username,
-        "updated_date": Issue.updated_date,
     },
     search_fields=("owner", "assignee"),
     sort_fields={
         "id": Issue.id,
+        "job_id": Issue.job_id,
+        "task_id": Job.task_id,
         "owner": _Owner.username,
         "assignee": _Assignee.username,
         "resolved": Issue.resolved,
         "frame_id": Issue.frame,
-        "updated_date": Issue.updated_date,
     },
     default_sort=(Issue.id.desc(),),
-    simple_filters=(
-        "id",
-        "job_id",
-        "task_id",
-        "project_id",
-        "frame_id",
-        "resolved",
-        "owner",
-        "assignee",
-    ),
+    simple_filters=("job_id", "task_id", "frame_id", "resolved", "owner", "assignee"),
 )
 
 COMMENT_LIST = ListSpec(
@@ -102,9 +92,15 @@ COMMENT_LIST = ListSpec(
         "owner": _CommentOwner.username,
     },
     search_fields=("owner",),
-    sort_fields={"id": Comment.id, "owner": _CommentOwner.username},
+    sort_fields={
+        "id": Comment.id,
+        "issue_id": Comment.issue_id,
+        "frame_id": Issue.frame,
+        "job_id": Issue.job_id,
+        "owner": _CommentOwner.username,
+    },
     default_sort=(Comment.id.desc(),),
-    simple_filters=("id", "issue_id", "frame_id", "job_id", "owner"),
+    simple_filters=("issue_id", "frame_id", "job_id", "owner"),
 )
 
 

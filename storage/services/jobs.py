@@ -15,6 +15,7 @@ from cvat_ray.storage.models import Data, Job, Project, Segment, Task, User, utc
 from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
 from cvat_ray.storage.schemas.common import CountedLink, Link, Page
 from cvat_ray.storage.schemas.jobs import JobPatch, JobRead
+from cvat_ray.storage.services.guides import guide_ids
 from cvat_ray.storage.services.issues import issue_counts
 from cvat_ray.storage.services.projects import check_assignee, storage_read
 from cvat_ray.storage.services.resources import get_job, get_task, job_resource
@@ -42,13 +43,14 @@ JOB_LIST = ListSpec(
         "assignee": _Assignee.username,
         "state": Job.state,
         "stage": Job.stage,
-        "status": Job.status,
         "type": Job.type,
         "dimension": Task.dimension,
+        "media_type": Task.media_type,
+        "mode": Task.mode,
         "parent_job_id": Job.parent_job_id,
         "updated_date": Job.updated_date,
     },
-    search_fields=("task_name", "project_name", "assignee", "state", "stage"),
+    search_fields=("task_name", "project_name", "assignee"),
     sort_fields={
         "id": Job.id,
         "task_id": Job.task_id,
@@ -59,6 +61,10 @@ JOB_LIST = ListSpec(
         "state": Job.state,
         "stage": Job.stage,
         "type": Job.type,
+        "dimension": Task.dimension,
+        "media_type": Task.media_type,
+        "mode": Task.mode,
+        "parent_job_id": Job.parent_job_id,
         "updated_date": Job.updated_date,
     },
     default_sort=(Job.id.desc(),),
@@ -70,9 +76,10 @@ JOB_LIST = ListSpec(
         "assignee",
         "state",
         "stage",
-        "status",
         "type",
         "dimension",
+        "media_type",
+        "mode",
         "parent_job_id",
     ),
 )
@@ -96,6 +103,9 @@ def _to_reads(
         )
     }
     issues = issue_counts(session, [job.id for job, _, _ in rows])
+    task_guides, project_guides = guide_ids(
+        session, task_ids=[t.id for _, _, t in rows], project_ids=[t.project_id for _, _, t in rows]
+    )
     reads = []
     for job, segment, task in rows:
         d = data.get(task.data_id) if task.data_id else None
@@ -138,6 +148,7 @@ def _to_reads(
                 source_storage=storage_read(task.source_storage),
                 target_storage=storage_read(task.target_storage),
                 parent_job_id=job.parent_job_id,
+                guide_id=task_guides.get(task.id, project_guides.get(task.project_id or -1)),
             )
         )
     return reads

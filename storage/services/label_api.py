@@ -15,7 +15,14 @@ from cvat_ray.cluster.errors import InvalidInput
 from cvat_ray.iam.authz import Resource, authorize, list_filter
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import Label, Project, Task
-from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.query import (
+    ListParams,
+    ListSpec,
+    apply_list_params,
+    compile_policy,
+    paginate,
+    related,
+)
 from cvat_ray.storage.schemas.common import Page
 from cvat_ray.storage.schemas.labels import LabelPatch, LabelRead
 from cvat_ray.storage.services import labels as label_service
@@ -35,14 +42,22 @@ LABEL_LIST = ListSpec(
     fields={
         "id": Label.id,
         "name": Label.name,
+        "parent": related(Label.name, Label.parent_id),
         "type": Label.type,
         "color": Label.color,
         "parent_id": Label.parent_id,
     },
-    search_fields=("name",),
-    sort_fields={"id": Label.id, "name": Label.name, "type": Label.type},
+    search_fields=("name", "parent"),
+    sort_fields={
+        "id": Label.id,
+        "name": Label.name,
+        "parent": related(Label.name, Label.parent_id),
+        "type": Label.type,
+        "color": Label.color,
+        "parent_id": Label.parent_id,
+    },
     default_sort=(Label.id.asc(),),
-    simple_filters=("name", "type", "color", "parent_id"),
+    simple_filters=("name", "parent", "type", "color", "parent_id"),
 )
 
 

@@ -17,7 +17,14 @@ from cvat_ray.cluster.settings import get_settings
 from cvat_ray.iam.authz import Resource, authorize, list_filter, person
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import Invitation, Membership, Organization, User, utcnow
-from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.query import (
+    ListParams,
+    ListSpec,
+    apply_list_params,
+    compile_policy,
+    paginate,
+    related,
+)
 from cvat_ray.storage.schemas.common import Page
 from cvat_ray.storage.schemas.organizations import (
     AcceptedInvitation,
@@ -36,9 +43,8 @@ MEMBERSHIP_LIST = ListSpec(
         "id": Membership.id,
         "user": _Member.username,
         "role": Membership.role,
-        "org": Membership.organization_id,
     },
-    search_fields=("user", "role"),
+    search_fields=("user",),
     sort_fields={"id": Membership.id, "user": _Member.username, "role": Membership.role},
     default_sort=(Membership.id.asc(),),
     simple_filters=("user", "role"),
@@ -50,11 +56,22 @@ INVITATION_LIST = ListSpec(
         "invitee_id": Membership.user_id,
         "organization_id": Membership.organization_id,
     },
-    fields={"role": Membership.role, "user": _Member.username},
-    search_fields=("user",),
-    sort_fields={"created_date": Invitation.created_date},
+    fields={
+        # an invitation's primary key is its key (CVAT's too)
+        "id": Invitation.key,
+        "owner": related(User.username, Invitation.owner_id),
+        "user_id": Membership.user_id,
+        "accepted": Membership.is_active,
+    },
+    search_fields=("owner",),
+    sort_fields={
+        "accepted": Membership.is_active,
+        "created_date": Invitation.created_date,
+        "owner": related(User.username, Invitation.owner_id),
+        "user_id": Membership.user_id,
+    },
     default_sort=(Invitation.created_date.desc(),),
-    simple_filters=("role",),
+    simple_filters=("accepted", "owner", "user_id"),
 )
 
 

@@ -44,7 +44,12 @@ ORGANIZATION_LIST = ListSpec(
         "owner": _Owner.username,
     },
     search_fields=("slug", "name", "owner"),
-    sort_fields={"id": Organization.id, "slug": Organization.slug, "name": Organization.name},
+    sort_fields={
+        "id": Organization.id,
+        "slug": Organization.slug,
+        "name": Organization.name,
+        "owner": _Owner.username,
+    },
     default_sort=(Organization.id.asc(),),
     simple_filters=("slug", "name", "owner"),
 )

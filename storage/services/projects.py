@@ -16,6 +16,7 @@ from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, comp
 from cvat_ray.storage.schemas.common import CountedLink, Link, Page, StorageRead, StorageWrite
 from cvat_ray.storage.schemas.projects import ProjectPatch, ProjectRead, ProjectWrite
 from cvat_ray.storage.services import labels as label_service
+from cvat_ray.storage.services.guides import guide_ids
 from cvat_ray.storage.services.resources import get_project, project_resource
 from cvat_ray.storage.services.users import basic_users, require_user
 
@@ -36,7 +37,7 @@ PROJECT_LIST = ListSpec(
         "status": Project.status,
         "updated_date": Project.updated_date,
     },
-    search_fields=("name", "owner", "assignee", "status"),
+    search_fields=("name", "owner", "assignee"),
     sort_fields={
         "id": Project.id,
         "name": Project.name,
@@ -46,7 +47,7 @@ PROJECT_LIST = ListSpec(
         "updated_date": Project.updated_date,
     },
     default_sort=(Project.id.desc(),),
-    simple_filters=("id", "name", "owner", "assignee", "status"),
+    simple_filters=("name", "owner", "assignee", "status"),
 )
 
 
@@ -87,6 +88,7 @@ def _to_reads(
             .group_by(Task.project_id)
         ).all()
     )
+    _, guides = guide_ids(session, project_ids=ids)
     subsets: dict[int, list[str]] = {i: [] for i in ids}
     for pid, subset in session.execute(
         select(Task.project_id, Task.subset)
@@ -118,6 +120,7 @@ def _to_reads(
                 url=ctx.url(f"/api/tasks?project_id={p.id}"), count=task_counts.get(p.id, 0)
             ),
             labels=Link(url=ctx.url(f"/api/labels?project_id={p.id}")),
+            guide_id=guides.get(p.id),
         )
         for p in projects
     ]

@@ -14,15 +14,23 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, null, select, update
 from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.errors import Conflict, NotFound
 from cvat_ray.iam.authz import Resource, authorize, list_filter
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.db import after_commit
-from cvat_ray.storage.models import BackgroundRequest, User, utcnow
-from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
+from cvat_ray.storage.models import BackgroundRequest, Organization, User, utcnow
+from cvat_ray.storage.query import (
+    ListParams,
+    ListSpec,
+    apply_list_params,
+    compile_policy,
+    paginate,
+    related,
+    split_part,
+)
 from cvat_ray.storage.schemas.common import Page
 from cvat_ray.storage.schemas.requests import RequestOperation, RequestOwner, RequestRead
 
@@ -36,7 +44,17 @@ _TRANSITIONS = {
 REQUEST_LIST = ListSpec(
     policy_paths={"owner_id": BackgroundRequest.owner_id},
     fields={
-        "action": BackgroundRequest.operation_type,
+        # operation_type is "<action>:<target or subresource>" ("create:task", "export:dataset")
+        "action": split_part(BackgroundRequest.operation_type, ":", 1),
+        "subresource": case(
+            (
+                split_part(BackgroundRequest.operation_type, ":", 1).in_(("import", "export")),
+                split_part(BackgroundRequest.operation_type, ":", 2),
+            ),
+            else_=null(),
+        ),
+        "org": related(Organization.slug, BackgroundRequest.organization_id),
+        "org_id": BackgroundRequest.organization_id,
         "target": BackgroundRequest.target,
         "status": BackgroundRequest.status,
         "format": BackgroundRequest.format,
@@ -47,11 +65,22 @@ REQUEST_LIST = ListSpec(
     },
     search_fields=(),
     sort_fields={
+        "action": split_part(BackgroundRequest.operation_type, ":", 1),
         "created_date": BackgroundRequest.created_date,
         "status": BackgroundRequest.status,
     },
     default_sort=(BackgroundRequest.created_date.desc(),),
-    simple_filters=("target", "status", "format", "task_id", "job_id", "project_id", "function_id"),
+    simple_filters=(
+        "action",
+        "subresource",
+        "target",
+        "status",
+        "format",
+        "task_id",
+        "job_id",
+        "project_id",
+        "function_id",
+    ),
 )
 
 

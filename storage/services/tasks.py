@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, func, select
+from sqlalchemy import ColumnElement, String, bindparam, cast, delete, func, null, select
 from sqlalchemy.orm import Session, aliased
 
 from cvat_ray.cluster.errors import InvalidInput, NotFound
@@ -15,6 +15,7 @@ from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, comp
 from cvat_ray.storage.schemas.common import BasicUser, Link, Page
 from cvat_ray.storage.schemas.tasks import JobsSummary, TaskPatch, TaskRead, TaskWrite
 from cvat_ray.storage.services import labels as label_service
+from cvat_ray.storage.services.guides import task_guide_id
 from cvat_ray.storage.services.projects import (
     check_assignee,
     move_to_organization,
@@ -57,6 +58,8 @@ TASK_LIST = ListSpec(
         "subset": Task.subset,
         "tracker_link": Task.bug_tracker,
         "updated_date": Task.updated_date,
+        # no validation (ground-truth) modes yet: every task's is null
+        "validation_mode": cast(null(), String(16)),
     },
     search_fields=("name", "owner", "assignee", "project_name", "subset", "tracker_link"),
     sort_fields={
@@ -71,7 +74,9 @@ TASK_LIST = ListSpec(
         "dimension": Task.dimension,
         "media_type": Task.media_type,
         "subset": Task.subset,
+        "tracker_link": Task.bug_tracker,
         "updated_date": Task.updated_date,
+        "validation_mode": cast(null(), String(16)),
     },
     default_sort=(Task.id.desc(),),
     simple_filters=(
@@ -86,6 +91,7 @@ TASK_LIST = ListSpec(
         "media_type",
         "subset",
         "tracker_link",
+        "validation_mode",
     ),
 )
 
@@ -119,6 +125,7 @@ _READ_COLUMNS = (
     _jobs().label("jobs_count"),
     _jobs(Job.status == "completed").label("jobs_completed"),
     _jobs(Job.stage == "validation").label("jobs_validation"),
+    task_guide_id(Task.id).label("guide_id"),
 )
 
 
@@ -185,6 +192,7 @@ def _to_read(ctx: RequestContext, row: Any) -> TaskRead:
             validation=row.jobs_validation,
         ),
         labels=Link(url=ctx.url(f"/api/labels?task_id={t.id}")),
+        guide_id=row.guide_id,
         consensus_enabled=t.consensus_replicas > 0,
         initial_replicas=t.consensus_replicas,
     )

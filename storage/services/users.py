@@ -181,7 +181,6 @@ USER_LIST = ListSpec(
         "username": User.username,
         "first_name": User.first_name,
         "last_name": User.last_name,
-        "email": User.email,
         "is_active": User.is_active,
     },
     search_fields=("username", "first_name", "last_name"),
@@ -190,10 +189,10 @@ USER_LIST = ListSpec(
         "username": User.username,
         "first_name": User.first_name,
         "last_name": User.last_name,
-        "email": User.email,
+        "is_active": User.is_active,
     },
     default_sort=(User.id.asc(),),
-    simple_filters=("id", "username", "first_name", "last_name", "is_active"),
+    simple_filters=("username", "first_name", "last_name", "is_active"),
 )
 
 

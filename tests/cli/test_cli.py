@@ -153,6 +153,15 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.headers.get_all("X-Request-Id") == ["abc-42"]
             assert response.headers["Server-Timing"].startswith("app;dur=")
+        # CVAT's UI: the health check (the Ray cluster is checked inside a Serve replica) and
+        # HEAD, over real HTTP through the Serve proxy.
+        health = f"http://127.0.0.1:{port}/api/server/health/?format=json"
+        with urllib.request.urlopen(health, timeout=30) as response:
+            assert json.load(response) == {"DatabaseBackend": "working", "RayCluster": "working"}
+        head = urllib.request.Request(f"http://127.0.0.1:{port}/static/logo.svg", method="HEAD")
+        with urllib.request.urlopen(head, timeout=30) as response:
+            assert response.status == 200 and response.read() == b""
+            assert response.headers["Content-Type"] == "image/svg+xml"
 
         status = subprocess.run(
             [CLI, "status", "--data-dir", str(tmp_path / "data")],

@@ -18,11 +18,15 @@ import pytest
 from cvat_ray.serve_apps.deps import Caller
 from cvat_ray.storage.db import Database
 from tests.conftest import Account
+from tests.media_files import image_bytes
 from tests.serve_apps.test_projects_tasks import LABELS, add_frames
 
 # Routes anyone may call: they authenticate the caller themselves or need no identity.
 PUBLIC = {
     ("GET", "/api/server/about"),
+    ("GET", "/api/server/health"),
+    ("GET", "/api/server/plugins"),
+    ("GET", "/api/user-agreements"),
     ("GET", "/api/schema"),
     ("GET", "/api/docs"),
     ("POST", "/api/auth/login"),
@@ -86,7 +90,19 @@ async def objects(client_for, db: Database, admin: Account) -> dict[str, str]:
         )
     ).json()
     comment = (await api.get(f"/api/comments?issue_id={issue['id']}")).json()["results"][0]
+    guide = (await api.post("/api/guides", json={"task_id": task["id"], "markdown": "m"})).json()
+    asset = (
+        await api.post(
+            "/api/assets",
+            data={"guide_id": str(guide["id"])},
+            files={"file": ("a.png", image_bytes(8, 8, fmt="PNG"), "image/png")},
+        )
+    ).json()
+    settings = (await api.get(f"/api/quality/settings?task_id={task['id']}")).json()["results"][0]
     return {
+        "guide_id": str(guide["id"]),
+        "uuid": asset["uuid"],
+        "settings_id": str(settings["id"]),
         "issue_id": str(issue["id"]),
         "comment_id": str(comment["id"]),
         "org_id": str(org["id"]),
