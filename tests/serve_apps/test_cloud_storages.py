@@ -16,8 +16,8 @@ from cvat_ray.storage.db import Database
 from cvat_ray.storage.models import CloudStorage
 from tests.cloud_servers import StorageServer, put_object
 from tests.conftest import Account
+from tests.factories import new_task, wait
 from tests.media_files import image_bytes, write_video, zip_members
-from tests.serve_apps.test_task_data import new_task, wait
 
 SERVERS = ["s3_server", "azure_server", "gcs_server"]
 

@@ -18,7 +18,7 @@ import pytest
 from cvat_ray.serve_apps.deps import Caller
 from cvat_ray.storage.db import Database
 from tests.conftest import Account
-from tests.serve_apps.test_projects_tasks import LABELS, add_frames
+from tests.factories import LABELS, add_frames
 
 # Routes anyone may call: they authenticate the caller themselves or need no identity.
 PUBLIC = {
