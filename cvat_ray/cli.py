@@ -191,7 +191,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         deploy.start(config)
         api_url = f"http://{settings.server.host}:{settings.server.port}"
         # Written before the API answers: from then on the CLI talks to this server.
-        _write_state(settings, api_url, ray_runtime, phase="starting")
+        started = datetime.now(UTC).isoformat()
+        _write_state(settings, api_url, ray_runtime, started, phase="starting")
         deploy.run(config, [API_APP])
         for problem in problems:
             print(f"  Function skipped: {problem}", flush=True)
@@ -200,7 +201,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         from cvat_ray.actors.launcher import start_ray_workers
 
         start_ray_workers(settings)
-        _write_state(settings, api_url, ray_runtime, phase="running")
+        _write_state(settings, api_url, ray_runtime, started, phase="running")
         print(f"\ncvat-ray is up.\n  API:           {api_url}/api/  (OpenAPI {api_url}/api/schema)")
         if ray_runtime.dashboard_url:
             note = f" (token: {ray_runtime.token_path})" if ray_runtime.token_path else ""
@@ -223,7 +224,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_state(settings: Settings, api_url: str, ray_runtime: Any, *, phase: str) -> None:
+def _write_state(
+    settings: Settings, api_url: str, ray_runtime: Any, started: str, *, phase: str
+) -> None:
     """The state file of a running ``up`` (``phase``: ``starting`` until everything is
     deployed, then ``running``), replaced whole so that a reader never sees half of it."""
     state = {
@@ -233,7 +236,7 @@ def _write_state(settings: Settings, api_url: str, ray_runtime: Any, *, phase: s
         "dashboard_url": ray_runtime.dashboard_url,
         "ray_address": ray_runtime.address,
         "token_path": str(ray_runtime.token_path) if ray_runtime.token_path else None,
-        "started": datetime.now(UTC).isoformat(),
+        "started": started,
     }
     partial = settings.state_file.with_name(settings.state_file.name + ".part")
     partial.write_text(json.dumps(state, indent=2))

@@ -30,7 +30,7 @@ SECRET = "bind-Secret-never-shown"
 
 
 def test_help_everywhere() -> None:
-    for args in ([], ["up"], ["migrate"], ["createsuperuser"], ["status"]):
+    for args in ([], ["up"], ["migrate"], ["createsuperuser"], ["status"], ["serve-config"]):
         out = subprocess.run([CLI, *args, "--help"], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "usage: cvat-ray" in out.stdout
 

@@ -119,20 +119,21 @@ def test_run_applications_and_forget_the_controller(ray_cluster: RayCluster) -> 
 
     from cvat_ray.cluster.runtime import free_port
 
-    @serve.deployment(ray_actor_options={"num_cpus": 0.05})
-    class Echo:
+    class Echoing:
         def __call__(self, value: Any) -> Any:
             return value
+
+    echo: Any = serve.deployment(ray_actor_options={"num_cpus": 0.05})(Echoing)
 
     serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     try:
         ray_compat.run_applications(
-            [(Echo.bind(), "compat-a", None), (Echo.bind(), "compat-b", None)], wait=True
+            [(echo.bind(), "compat-a", None), (echo.bind(), "compat-b", None)], wait=True
         )
         statuses = serve.status().applications
         assert {str(statuses[n].status.value) for n in ("compat-a", "compat-b")} == {"RUNNING"}
         assert serve.get_app_handle("compat-b").remote(7).result(timeout_s=60) == 7
-        ray_compat.run_applications([(Echo.bind(), "compat-c", None)], wait=False)
+        ray_compat.run_applications([(echo.bind(), "compat-c", None)], wait=False)
         assert "compat-c" in serve.status().applications
 
         assert context._global_client is not None
