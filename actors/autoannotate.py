@@ -9,8 +9,9 @@ inference -> postprocess -> save. Two engines run the same stage code (``cvat_ra
   flight, to the function's replicas (which decode image files, preprocess, infer and
   postprocess); otherwise decode, inference (an actor pool with the function's resources,
   GPUs included) and postprocess are stages of their own.
-* ``local``: the driver's own threads (decode ahead in a thread pool, infer in batches); used
-  without Ray (the in-process app, tests).
+* ``local``: the same decode, inference and postprocess stages in the driver's own threads
+  on one model (blocks decoded ahead in a thread pool); used without Ray (the in-process
+  app, tests).
 
 The driver saves results every ``functions.save_every`` frames (``source: auto``, the
 model's confidence as ``score``), reports progress, and stops when the request is cancelled
@@ -19,6 +20,7 @@ model's confidence as ``score``), reports progress, and stops when the request i
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import json
 import logging
@@ -27,7 +29,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from cvat_ray.actors import stages
+from cvat_ray.actors.functions.host import ModelHost, model_process_options
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.db import Database
 from cvat_ray.storage.functions.spec import FunctionSpec
@@ -40,6 +45,8 @@ logger = logging.getLogger("cvat_ray.autoannotate")
 DECODE_GROUP = 8
 # Batches per Ray Data block when the function's replicas infer.
 BLOCK_BATCHES = 4
+# Blocks the local engine decodes ahead of its inference.
+LOCAL_AHEAD = 2
 
 
 @dataclass
@@ -65,9 +72,6 @@ class RunStats:
         return text
 
 
-# ---------------------------------------------------------------------------------- stages
-
-
 # ---------------------------------------------------------------------------------- engines
 
 # (position in plan.frames, objects as JSON | None, error | None)
@@ -75,66 +79,31 @@ Result = tuple[int, str | None, str | None]
 
 
 def local_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result]:
-    """The stages in this process: decoding and preprocessing in a thread pool ahead of the
-    batched inference."""
-    model = stages.load_detector(run.spec)
-    stages.set_threads(run.spec)
-    batch = run.spec.batching.max_batch_size
-    groups = [
-        list(range(i, min(i + DECODE_GROUP, len(run.frames))))
-        for i in range(0, len(run.frames), DECODE_GROUP)
+    """The stages in this process, on one model: blocks of frames decoded and preprocessed
+    in a thread pool ahead of the batched inference and postprocessing."""
+    spec = run.spec
+    host = ModelHost(spec, owns_process=True)
+    decode = stages.Decode(run.plan, spec, host)
+    infer = stages.Infer(spec, host)
+    post = stages.Post(spec, run.threshold, run.conv_mask_to_poly, host)
+    block = max(DECODE_GROUP, spec.batching.max_batch_size)
+    blocks = [
+        {"start": np.array([i]), "stop": np.array([min(i + block, len(run.frames))])}
+        for i in range(0, len(run.frames), block)
     ]
-
-    def prepare(indexes: list[int]) -> list[tuple[int, Any, str | None]]:
-        out: list[tuple[int, Any, str | None]] = []
-        for pos, image in stages.decode_frames(run.plan, indexes):
-            if isinstance(image, str):
-                out.append((pos, None, image))
-                continue
-            try:
-                out.append((pos, model.preprocess(image), None))
-            except Exception:
-                out.append((pos, None, stages.reason()))
-        return out
-
     with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="cvat-decode") as pool:
-        ahead = max(2, 2 * batch // DECODE_GROUP + 1)
-        futures = [pool.submit(prepare, g) for g in groups[:ahead]]
-        next_group = len(futures)
-        pending: list[tuple[int, Any]] = []
-
-        def flush() -> Iterator[Result]:
-            outputs = stages.infer_isolating(model, [x for _, x in pending])
-            for (pos, _), output in zip(pending, outputs, strict=True):
-                if isinstance(output, str):
-                    yield pos, None, output
-                    continue
-                try:
-                    yield (
-                        pos,
-                        stages.postprocess_json(
-                            model, output, run.threshold, run.conv_mask_to_poly
-                        ),
-                        None,
-                    )
-                except Exception:
-                    yield pos, None, stages.reason()
-            pending.clear()
-
-        while futures:
-            prepared = futures.pop(0).result()
-            if next_group < len(groups):
-                futures.append(pool.submit(prepare, groups[next_group]))
-                next_group += 1
-            for pos, value, error in prepared:
-                if error is not None:
-                    yield pos, None, error
-                    continue
-                pending.append((pos, value))
-                if len(pending) >= batch:
-                    yield from flush()
-        if pending:
-            yield from flush()
+        ahead = collections.deque(pool.submit(decode, b) for b in blocks[:LOCAL_AHEAD])
+        submitted = len(ahead)
+        while ahead:
+            decoded = ahead.popleft().result()
+            if submitted < len(blocks):
+                ahead.append(pool.submit(decode, blocks[submitted]))
+                submitted += 1
+            done = post(infer(decoded))
+            for pos, objects, error in zip(
+                done["pos"], done["objects"], done["error"], strict=True
+            ):
+                yield int(pos), (objects or None), (error or None)
 
 
 def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result]:
@@ -142,8 +111,6 @@ def ray_results(run: lambda_runs.RunPlan, settings: Settings) -> Iterator[Result
     import ray
     import ray.data
     from ray.data import ActorPoolStrategy
-
-    from cvat_ray.actors.functions.host import model_process_options
 
     spec = run.spec
     pool = max(1, spec.autoscaling.max_replicas)

@@ -66,9 +66,9 @@ def dashboard_url(settings: Settings) -> str:
     """``functions.jobs_url``, else the URL the dashboard registered in the cluster."""
     url = settings.functions.jobs_url
     if not url:
-        from ray._private.services import get_webui_url_from_internal_kv
+        from cvat_ray.cluster.ray_compat import dashboard_url as registered_url
 
-        url = get_webui_url_from_internal_kv()  # type: ignore[no-untyped-call]
+        url = registered_url()
     if not url:
         raise RuntimeError("the cluster has no dashboard; set CVAT_RAY_FUNCTIONS__JOBS_URL")
     return url if url.startswith("http") else f"http://{url}"

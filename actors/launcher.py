@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import sys
 import threading
 from typing import Any, Protocol
 
@@ -120,12 +119,9 @@ class ThreadLauncher:
 def in_ray_worker() -> bool:
     """True inside a Ray worker process (a Serve replica, an actor); False in a driver or
     without Ray."""
-    ray: Any = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        return False
-    from ray._private.worker import WORKER_MODE
+    from cvat_ray.cluster.ray_compat import in_worker_process
 
-    return bool(ray.get_runtime_context().worker.mode == WORKER_MODE)
+    return in_worker_process()
 
 
 def uses_ray(settings: Settings) -> bool:

@@ -1,8 +1,13 @@
-"""The stages of a whole-task auto-annotation pipeline, as plain functions and Ray Data
-callable classes.
+"""The stages of a whole-task auto-annotation pipeline, as plain functions and callable
+classes: ``Decode`` (decode + the model's preprocess) -> ``Infer`` -> ``Post`` (postprocess
+to CVAT's JSON), which the Ray Data pipeline runs as stages of their own and the local
+engine runs in its threads (``cvat_ray.actors.autoannotate``), and
+:func:`decode_serve_infer`, which sends frames to the function's Serve replicas (they run
+:meth:`~cvat_ray.actors.functions.host.ModelHost.detect`). Every model call goes through a
+:class:`~cvat_ray.actors.functions.host.ModelHost`.
 
-Kept light on imports (numpy, the frame decoder, the model loader on demand; no database
-code), because every Ray Data actor that runs a stage imports this module when it starts,
+Kept light on imports (numpy, the frame decoder, the model host; models and torch load on
+demand; no database code), because every Ray Data actor that runs a stage imports this module when it starts,
 and that start is part of every run's latency.
 """
 
@@ -19,8 +24,8 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from cvat_ray.actors.functions.base import Detector
-from cvat_ray.actors.functions.output import detection_dict
+from cvat_ray.actors.functions.host import ModelHost
+from cvat_ray.cluster import ray_compat
 from cvat_ray.storage.functions.spec import FunctionSpec
 from cvat_ray.storage.media.render import RenderPlan, decode_array, decode_arrays, read_encoded
 
@@ -93,61 +98,39 @@ def isolating(batch_fn: Callable[[list[Any]], list[Any]], items: list[Any]) -> l
     return out
 
 
-def infer_isolating(model: Detector, inputs: list[Any]) -> list[Any | str]:
-    """``model.infer`` on a batch, a failing frame isolated (:func:`isolating`)."""
-    return isolating(model.infer, inputs)
-
-
-def postprocess_json(model: Detector, output: Any, threshold: float, conv: bool) -> str:
-    dets = model.postprocess(output, threshold)
-    return json.dumps([detection_dict(d, conv_mask_to_poly=conv) for d in dets])
-
-
-def load_detector(spec: FunctionSpec, *, device: str | None = None) -> Detector:
-    from cvat_ray.actors.functions.loader import load_model
-
-    model = load_model(
-        spec.kind,
-        spec.runtime.to_loader(),
-        [label.name for label in spec.labels],
-        device or ("cuda" if spec.resources.num_gpus > 0 else "cpu"),
-    )
-    assert isinstance(model, Detector)
-    return model
-
-
-def set_threads(spec: FunctionSpec) -> None:
-    import torch
-
-    with contextlib.suppress(RuntimeError):
-        torch.set_num_threads(spec.threads)
+def prepare_frames(
+    host: ModelHost, plan: RenderPlan, indexes: list[int]
+) -> list[tuple[int, Any, str]]:
+    """``(position, preprocessed frame or None, error or "")`` of ``plan.frames[i]`` for
+    each index: decoded, then the model's preprocess; a frame that fails costs only itself."""
+    out: list[tuple[int, Any, str]] = []
+    for pos, image in decode_frames(plan, indexes):
+        if isinstance(image, str):
+            out.append((pos, None, image))
+            continue
+        try:
+            out.append((pos, host.preprocess(image), ""))
+        except Exception:
+            out.append((pos, None, reason()))
+    return out
 
 
 class Decode:
-    """Ray Data stage: decode a group of frames and run the model's preprocess."""
+    """Stage: decode a block of frames and run the model's preprocess."""
 
-    def __init__(self, plan: RenderPlan, spec: FunctionSpec) -> None:
+    def __init__(self, plan: RenderPlan, spec: FunctionSpec, host: ModelHost | None = None) -> None:
         self.plan = plan
-        self.model = load_detector(spec, device="cpu")
+        self.host = host or ModelHost(spec, device="cpu")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        positions: list[int] = []
-        inputs: list[Any] = []
-        errors: list[str] = []
+        prepared: list[tuple[int, Any, str]] = []
         for start, stop in zip(batch["start"].tolist(), batch["stop"].tolist(), strict=True):
-            for pos, image in decode_frames(self.plan, list(range(start, stop))):
-                positions.append(pos)
-                if isinstance(image, str):
-                    inputs.append(None)
-                    errors.append(image)
-                    continue
-                try:
-                    inputs.append(self.model.preprocess(image))
-                    errors.append("")
-                except Exception:
-                    inputs.append(None)
-                    errors.append(reason())
-        return {"pos": np.array(positions), "input": _column(inputs), "error": errors}
+            prepared.extend(prepare_frames(self.host, self.plan, list(range(start, stop))))
+        return {
+            "pos": np.array([pos for pos, _, _ in prepared]),
+            "input": _column([value for _, value, _ in prepared]),
+            "error": [error for _, _, error in prepared],
+        }
 
 
 def _column(values: list[Any]) -> Any:
@@ -165,18 +148,18 @@ def _column(values: list[Any]) -> Any:
 
 
 class Infer:
-    """Ray Data stage: the model on batches, with the function's resources."""
+    """Stage: the model on batches, with the function's resources (its process is the
+    model's: :class:`ModelHost` ``owns_process``)."""
 
-    def __init__(self, spec: FunctionSpec) -> None:
-        self.model = load_detector(spec)
-        set_threads(spec)
+    def __init__(self, spec: FunctionSpec, host: ModelHost | None = None) -> None:
+        self.host = host or ModelHost(spec, owns_process=True)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         positions = list(batch["pos"])
         errors = list(batch["error"])
         live = [i for i, e in enumerate(errors) if not e]
         outputs: list[Any] = [None] * len(positions)
-        results = infer_isolating(self.model, [batch["input"][i] for i in live]) if live else []
+        results = isolating(self.host.infer, [batch["input"][i] for i in live]) if live else []
         for i, output in zip(live, results, strict=True):
             if isinstance(output, str):
                 errors[i] = output
@@ -266,9 +249,7 @@ def forget_handle(app: str) -> None:
     restarted with a new controller)."""
     _HANDLES.pop(app, None)
     with contextlib.suppress(Exception):
-        from ray.serve import context
-
-        context._disconnect()  # type: ignore[no-untyped-call]
+        ray_compat.forget_serve_controller()
 
 
 def decode_serve_infer(
@@ -366,10 +347,12 @@ def _warm(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 class Post:
-    """Ray Data stage: detections as CVAT's function output (JSON text)."""
+    """Stage: detections as CVAT's function output (JSON text)."""
 
-    def __init__(self, spec: FunctionSpec, threshold: float, conv: bool) -> None:
-        self.model = load_detector(spec, device="cpu")
+    def __init__(
+        self, spec: FunctionSpec, threshold: float, conv: bool, host: ModelHost | None = None
+    ) -> None:
+        self.host = host or ModelHost(spec, device="cpu")
         self.threshold = threshold
         self.conv = conv
 
@@ -381,7 +364,7 @@ class Post:
                 objects.append("")
                 continue
             try:
-                objects.append(postprocess_json(self.model, output, self.threshold, self.conv))
+                objects.append(json.dumps(self.host.answer(output, self.threshold, self.conv)))
             except Exception:
                 objects.append("")
                 errors[i] = reason()

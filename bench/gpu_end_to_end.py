@@ -160,12 +160,12 @@ def model_alone(spec_path: Path, device: str, share: Path, sizes: Sizes) -> dict
     on frames already on the device (context)."""
     import torch
 
-    from cvat_ray.actors.stages import load_detector
+    from cvat_ray.actors.functions.host import load_spec_model
     from cvat_ray.storage.functions.spec import load_spec_file
     from cvat_ray.storage.media.render import decode_array
 
     spec = load_spec_file(spec_path)
-    model: Any = load_detector(spec, device=device)
+    model: Any = load_spec_model(spec, device=device)
     distinct = min(256, sizes.frames)
     frames = [
         model.preprocess(decode_array((share / f"frames/frame_{i:05d}.jpg").read_bytes()))

@@ -3,3 +3,4 @@
 NAMESPACE = "cvat-ray"
 API_APP = "cvat-api"
 API_DEPLOYMENT = "ApiIngress"
+FUNCTION_DEPLOYMENT = "function"

@@ -9,19 +9,16 @@ the first ``import ray`` of the process.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib
 import os
 import secrets
 import socket
-import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cvat_ray.cluster import ray_compat
 from cvat_ray.cluster.names import NAMESPACE
 from cvat_ray.cluster.settings import Settings
 
@@ -54,9 +51,7 @@ def configure_auth(settings: Settings) -> Path | None:
         ensure_token(token_path)
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_path)
-    if "ray" in sys.modules:  # already imported: make it re-read the environment
-        raylet: Any = importlib.import_module("ray._raylet")
-        raylet.Config.initialize("")
+    ray_compat.reload_auth_config()  # when Ray was imported already
     return token_path
 
 
@@ -119,21 +114,17 @@ def start(settings: Settings) -> RayRuntime:
         settings.ray.dashboard_host, dashboard_port
     ):
         dashboard_port = free_port(settings.ray.dashboard_host)
-    import ray
-
-    with agent_port(free_port()):
-        ctx = ray.init(
-            address="local",
-            namespace=NAMESPACE,
-            num_cpus=settings.ray.num_cpus,  # type: ignore[arg-type]
-            include_dashboard=settings.ray.include_dashboard,
-            dashboard_host=settings.ray.dashboard_host,
-            dashboard_port=dashboard_port,
-            log_to_driver=False,
-            _temp_dir=str(temp_dir),
-            _system_config=system_config(settings),
-        )
-    info: dict[str, Any] = ctx.address_info  # type: ignore[attr-defined]
+    ctx = ray_compat.init_local_head(
+        namespace=NAMESPACE,
+        num_cpus=settings.ray.num_cpus,
+        include_dashboard=settings.ray.include_dashboard,
+        dashboard_host=settings.ray.dashboard_host,
+        dashboard_port=dashboard_port,
+        temp_dir=temp_dir,
+        agent_listen_port=free_port(),
+        system_config=system_config(settings),
+    )
+    info: dict[str, Any] = ctx.address_info
     return RayRuntime(
         address=info["gcs_address"],
         dashboard_url=_http(ctx.dashboard_url) if settings.ray.include_dashboard else None,
@@ -149,31 +140,6 @@ def system_config(settings: Settings) -> dict[str, Any]:
     seconds for new ones; a cluster's actors count towards the limit too."""
     limit = settings.ray.idle_workers
     return {"num_workers_soft_limit": limit} if limit else {}
-
-
-@contextlib.contextmanager
-def agent_port(port: int) -> Iterator[None]:
-    """Give the local head's dashboard agent ``port`` for its HTTP server (the Jobs API).
-
-    Ray binds it to 52365 unless told otherwise, and ``ray.init`` has no argument for it; a
-    second Ray on the machine (another server, a test cluster) then runs without a Jobs API
-    ("No available agent to submit job"). ``ray.init`` builds its node parameters through
-    ``ray._private.parameter.RayParams``; for the duration of the call that name gives our
-    port as the default."""
-    from ray._private import parameter
-
-    original = parameter.RayParams
-
-    class _Params(original):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.setdefault("dashboard_agent_listen_port", port)
-            super().__init__(*args, **kwargs)
-
-    parameter.RayParams = _Params  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        parameter.RayParams = original  # type: ignore[misc]
 
 
 def _http(url: str | None) -> str | None:

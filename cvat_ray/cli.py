@@ -174,21 +174,34 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
+        from cvat_ray.cluster.names import API_APP
         from cvat_ray.serve_apps import deploy
+        from cvat_ray.storage.services import lambda_functions
 
-        deploy.deploy(settings)
         db = _database(settings)
         try:
-            for problem in deploy.register_startup_functions(settings, db):
-                print(f"  Function skipped: {problem}", flush=True)
-            functions = deploy.deploy_functions(db, wait=True)
+            problems = deploy.register_startup_functions(settings, db)
+            with db.session() as session:
+                specs = lambda_functions.registered(session)
         finally:
             db.dispose()
+        # One config for everything Serve runs (what `cvat-ray serve-config` prints).
+        config = deploy.serve_config(settings, specs)
+        deploy.validate(config)
+        deploy.start(config)
+        api_url = f"http://{settings.server.host}:{settings.server.port}"
+        # Written before the API answers: from then on the CLI talks to this server.
+        started = datetime.now(UTC).isoformat()
+        _write_state(settings, api_url, ray_runtime, started, phase="starting")
+        deploy.run(config, [API_APP])
+        for problem in problems:
+            print(f"  Function skipped: {problem}", flush=True)
+        deploy.run(config, [a["name"] for a in config["applications"] if a["name"] != API_APP])
+        functions = [spec.id for spec in specs]
         from cvat_ray.actors.launcher import start_ray_workers
 
         start_ray_workers(settings)
-        api_url = f"http://{settings.server.host}:{settings.server.port}"
-        _write_state(settings, api_url, ray_runtime)
+        _write_state(settings, api_url, ray_runtime, started, phase="running")
         print(f"\ncvat-ray is up.\n  API:           {api_url}/api/  (OpenAPI {api_url}/api/schema)")
         if ray_runtime.dashboard_url:
             note = f" (token: {ray_runtime.token_path})" if ray_runtime.token_path else ""
@@ -211,16 +224,23 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_state(settings: Settings, api_url: str, ray_runtime: Any) -> None:
+def _write_state(
+    settings: Settings, api_url: str, ray_runtime: Any, started: str, *, phase: str
+) -> None:
+    """The state file of a running ``up`` (``phase``: ``starting`` until everything is
+    deployed, then ``running``), replaced whole so that a reader never sees half of it."""
     state = {
         "pid": os.getpid(),
+        "phase": phase,
         "api_url": api_url,
         "dashboard_url": ray_runtime.dashboard_url,
         "ray_address": ray_runtime.address,
         "token_path": str(ray_runtime.token_path) if ray_runtime.token_path else None,
-        "started": datetime.now(UTC).isoformat(),
+        "started": started,
     }
-    settings.state_file.write_text(json.dumps(state, indent=2))
+    partial = settings.state_file.with_name(settings.state_file.name + ".part")
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(settings.state_file)
 
 
 def _get_json(url: str, token: str | None = None, timeout: float = 5) -> Any:
@@ -240,7 +260,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     except (ProcessLookupError, PermissionError):
         print(f"cvat-ray is not running (stale state, pid {state['pid']} is gone).")
         return 3
-    print(f"cvat-ray is running (pid {state['pid']}, started {state['started']}).")
+    phase = "starting" if state.get("phase") == "starting" else "running"
+    print(f"cvat-ray is {phase} (pid {state['pid']}, started {state['started']}).")
     print(f"  API:           {state['api_url']}/api/")
     try:
         about = _get_json(f"{state['api_url']}/api/server/about")
@@ -325,9 +346,9 @@ def cmd_functions_deploy(args: argparse.Namespace) -> int:
     if _connect(settings) is None:
         print(f"Function {spec.id!r} registered; the next `cvat-ray up` deploys it.")
         return 0
-    from cvat_ray.serve_apps.functions import deploy
+    from cvat_ray.serve_apps.deploy import deploy_function
 
-    deploy(spec, wait=True)
+    deploy_function(spec, wait=True)
     print(
         f"Function {spec.id!r} deployed (Serve application {lambda_functions.app_name(spec.id)!r})."
     )
@@ -341,9 +362,9 @@ def cmd_functions_list(args: argparse.Namespace) -> int:
     specs = _in_session(settings, lambda_functions.registered)
     states: dict[str, str] = {}
     if _connect(settings) is not None:
-        from cvat_ray.serve_apps.functions import deployed
+        from cvat_ray.serve_apps.deploy import function_states
 
-        states = deployed()
+        states = function_states()
     if args.json:
         print(json.dumps([s.to_cvat() | {"serve": states.get(s.id)} for s in specs], indent=2))
         return 0
@@ -355,14 +376,25 @@ def cmd_functions_list(args: argparse.Namespace) -> int:
 
 
 def cmd_functions_delete(args: argparse.Namespace) -> int:
+    """Serve's application first, then the registration: when Serve cannot delete the
+    application, nothing changes and the command fails."""
     from cvat_ray.storage.services import lambda_functions
 
     settings = _apply_overrides(args.data_dir)
-    found = _in_session(settings, lambda s: lambda_functions.unregister(s, args.id))
     if _connect(settings) is not None:
-        from cvat_ray.serve_apps.functions import undeploy
+        from cvat_ray.serve_apps.deploy import ServeFailure, delete_function
 
-        undeploy(args.id)
+        try:
+            delete_function(args.id)
+        except ServeFailure as exc:
+            name = lambda_functions.app_name(args.id)
+            print(
+                f"Error: Serve could not delete the application {name!r} ({exc}); "
+                f"the function {args.id!r} stays registered.",
+                file=sys.stderr,
+            )
+            return 1
+    found = _in_session(settings, lambda s: lambda_functions.unregister(s, args.id))
     if not found:
         print(f"Error: no function {args.id!r}.", file=sys.stderr)
         return 1
@@ -408,11 +440,7 @@ def cmd_functions_invoke(args: argparse.Namespace) -> int:
     if args.local or _connect(settings) is None:
         from cvat_ray.actors.functions.host import ModelHost
 
-        host = ModelHost(spec, device="cpu")
-        if method == "detect":
-            result: Any = host.detect([image], [args.threshold], [False])[0]
-        else:
-            result = getattr(host, method)(*call_args)
+        result: Any = ModelHost(spec, device="cpu").call(method, *call_args)
     else:
         from ray import serve
 
@@ -423,6 +451,25 @@ def cmd_functions_invoke(args: argparse.Namespace) -> int:
             .result(timeout_s=settings.functions.call_timeout_s)
         )
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_serve_config(args: argparse.Namespace) -> int:
+    """Print the Serve config of the API and the functions (what ``up`` deploys)."""
+    from cvat_ray.serve_apps import deploy
+    from cvat_ray.storage.services import lambda_functions
+
+    settings = _apply_overrides(args.data_dir, args.host, args.port)
+    specs = {spec.id: spec for spec in _in_session(settings, lambda_functions.registered)}
+    found, problems = deploy.startup_specs(settings)
+    specs.update((spec.id, spec) for spec, _ in found)
+    for problem in problems:
+        print(f"Function skipped: {problem}", file=sys.stderr)
+    config = deploy.serve_config(
+        settings, [specs[key] for key in sorted(specs)], cpus=args.cpus or deploy.cluster_cpus()
+    )
+    deploy.validate(config)
+    print(deploy.config_yaml(config), end="")
     return 0
 
 
@@ -550,6 +597,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_dir(finvoke)
     finvoke.set_defaults(func=cmd_functions_invoke)
+
+    config = sub.add_parser(
+        "serve-config",
+        help="Print the Serve config (YAML) of the API and the functions, as `up` deploys it",
+    )
+    config.add_argument("--host", default=None, help="Address the proxy listens on")
+    config.add_argument("--port", type=int, default=None, help="HTTP port of the proxy")
+    config.add_argument(
+        "--cpus",
+        type=float,
+        default=None,
+        help="CPUs of the cluster, for GPU functions' request queues (default: this machine's)",
+    )
+    data_dir(config)
+    config.set_defaults(func=cmd_serve_config)
 
     auto = sub.add_parser(
         "auto-annotate", help="Annotate tasks, a project or an organization with a function"

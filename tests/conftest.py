@@ -33,8 +33,8 @@ PG_URL = os.environ.get(
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PASSWORD = "Secret-pass-123"
 
-# Storage emulators (S3, Azure Blob, GCS) for cloud storage tests.
-pytest_plugins = ["tests.cloud_servers"]
+# Storage emulators (S3, Azure Blob, GCS) for cloud storage tests; the session Ray cluster.
+pytest_plugins = ["tests.cloud_servers", "tests.ray_cluster"]
 
 
 def _pg_available() -> str | None:

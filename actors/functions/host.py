@@ -1,17 +1,24 @@
 """One loaded function and the calls CVAT makes to it, in CVAT's wire shapes.
 
-The Serve deployment (``cvat_ray.serve_apps.functions``) and the in-process runner both hold a
-:class:`ModelHost`; it turns arrays and model results into CVAT's function answers.
+The one place where a spec's model is loaded (:func:`load_spec_model`), where a process
+that runs it sets its threads (:func:`use_threads`), and where its calls are made: every
+holder of a model (the Serve replica, the in-process runner, the CLI, the stages of a
+whole-task run) holds a :class:`ModelHost`. A detector's batch goes through
+:func:`~cvat_ray.actors.functions.loader.run_detector` (:meth:`ModelHost.detect`); the
+whole-task stages (``cvat_ray.actors.stages``) run the same steps (:meth:`ModelHost.preprocess`,
+:meth:`ModelHost.infer`, :meth:`ModelHost.answer`) spread over threads or Ray Data stages.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from cvat_ray.actors.functions.base import Detector, Image, Interactor, ModelError, Tracker
-from cvat_ray.actors.functions.loader import load_model
+from cvat_ray.actors.functions.loader import Model, checked_infer, load_model, run_detector
 from cvat_ray.actors.functions.output import detection_dict, interactor_dict
 from cvat_ray.storage.functions.spec import FunctionSpec
 
@@ -45,35 +52,99 @@ def model_process_options(spec: FunctionSpec) -> dict[str, Any]:
     return options
 
 
+def load_spec_model(spec: FunctionSpec, device: str | None = None) -> Model:
+    """The model of ``spec`` on ``device`` (default: ``cuda`` when the spec asks for GPUs,
+    falling back to the CPU when none is visible). Raises ModelError."""
+    return load_model(
+        spec.kind,
+        spec.runtime.to_loader(),
+        [label.name for label in spec.labels],
+        device or ("cuda" if spec.resources.num_gpus > 0 else "cpu"),
+    )
+
+
+def use_threads(threads: int) -> None:
+    """Give a process that runs a model ``threads`` threads for its math: OpenMP (for
+    libraries not loaded yet), torch and OpenCV. Set before the model loads."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    with contextlib.suppress(Exception):
+        import torch
+
+        torch.set_num_threads(threads)
+    with contextlib.suppress(Exception):
+        import cv2
+
+        cv2.setNumThreads(threads)
+
+
 class ModelHost:
-    def __init__(self, spec: FunctionSpec, device: str | None = None) -> None:
+    """A spec's model, loaded once, and its calls. ``owns_process``: this process runs the
+    model (a Serve replica, an inference actor, a run's driver): its threads are set from
+    the spec first (:func:`use_threads`)."""
+
+    def __init__(
+        self, spec: FunctionSpec, device: str | None = None, *, owns_process: bool = False
+    ) -> None:
         self.spec = spec
-        self.model = load_model(
-            spec.kind,
-            spec.runtime.to_loader(),
-            [label.name for label in spec.labels],
-            device or ("cuda" if spec.resources.num_gpus > 0 else "cpu"),
-        )
+        if owns_process:
+            use_threads(spec.threads)
+        self.model = load_spec_model(spec, device)
+        self._detector = self.model if isinstance(self.model, Detector) else None
         # OpenCV trackers and some models are not thread-safe.
         self._lock = threading.Lock()
+        # ``infer`` is serialised here unless the model serialises its device work itself
+        # (``concurrent_infer``: CUDA models stage batches concurrently).
+        concurrent = getattr(self.model, "concurrent_infer", False)
+        self._infer_guard: Any = contextlib.nullcontext() if concurrent else self._lock
+
+    @property
+    def detector(self) -> Detector:
+        if self._detector is None:
+            raise ModelError(f"{self.spec.id} is a {self.spec.kind}, not a detector")
+        return self._detector
+
+    def call(self, method: str, *args: Any) -> Any:
+        """CVAT's call ``method`` (``detect``, ``interact``, ``track``) on one frame, as the
+        Serve replica answers it: ``detect(image, threshold, conv_mask_to_poly)``."""
+        if method == "detect":
+            image, threshold, conv = args
+            return self.detect([image], [threshold], [conv])[0]
+        if method not in ("interact", "track"):
+            raise ModelError(f"unknown function call {method!r}")
+        return getattr(self, method)(*args)
+
+    # -- a detector's steps. preprocess and postprocess work on one frame's arrays, so the
+    # calls a replica has in flight run them in their own threads while another batch is on
+    # the accelerator (a GPU otherwise idles through them); only ``infer`` is serialised.
+
+    def preprocess(self, image: Image) -> Any:
+        return self.detector.preprocess(image)
+
+    def infer(self, inputs: list[Any]) -> list[Any]:
+        """The model on a batch of preprocessed frames: one output per input."""
+        return checked_infer(self.detector, inputs, self._device_infer)
+
+    def _device_infer(self, inputs: list[Any]) -> list[Any]:
+        with self._infer_guard:
+            return self.detector.infer(inputs)
+
+    def answer(
+        self, output: Any, threshold: float, conv_mask_to_poly: bool
+    ) -> list[dict[str, Any]]:
+        """One frame's output as CVAT's function answer (detections at ``threshold``)."""
+        return [
+            detection_dict(d, conv_mask_to_poly=conv_mask_to_poly)
+            for d in self.detector.postprocess(output, threshold)
+        ]
 
     def detect(
-        self, images: list[Image], thresholds: list[float], conv_mask_to_poly: list[bool]
+        self, images: list[Image], thresholds: Sequence[float], conv_mask_to_poly: list[bool]
     ) -> list[list[dict[str, Any]]]:
         """One batch through preprocess -> infer -> postprocess; one answer per image."""
-        model = self.model
-        if not isinstance(model, Detector):
-            raise ModelError(f"{self.spec.id} is a {self.spec.kind}, not a detector")
-        # preprocess and postprocess work on one frame's arrays, so the calls a replica has
-        # in flight run them in their own threads while another batch is on the accelerator
-        # (a GPU otherwise idles through them). ``infer`` is serialised here unless the
-        # model serialises its device work itself (``concurrent_infer``).
-        inputs = [model.preprocess(im) for im in images]
-        with contextlib.nullcontext() if getattr(model, "concurrent_infer", False) else self._lock:
-            outputs = model.infer(inputs)
+        found = run_detector(self.detector, images, thresholds, infer=self._device_infer)
         return [
-            [detection_dict(d, conv_mask_to_poly=c) for d in model.postprocess(out, t)]
-            for out, t, c in zip(outputs, thresholds, conv_mask_to_poly, strict=True)
+            [detection_dict(d, conv_mask_to_poly=c) for d in dets]
+            for dets, c in zip(found, conv_mask_to_poly, strict=True)
         ]
 
     def interact(

@@ -1,4 +1,5 @@
-"""From a function spec's ``runtime`` to a model object, and the one-call detector path.
+"""From a function spec's ``runtime`` to a model object, and the detector loop
+(:func:`run_detector`).
 
 ``runtime`` (see ``cvat_ray.storage.functions.spec.RuntimeSpec.to_loader``) holds exactly one model
 source:
@@ -16,6 +17,7 @@ reads) and ``input_size`` (``[height, width]`` for TorchScript/ONNX). Every fail
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,18 +78,38 @@ def load_model(kind: str, runtime: dict[str, Any], labels: list[str], device: st
     return model  # type: ignore[no-any-return]
 
 
-def run_detector(model: Model, images: list[Image], threshold: float) -> list[list[Detection]]:
-    """Detections of each frame with ``confidence >= threshold``: preprocess each frame,
-    infer on the whole batch, postprocess each output. ModelError if ``model`` is not a
-    detector (so the result of :func:`load_model` can be passed as is)."""
+def run_detector(
+    model: Model,
+    images: list[Image],
+    threshold: float | Sequence[float],
+    *,
+    infer: Callable[[list[Any]], list[Any]] | None = None,
+) -> list[list[Detection]]:
+    """The detector loop: preprocess each frame, infer on the whole batch (with ``infer``
+    when given: :class:`~cvat_ray.actors.functions.host.ModelHost` serialises the device
+    there), postprocess each output. Detections of each frame with ``confidence >=`` its
+    threshold (one for all, or one per frame). ModelError if ``model`` is not a detector
+    (so the result of :func:`load_model` can be passed as is)."""
     if not isinstance(model, Detector):
         raise ModelError(f"{type(model).__name__} is not a detector")
     if not images:
         return []
-    outputs = model.infer([model.preprocess(image) for image in images])
-    if len(outputs) != len(images):
-        raise ModelError(f"the model gave {len(outputs)} outputs for {len(images)} frames")
-    return [model.postprocess(output, threshold) for output in outputs]
+    thresholds = (
+        [float(threshold)] * len(images) if isinstance(threshold, int | float) else threshold
+    )
+    outputs = checked_infer(model, [model.preprocess(image) for image in images], infer)
+    return [model.postprocess(output, t) for output, t in zip(outputs, thresholds, strict=True)]
+
+
+def checked_infer(
+    model: Detector, inputs: list[Any], infer: Callable[[list[Any]], list[Any]] | None = None
+) -> list[Any]:
+    """``model.infer`` (or ``infer``) on a batch, holding the model to one output per
+    input."""
+    outputs = (infer or model.infer)(inputs)
+    if len(outputs) != len(inputs):
+        raise ModelError(f"the model gave {len(outputs)} outputs for {len(inputs)} frames")
+    return outputs
 
 
 def resolve_class(path: str) -> type:

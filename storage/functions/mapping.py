@@ -4,6 +4,9 @@ Model output is CVAT's function output: a list of ``{label, type, points, confid
 attributes?, mask?}`` dicts per frame, labels by the model's names. A *label map* sends each
 model label to a task label (by the request's ``mapping``, or by equal names and
 compatible types as CVAT does) and model attribute names to task attribute ids.
+
+Pure: the task's labels come in as :class:`TaskLabel` (read by
+``cvat_ray.storage.services.lambda_functions.task_labels``).
 """
 
 from __future__ import annotations
@@ -12,12 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from cvat_ray.cluster.errors import InvalidInput
 from cvat_ray.storage.functions.spec import FunctionSpec
-from cvat_ray.storage.models import AttributeSpec, Label, Task
 from cvat_ray.storage.schemas.annotations import (
     AttributeVal,
     LabeledData,
@@ -47,26 +46,6 @@ class Target:
 
 
 LabelMap = dict[str, Target]
-
-
-def task_labels(session: Session, task: Task) -> list[TaskLabel]:
-    """The task's top-level labels (its project's when it has one) with their attributes."""
-    owner = (
-        Label.project_id == task.project_id
-        if task.project_id is not None
-        else Label.task_id == task.id
-    )
-    rows = session.execute(
-        select(Label.id, Label.name, Label.type).where(owner, Label.parent_id.is_(None))
-    ).all()
-    attrs: dict[int, dict[str, tuple[int, str, tuple[str, ...]]]] = {r.id: {} for r in rows}
-    if rows:
-        for a in session.scalars(
-            select(AttributeSpec).where(AttributeSpec.label_id.in_(list(attrs)))
-        ):
-            values = tuple(a.values.split("\n")) if a.values else ()
-            attrs[a.label_id][a.name] = (a.id, a.input_type, values)
-    return [TaskLabel(r.id, r.name, r.type, attrs[r.id]) for r in rows]
 
 
 def compatible(model_type: str, task_type: str) -> bool:

@@ -20,10 +20,19 @@ from cvat_ray.cluster.errors import Conflict, InvalidInput, NotFound
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.iam.authz import Resource, authorize, list_filter
 from cvat_ray.storage.context import RequestContext
-from cvat_ray.storage.functions.mapping import LabelMap, resolve, task_labels, to_labeled_data
+from cvat_ray.storage.functions.mapping import LabelMap, TaskLabel, resolve, to_labeled_data
 from cvat_ray.storage.functions.spec import FunctionSpec, parse_spec
 from cvat_ray.storage.media.render import RenderPlan
-from cvat_ray.storage.models import BackgroundRequest, Job, LambdaFunction, Segment, Task, utcnow
+from cvat_ray.storage.models import (
+    AttributeSpec,
+    BackgroundRequest,
+    Job,
+    Label,
+    LambdaFunction,
+    Segment,
+    Task,
+    utcnow,
+)
 from cvat_ray.storage.query import compile_policy
 from cvat_ray.storage.schemas.annotations import encode
 from cvat_ray.storage.schemas.lambda_ import (
@@ -83,6 +92,26 @@ def get_spec(session: Session, function_id: str) -> FunctionSpec:
 
 
 # ---------------------------------------------------------------------------------- functions
+
+
+def task_labels(session: Session, task: Task) -> list[TaskLabel]:
+    """The task's top-level labels (its project's when it has one) with their attributes."""
+    owner = (
+        Label.project_id == task.project_id
+        if task.project_id is not None
+        else Label.task_id == task.id
+    )
+    rows = session.execute(
+        select(Label.id, Label.name, Label.type).where(owner, Label.parent_id.is_(None))
+    ).all()
+    attrs: dict[int, dict[str, tuple[int, str, tuple[str, ...]]]] = {r.id: {} for r in rows}
+    if rows:
+        for a in session.scalars(
+            select(AttributeSpec).where(AttributeSpec.label_id.in_(list(attrs)))
+        ):
+            values = tuple(a.values.split("\n")) if a.values else ()
+            attrs[a.label_id][a.name] = (a.id, a.input_type, values)
+    return [TaskLabel(r.id, r.name, r.type, attrs[r.id]) for r in rows]
 
 
 def list_functions(session: Session, ctx: RequestContext) -> list[dict[str, Any]]:

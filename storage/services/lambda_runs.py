@@ -20,7 +20,7 @@ from cvat_ray.cluster.settings import Settings
 from cvat_ray.iam.authz import Resource, authorize
 from cvat_ray.storage.annotations.merge import JobRange
 from cvat_ray.storage.context import RequestContext
-from cvat_ray.storage.functions.mapping import LabelMap, resolve, task_labels, to_labeled_data
+from cvat_ray.storage.functions.mapping import LabelMap, resolve, to_labeled_data
 from cvat_ray.storage.functions.spec import FunctionSpec
 from cvat_ray.storage.media.render import RenderPlan
 from cvat_ray.storage.models import BackgroundRequest, Task, User
@@ -28,7 +28,12 @@ from cvat_ray.storage.schemas.lambda_ import DatasetRunRequest, FunctionCallRequ
 from cvat_ray.storage.services import annotations as annotation_service
 from cvat_ray.storage.services import requests as request_service
 from cvat_ray.storage.services.data_access import deleted_frames, frames_plan
-from cvat_ray.storage.services.lambda_functions import OPERATION, get_spec, running_for_task
+from cvat_ray.storage.services.lambda_functions import (
+    OPERATION,
+    get_spec,
+    running_for_task,
+    task_labels,
+)
 from cvat_ray.storage.services.resources import task_resource
 
 

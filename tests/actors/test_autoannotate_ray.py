@@ -22,37 +22,26 @@ from cvat_ray.actors.runners import RayLauncher
 from cvat_ray.cluster import runtime
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.serve_apps.app import build_app
-from cvat_ray.serve_apps.functions import FunctionUnavailable, ServeRunner, deploy, undeploy
+from cvat_ray.serve_apps.deploy import delete_function, deploy_function
+from cvat_ray.serve_apps.functions import FunctionUnavailable, ServeRunner
 from cvat_ray.storage.db import Database
-from cvat_ray.storage.functions.spec import FunctionSpec, load_spec_file
+from cvat_ray.storage.functions.spec import FunctionSpec
 from cvat_ray.storage.services import lambda_functions
 from tests.conftest import Account
-from tests.serve_apps.test_lambda import (
+from tests.factories import (
     Deferred,
+    colour_spec,
     colour_task,
+    crashing_spec,
     found,
     label_names,
+    marked_scenes,
     poll,
     scenes,
     truth_of,
 )
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-def colour_spec(**resources: Any) -> FunctionSpec:
-    from cvat_ray.serve_apps.deploy import builtin_spec_dir
-
-    spec = load_spec_file(builtin_spec_dir() / "colour-detector.yaml")
-    return spec.model_copy(
-        update={
-            "resources": spec.resources.model_copy(update={"num_cpus": 0.25, **resources}),
-            "autoscaling": spec.autoscaling.model_copy(
-                update={"min_replicas": 1, "max_replicas": 1}
-            ),
-            "batching": spec.batching.model_copy(update={"max_batch_size": 4}),
-        }
-    )
 
 
 @pytest.fixture
@@ -109,11 +98,11 @@ def serve_up(ray_cluster: None, registered: FunctionSpec) -> Iterator[FunctionSp
     from ray import serve
 
     serve.start(http_options={"host": "127.0.0.1", "port": runtime.free_port()})
-    deploy(registered, wait=True)
+    deploy_function(registered, wait=True)
     try:
         yield registered
     finally:
-        undeploy(registered.id)
+        delete_function(registered.id)
         with contextlib.suppress(Exception):
             serve.shutdown()  # type: ignore[no-untyped-call]
 
@@ -210,28 +199,6 @@ async def test_a_run_on_the_run_driver(
     finally:
         launcher.kill()
         launcher.close()
-
-
-def crashing_spec(model: str) -> FunctionSpec:
-    """A detector from tests/actors/crashing.py (``Crasher`` or ``Staller``) with the
-    colour detector's resources."""
-    spec = colour_spec()
-    return spec.model_copy(
-        update={
-            "id": model.lower(),
-            "runtime": spec.runtime.model_copy(
-                update={"class_": f"tests.actors.crashing:{model}", "options": {}}
-            ),
-            "labels": spec.labels[:1],
-        }
-    )
-
-
-def marked_scenes(count: int, marked: int, seed: int) -> list[np.ndarray]:
-    """Scenes whose frame ``marked`` has the pixel that makes the crashing models act up."""
-    images = [im.copy() for im, _ in scenes(count, seed=seed)]
-    images[marked][0, 0] = (1, 0, 0)
-    return images
 
 
 async def test_the_driver_killed_mid_run(
@@ -338,7 +305,7 @@ async def test_a_crashing_replica_fails_only_its_call(
         }
     )
     serve.start(http_options={"host": "127.0.0.1", "port": runtime.free_port()})
-    deploy(spec, wait=True)
+    deploy_function(spec, wait=True)
     runner = ServeRunner(ray_settings)
     try:
         fine = np.zeros((8, 8, 3), dtype=np.uint8)
@@ -358,7 +325,7 @@ async def test_a_crashing_replica_fails_only_its_call(
                 assert asyncio.get_running_loop().time() < deadline
                 await asyncio.sleep(1)
     finally:
-        undeploy(spec.id)
+        delete_function(spec.id)
         with contextlib.suppress(Exception):
             serve.shutdown()  # type: ignore[no-untyped-call]
 

@@ -34,11 +34,9 @@ from cvat_ray.storage.db import Database
 from cvat_ray.storage.models import BackgroundRequest, utcnow
 from cvat_ray.storage.services import lambda_functions
 from cvat_ray.storage.services.data_upload import CREATE_TASK, upload_area
-from tests.actors.test_autoannotate_ray import colour_spec, crashing_spec, marked_scenes
 from tests.conftest import Account
+from tests.factories import colour_spec, colour_task, crashing_spec, marked_scenes, new_task, scenes
 from tests.media_files import image_bytes
-from tests.serve_apps.test_lambda import colour_task, scenes
-from tests.serve_apps.test_task_data import new_task
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -30,6 +30,7 @@ from cvat_ray.actors.functions.builtin.opencv import (
 from cvat_ray.actors.functions.loader import BUILTINS, load_model, run_detector
 from cvat_ray.actors.functions.staging import PinnedBuffers
 from cvat_ray.actors.functions.synthetic import COLOURS, GAP, make_scene, random_scenes
+from tests.factories import cartoon_face, silhouette
 
 LABELS = list(COLOURS)
 # The torch models' tests run on CUDA too where a GPU is visible (CI has none: CPU only).
@@ -222,44 +223,6 @@ def test_colour_postprocess_matches_labelling_the_whole_frame() -> None:
 
 
 # --- OpenCV detectors ------------------------------------------------------------------
-
-
-def cartoon_face(size: int = 200) -> tuple[np.ndarray, tuple[int, int]]:
-    grey = np.full((480, 640), 60, np.uint8)
-    cx, cy = 300, 250
-    cv2.ellipse(grey, (cx, cy), (int(size * 0.42), int(size * 0.55)), 0, 0, 360, 190, -1)
-    for dx in (-1, 1):
-        eye = (cx + dx * int(size * 0.17), cy - int(size * 0.12))
-        cv2.ellipse(grey, eye, (int(size * 0.09), int(size * 0.045)), 0, 0, 360, 40, -1)
-        brow = cy - int(size * 0.24)
-        cv2.line(
-            grey, (cx + dx * int(size * 0.08), brow), (cx + dx * int(size * 0.28), brow), 70, 8
-        )
-    cv2.line(grey, (cx, cy - int(size * 0.08)), (cx, cy + int(size * 0.12)), 150, 6)
-    cv2.ellipse(
-        grey, (cx, cy + int(size * 0.25)), (int(size * 0.15), int(size * 0.04)), 0, 0, 360, 80, -1
-    )
-    blurred = cv2.GaussianBlur(grey, (0, 0), size / 60)
-    return np.stack([blurred] * 3, axis=-1), (cx, cy)
-
-
-def silhouette(height: int = 240) -> tuple[np.ndarray, tuple[int, int]]:
-    image = np.full((480, 640, 3), 170, np.uint8)
-    cx, top, u, ink = 320, 120, height / 8, (50, 50, 50)
-    cv2.circle(image, (cx, int(top + u * 0.6)), int(u * 0.55), ink, -1)
-    cv2.ellipse(image, (cx, int(top + u * 2.6)), (int(u * 0.9), int(u * 1.5)), 0, 0, 360, ink, -1)
-    for dx in (-1, 1):
-        hip, foot = (
-            (cx + dx * int(u * 0.4), int(top + u * 3.8)),
-            (cx + dx * int(u * 0.6), int(top + u * 7.8)),
-        )
-        cv2.line(image, hip, foot, ink, int(u * 0.55))
-        shoulder, hand = (
-            (cx + dx * int(u * 0.8), int(top + u * 1.5)),
-            (cx + dx * int(u * 1.2), int(top + u * 4.2)),
-        )
-        cv2.line(image, shoulder, hand, ink, int(u * 0.35))
-    return cv2.GaussianBlur(image, (0, 0), 1.5), (cx, int(top + u * 3))
 
 
 def _check_contract(detections: list[Detection], label: str, width: int, height: int) -> None:

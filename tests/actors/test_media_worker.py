@@ -22,8 +22,8 @@ from cvat_ray.storage.db import Database
 from cvat_ray.storage.models import BackgroundRequest, utcnow
 from cvat_ray.storage.services.data_upload import CREATE_TASK, upload_area
 from tests.conftest import Account
+from tests.factories import images, new_task, upload, wait
 from tests.media_files import image_bytes
-from tests.serve_apps.test_task_data import images, new_task, upload, wait
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -30,7 +30,7 @@ SECRET = "bind-Secret-never-shown"
 
 
 def test_help_everywhere() -> None:
-    for args in ([], ["up"], ["migrate"], ["createsuperuser"], ["status"]):
+    for args in ([], ["up"], ["migrate"], ["createsuperuser"], ["status"], ["serve-config"]):
         out = subprocess.run([CLI, *args, "--help"], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "usage: cvat-ray" in out.stdout
 
@@ -134,8 +134,17 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
             env=env,
         )
+    state_file = tmp_path / "data" / "server.json"
     try:
         deadline = time.monotonic() + 240
+        # The CLI sees the server as soon as its API answers (the state file is there, so
+        # e.g. `functions deploy` deploys instead of only registering).
+        while not _answers(f"http://127.0.0.1:{port}/api/server/about"):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert state_file.exists(), log.read_text()
+        assert json.loads(state_file.read_text())["pid"] == proc.pid
         while "cvat-ray is up" not in log.read_text():
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
@@ -171,6 +180,7 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
             timeout=60,
         )
         assert status.returncode == 0, status.stdout + status.stderr
+        assert "cvat-ray is running" in status.stdout
         assert "RUNNING" in status.stdout and "1 running replica" in status.stdout
 
         with make_client(
@@ -207,7 +217,10 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
                 timeout=120,
             )
             assert functions.returncode == 0, functions.stdout + functions.stderr
-            assert "colour-detector" in functions.stdout and "RUNNING" in functions.stdout
+            (row,) = [
+                ln for ln in functions.stdout.splitlines() if ln.startswith("colour-detector")
+            ]
+            assert row.split()[3] == "RUNNING", functions.stdout  # not ApplicationStatus.RUNNING
             with_data.remove()
             task.remove()
             project.remove()
@@ -228,7 +241,15 @@ def test_up_serves_the_sdk_and_stops_cleanly(tmp_path: Path) -> None:
         time.sleep(0.5)
     leftovers = [p for p in tree if _alive(p)]
     assert not leftovers, f"Ray processes left behind: {leftovers}"
-    assert not (tmp_path / "data" / "server.json").exists()
+    assert not state_file.exists()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def _auto_annotate(base: str, auth: tuple[str, str], tmp_path: Path, dashboard: str) -> None:

@@ -3,7 +3,11 @@ validated and registered, models run in the CLI's process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,12 @@ from PIL import Image
 
 from cvat_ray.actors.functions.synthetic import make_scene
 from cvat_ray.cli import main
+from cvat_ray.cluster.runtime import free_port
 from cvat_ray.serve_apps.deploy import builtin_spec_dir
+from tests.ray_cluster import RayCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).parent / "cvat-ray")
 
 
 @pytest.fixture
@@ -101,3 +110,70 @@ def test_interactor_invoke(data_dir: str, tmp_path: Path, capsys) -> None:
     assert main(argv) == 0
     points = np.array(json.loads(capsys.readouterr().out)["points"])
     assert abs(points[:, 0].min() - 40) <= 3 and abs(points[:, 0].max() - 119) <= 3
+
+
+SPEC = (
+    "id: {id}\nname: Colours\nkind: detector\nlabels: [{{name: red}}]\n"
+    "runtime: {{class: colour}}\nresources: {{num_cpus: 0.1}}\n"
+    "autoscaling: {{min_replicas: 0, max_replicas: 1}}\n"
+)
+
+
+def _cli(cluster: RayCluster, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``cvat-ray ARGV`` in a process of its own, joined to the session's Ray cluster."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CVAT_RAY_", "RAY_"))}
+    env |= cluster.env() | {"PYTHONPATH": str(ROOT)}
+    return subprocess.run([CLI, *argv], env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_functions_on_a_running_cluster(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    """Deploy, list (Serve's plain status names) and delete on a cluster that runs Serve."""
+    from ray import serve
+
+    data = str(tmp_path / "data")
+    spec = tmp_path / "fn.yaml"
+    spec.write_text(SPEC.format(id="cli-colours"))
+    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
+    try:
+        done = _cli(ray_cluster, "functions", "deploy", str(spec), "--data-dir", data)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Function 'cli-colours' deployed" in done.stdout
+        assert "cvat-fn-cli-colours" in serve.status().applications
+        listed = _cli(ray_cluster, "functions", "list", "--data-dir", data)
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        (row,) = [line for line in listed.stdout.splitlines() if line.startswith("cli-colours")]
+        assert row.split()[3] == "RUNNING", listed.stdout
+        as_json = _cli(ray_cluster, "functions", "list", "--json", "--data-dir", data)
+        assert json.loads(as_json.stdout)[0]["serve"] == "RUNNING"
+        deleted = _cli(ray_cluster, "functions", "delete", "cli-colours", "--data-dir", data)
+        assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+        assert "cvat-fn-cli-colours" not in serve.status().applications
+    finally:
+        with contextlib.suppress(Exception):
+            serve.shutdown()  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_delete_fails_when_serve_cannot_delete(
+    ray_cluster: RayCluster, tmp_path: Path, capsys
+) -> None:
+    """The cluster it joins runs no Serve: Serve cannot delete the application, so the
+    command says so, fails, and the function stays registered."""
+    from ray import serve
+
+    with contextlib.suppress(Exception):
+        serve.shutdown()  # type: ignore[no-untyped-call]  # (another test's, if left)
+    data = str(tmp_path / "data")
+    spec = tmp_path / "fn.yaml"
+    spec.write_text(SPEC.format(id="kept"))
+    assert main(["functions", "deploy", str(spec), "--data-dir", data]) == 0  # registered only
+    capsys.readouterr()
+    deleted = _cli(ray_cluster, "functions", "delete", "kept", "--data-dir", data)
+    assert deleted.returncode == 1, deleted.stdout + deleted.stderr
+    assert "Serve could not delete the application 'cvat-fn-kept'" in deleted.stderr
+    assert "stays registered" in deleted.stderr and "deleted" not in deleted.stdout
+    assert main(["functions", "list", "--json", "--data-dir", data]) == 0
+    assert [f["id"] for f in json.loads(capsys.readouterr().out)] == ["kept"]

@@ -12,7 +12,7 @@ from cvat_sdk.core.proxies.annotations import AnnotationUpdateAction
 from cvat_sdk.masks import encode_mask
 
 from tests.compat.conftest import LiveServer
-from tests.serve_apps.test_projects_tasks import LABELS, add_frames
+from tests.factories import LABELS, add_frames
 
 pytestmark = pytest.mark.compat
 

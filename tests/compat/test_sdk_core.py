@@ -14,7 +14,7 @@ import pytest
 from cvat_sdk import Client, Config, make_client
 
 from tests.compat.conftest import LiveServer
-from tests.serve_apps.test_projects_tasks import LABELS, add_frames
+from tests.factories import LABELS, add_frames
 
 pytestmark = pytest.mark.compat
 

@@ -10,25 +10,7 @@ import pytest
 
 from cvat_ray.storage.db import Database
 from tests.conftest import Account
-from tests.serve_apps.test_projects_tasks import LABELS, add_frames
-
-
-async def make_task(
-    api: httpx.AsyncClient, db: Database, frames: int = 10, segment_size: int = 0, **extra: Any
-) -> dict[str, Any]:
-    r = await api.post(
-        "/api/tasks", json={"name": "t", "labels": LABELS, "segment_size": segment_size, **extra}
-    )
-    assert r.status_code == 201, r.text
-    task = r.json()
-    add_frames(db, task["id"], frames)
-    labels = (await api.get(f"/api/labels?task_id={task['id']}&org=")).json()["results"]
-    jobs = (await api.get(f"/api/jobs?task_id={task['id']}&org=&sort=id")).json()["results"]
-    by_name = {lbl["name"]: lbl for lbl in labels}
-    task["labels_by_name"] = by_name
-    task["job_ids"] = sorted(j["id"] for j in jobs)
-    task["jobs_by_start"] = sorted(jobs, key=lambda j: j["start_frame"])
-    return task
+from tests.factories import LABELS, make_task
 
 
 def _attr(label: dict[str, Any], name: str) -> int:

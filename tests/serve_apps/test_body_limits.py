@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from cvat_ray.storage.db import Database
 from tests.conftest import PASSWORD, Account
-from tests.serve_apps.test_task_data import new_task
+from tests.factories import new_task
 
 MIB = 1024 * 1024
 BLOCK = 256 * 1024

@@ -20,9 +20,9 @@ from cvat_ray.storage.media import cloud, cloud_listing
 from cvat_ray.storage.models import CloudStorage
 from tests.cloud_servers import StorageServer, put_object
 from tests.conftest import Account
+from tests.factories import new_task, service_account_key, wait
 from tests.http_servers import Server, allowed, internal
 from tests.media_files import image_bytes, write_video, zip_members
-from tests.serve_apps.test_task_data import new_task, wait
 
 SERVERS = ["s3_server", "azure_server", "gcs_server"]
 __all__ = ["allowed", "internal"]  # fixtures
@@ -287,32 +287,6 @@ async def test_gcs_redirects_are_checked(
     )
     assert r.status_code == 400 and "127.0.0.2 is a private" in r.text, r.text
     assert allowed.hits and internal.hits == []
-
-
-def service_account_key(token_uri: str) -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    pem = (
-        rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
-    return json.dumps(
-        {
-            "type": "service_account",
-            "project_id": "test",
-            "private_key_id": "1",
-            "private_key": pem,
-            "client_email": "reader@test.iam.gserviceaccount.com",
-            "client_id": "1",
-            "token_uri": token_uri,
-        }
-    )
 
 
 async def test_gcs_key_token_uri_is_checked(

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from cvat_ray.storage.db import Database
-from tests.serve_apps.test_projects_tasks import LABELS, add_frames
+from tests.factories import LABELS, add_frames
 
 LISTS = ["projects", "tasks", "jobs", "labels", "memberships", "invitations", "organizations"]
 

@@ -6,7 +6,7 @@ import httpx
 
 from cvat_ray.storage.db import Database
 from tests.conftest import Account
-from tests.serve_apps.test_annotations import make_task
+from tests.factories import make_task
 
 
 async def test_issue_and_comment_lifecycle(

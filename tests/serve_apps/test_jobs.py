@@ -6,7 +6,7 @@ import httpx
 
 from cvat_ray.storage.db import Database
 from tests.conftest import Account
-from tests.serve_apps.test_projects_tasks import add_frames
+from tests.factories import add_frames
 
 
 async def _task_with_jobs(

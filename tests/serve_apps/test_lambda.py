@@ -4,7 +4,6 @@ process, whole-task runs on the local engine). The Ray paths are in tests/actors
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
 from cvat_ray.actors.autoannotate import local_results, run_request
-from cvat_ray.actors.functions.synthetic import COLOURS, make_scene
-from cvat_ray.actors.launcher import ThreadLauncher
+from cvat_ray.actors.functions.synthetic import COLOURS
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.serve_apps.app import build_app
 from cvat_ray.serve_apps.deploy import builtin_spec_dir
@@ -24,22 +21,24 @@ from cvat_ray.storage.db import Database
 from cvat_ray.storage.functions.spec import load_spec_file, spec_files
 from cvat_ray.storage.services import lambda_functions
 from cvat_ray.storage.services import requests as request_service
-from tests.actors.test_functions_models import cartoon_face, silhouette
 from tests.conftest import Account
-from tests.serve_apps.test_task_data import upload, wait
-
-COLOUR_LABELS = [{"name": name, "type": "rectangle"} for name in COLOURS] + [{"name": "cat"}]
-W, H = 320, 240
-
-
-def png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def scenes(count: int, seed: int = 1) -> list[tuple[np.ndarray, list[tuple[str, Any]]]]:
-    return [make_scene(W, H, (1, 4), seed=seed * 100 + i, sizes=(20, 60)) for i in range(count)]
+from tests.factories import (
+    COLOUR_LABELS,
+    Deferred,
+    H,
+    W,
+    cartoon_face,
+    colour_task,
+    found,
+    label_names,
+    png,
+    poll,
+    scenes,
+    silhouette,
+    truth_of,
+    upload,
+    wait,
+)
 
 
 @pytest.fixture
@@ -48,37 +47,6 @@ def functions(db: Database) -> list[str]:
         for path in spec_files(builtin_spec_dir()):
             lambda_functions.register(session, load_spec_file(path), "builtin")
     return [p.stem for p in spec_files(builtin_spec_dir())]
-
-
-async def colour_task(api: httpx.AsyncClient, frames: list[np.ndarray], **extra: object) -> int:
-    labels = {} if "project_id" in extra else {"labels": COLOUR_LABELS}
-    r = await api.post("/api/tasks", json={"name": "scenes", **labels, **extra})
-    assert r.status_code == 201, r.text
-    task_id = int(r.json()["id"])
-    files = {f"scene_{i:03d}.png": png(im) for i, im in enumerate(frames)}
-    r = await upload(api, task_id, files, sorting_method="lexicographical")
-    assert r.status_code == 202, r.text
-    assert (await wait(api, r.json()["rq_id"]))["status"] == "finished"
-    return task_id
-
-
-async def label_names(api: httpx.AsyncClient, task_id: int) -> dict[int, str]:
-    r = await api.get(f"/api/labels?task_id={task_id}&page_size=100")
-    return {lb["id"]: lb["name"] for lb in r.json()["results"]}
-
-
-def found(
-    shapes: list[dict[str, Any]], names: dict[int, str]
-) -> set[tuple[int, str, tuple[int, ...]]]:
-    return {
-        (s["frame"], names[s["label_id"]], tuple(round(p) for p in s["points"])) for s in shapes
-    }
-
-
-def truth_of(
-    frames: list[tuple[np.ndarray, list[tuple[str, Any]]]],
-) -> set[tuple[int, str, tuple[int, ...]]]:
-    return {(i, name, tuple(box)) for i, (_, truth) in enumerate(frames) for name, box in truth}
 
 
 async def test_functions_are_listed_as_cvat_does(client_for, alice: Account, functions) -> None:
@@ -218,18 +186,6 @@ async def test_tracker_follows_a_moving_square(client_for, alice: Account, funct
     assert r.status_code == 400 and "shapes" in r.text
 
 
-async def poll(api: httpx.AsyncClient, request_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        r = await api.get(f"/api/lambda/requests/{request_id}")
-        assert r.status_code == 200, r.text
-        body: dict[str, Any] = r.json()
-        if body["status"] in ("finished", "failed"):
-            return body
-        assert asyncio.get_running_loop().time() < deadline, body
-        await asyncio.sleep(0.1)
-
-
 async def test_whole_task_request(client_for, alice: Account, bob: Account, functions) -> None:
     api = client_for(alice)
     frames = scenes(12, seed=3)
@@ -296,21 +252,6 @@ async def test_request_bad_input(client_for, alice: Account, bob: Account, funct
     r = await client_for(bob).post(url, json={"function": "colour-detector", "task": task_id})
     assert r.status_code == 403
     assert (await api.get("/api/lambda/requests")).json() == []
-
-
-class Deferred(ThreadLauncher):
-    """The in-process launcher, except that it starts no auto-annotation run: the test
-    decides when a run runs (task data is processed as usual)."""
-
-    def __init__(self, settings: Settings, db: Database) -> None:
-        super().__init__(settings, db)
-        self.submitted: list[str] = []
-
-    def submit(self, request_id: str, operation_type: str) -> None:
-        if operation_type == lambda_functions.OPERATION:
-            self.submitted.append(request_id)
-        else:
-            super().submit(request_id, operation_type)
 
 
 @pytest.fixture

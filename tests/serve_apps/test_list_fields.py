@@ -298,7 +298,7 @@ async def test_invitations_filter_the_ui_sends(client_for, alice: Account, bob: 
 async def test_requests_action_and_subresource(client_for, alice: Account) -> None:
     """CVAT's ``action`` is the part of the operation before the colon (``create`` of
     ``create:task``)."""
-    from tests.serve_apps.test_task_data import images, upload, wait
+    from tests.factories import images, upload, wait
 
     api = client_for(alice)
     task = (await api.post("/api/tasks", json={"name": "t", "labels": [{"name": "a"}]})).json()

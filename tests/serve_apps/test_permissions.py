@@ -8,7 +8,7 @@ import pytest
 from cvat_ray.storage.db import Database
 from cvat_ray.storage.models import Membership, Organization, utcnow
 from tests.conftest import Account, make_account
-from tests.serve_apps.test_projects_tasks import add_frames
+from tests.factories import add_frames
 
 ROLES = ("admin", "owner", "assignee", "stranger", "worker")
 

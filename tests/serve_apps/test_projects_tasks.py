@@ -6,40 +6,8 @@ import httpx
 import pytest
 
 from cvat_ray.storage.db import Database
-from cvat_ray.storage.services.resources import get_task
-from cvat_ray.storage.services.task_data import FrameInfo, attach_data
 from tests.conftest import Account
-
-LABELS = [
-    {"name": "cat", "color": "#ff0000"},
-    {
-        "name": "dog",
-        "attributes": [
-            {
-                "name": "color",
-                "mutable": False,
-                "input_type": "select",
-                "values": ["a", "b"],
-                "default_value": "a",
-            },
-            {"name": "age", "mutable": True, "input_type": "number", "values": ["0", "20", "1"]},
-            {"name": "good", "mutable": True, "input_type": "checkbox", "values": ["true"]},
-            {"name": "note", "mutable": True, "input_type": "text", "values": []},
-        ],
-    },
-    {
-        "name": "person",
-        "type": "skeleton",
-        "svg": '<circle r="1" data-label-name="head" />',
-        "sublabels": [{"name": "head", "type": "points"}, {"name": "hand", "type": "points"}],
-    },
-]
-
-
-def add_frames(db: Database, task_id: int, count: int) -> None:
-    with db.session() as session:
-        task = get_task(session, task_id)
-        attach_data(session, task, [FrameInfo(f"img_{i:03}.jpg", 640, 480) for i in range(count)])
+from tests.factories import LABELS, add_frames
 
 
 async def test_project_crud(client_for, alice: Account) -> None:

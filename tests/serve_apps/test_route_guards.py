@@ -18,8 +18,7 @@ import pytest
 from cvat_ray.serve_apps.deps import Caller
 from cvat_ray.storage.db import Database
 from tests.conftest import Account
-from tests.media_files import image_bytes
-from tests.serve_apps.test_projects_tasks import LABELS, add_frames
+from tests.factories import api_routes, route_objects
 
 # Routes anyone may call: they authenticate the caller themselves or need no identity.
 PUBLIC = {
@@ -35,23 +34,6 @@ PUBLIC = {
 }
 
 
-def _routes(app) -> list[tuple[str, str, Any]]:
-    """(method, path, endpoint) of every API route, included routers flattened."""
-    out = []
-    for route in app.routes:
-        contexts = (
-            list(route.effective_route_contexts())
-            if hasattr(route, "effective_route_contexts")
-            else [route]
-        )
-        for item in contexts:
-            path = getattr(item, "path", "")
-            if isinstance(path, str) and path.startswith("/api/") and hasattr(item, "endpoint"):
-                for method in sorted(set(item.methods) - {"HEAD", "OPTIONS"}):
-                    out.append((method, path, item.endpoint))
-    return out
-
-
 def _uses_call(endpoint: Any) -> bool:
     hints = typing.get_type_hints(endpoint, include_extras=True)
     for name in inspect.signature(endpoint).parameters:
@@ -63,7 +45,7 @@ def _uses_call(endpoint: Any) -> bool:
 
 
 def test_every_route_is_public_or_goes_through_the_policy(app) -> None:
-    routes = _routes(app)
+    routes = api_routes(app)
     assert len(routes) > 30
     unguarded = [
         f"{method} {path}"
@@ -75,51 +57,7 @@ def test_every_route_is_public_or_goes_through_the_policy(app) -> None:
 
 @pytest.fixture
 async def objects(client_for, db: Database, admin: Account) -> dict[str, str]:
-    api: httpx.AsyncClient = client_for(admin)
-    org = (await api.post("/api/organizations", json={"slug": "walk"})).json()
-    project = (await api.post("/api/projects", json={"name": "p", "labels": LABELS})).json()
-    task = (await api.post("/api/tasks", json={"name": "t", "project_id": project["id"]})).json()
-    add_frames(db, task["id"], 2)
-    job = (await api.get(f"/api/jobs?task_id={task['id']}")).json()["results"][0]
-    label = (await api.get(f"/api/labels?project_id={project['id']}")).json()["results"][0]
-    token = (await api.post("/api/auth/access_tokens", json={"name": "t"})).json()
-    membership = (await api.get("/api/memberships?org=walk")).json()["results"][0]
-    issue = (
-        await api.post(
-            "/api/issues", json={"job": job["id"], "frame": 0, "position": [1, 2], "message": "m"}
-        )
-    ).json()
-    comment = (await api.get(f"/api/comments?issue_id={issue['id']}")).json()["results"][0]
-    guide = (await api.post("/api/guides", json={"task_id": task["id"], "markdown": "m"})).json()
-    asset = (
-        await api.post(
-            "/api/assets",
-            data={"guide_id": str(guide["id"])},
-            files={"file": ("a.png", image_bytes(8, 8, fmt="PNG"), "image/png")},
-        )
-    ).json()
-    settings = (await api.get(f"/api/quality/settings?task_id={task['id']}")).json()["results"][0]
-    return {
-        "guide_id": str(guide["id"]),
-        "uuid": asset["uuid"],
-        "settings_id": str(settings["id"]),
-        "issue_id": str(issue["id"]),
-        "comment_id": str(comment["id"]),
-        "org_id": str(org["id"]),
-        "project_id": str(project["id"]),
-        "task_id": str(task["id"]),
-        "job_id": str(job["id"]),
-        "label_id": str(label["id"]),
-        "token_id": str(token["id"]),
-        "membership_id": str(membership["id"]),
-        "user_id": str(admin.id),
-        "request_id": "nonexistent",
-        "func_id": "nonexistent",
-        # a cloud storage needs a reachable bucket; a missing one must still not give a 500
-        "storage_id": "999999",
-        "upload_id": "nonexistent",
-        "key": "nonexistent",
-    }
+    return await route_objects(client_for, db, admin)
 
 
 @pytest.mark.parametrize("who", ["admin", "stranger"])
@@ -131,7 +69,7 @@ async def test_no_route_answers_500(
     failures = []
     # Routes that would end the caller's own session or account are left out.
     skip = {("DELETE", "/api/users/{user_id}"), ("DELETE", "/api/organizations/{org_id}")}
-    for method, path, _route in _routes(app):
+    for method, path, _route in api_routes(app):
         if (method, path) in PUBLIC or (method, path) in skip:
             continue
         url = path

@@ -10,7 +10,7 @@ from cvat_ray.storage.db import Database
 from cvat_ray.storage.models import User
 from cvat_ray.storage.services.authn import start_session
 from tests.conftest import Account
-from tests.serve_apps.test_projects_tasks import LABELS, add_frames
+from tests.factories import LABELS, add_frames
 
 EXAMPLES = 40
 # Ending our own session or account would only turn the rest of the run into 401s.

@@ -22,6 +22,7 @@ from PIL import Image
 
 from cvat_ray.cluster.settings import Settings
 from tests.conftest import IN_CI, Account
+from tests.factories import DATA_LABELS, images, new_task, upload, wait
 from tests.media_files import (
     image_bytes,
     jpeg_with_orientation,
@@ -31,48 +32,6 @@ from tests.media_files import (
     zip_of,
 )
 
-LABELS = [{"name": "cat"}]
-
-
-async def new_task(api: httpx.AsyncClient, **extra: object) -> int:
-    r = await api.post("/api/tasks", json={"name": "data task", "labels": LABELS, **extra})
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
-
-
-async def upload(
-    api: httpx.AsyncClient, task_id: int, files: dict[str, bytes], **params: object
-) -> httpx.Response:
-    url = f"/api/tasks/{task_id}/data/"
-    r = await api.post(
-        url,
-        headers={"Upload-Start": ""},
-        content=b"",
-    )
-    assert r.status_code == 202, r.text
-    parts = {
-        f"client_files[{i}]": (f"/home/someone/data/{name}", data, "application/octet-stream")
-        for i, (name, data) in enumerate(files.items())
-    }
-    r = await api.post(
-        url, headers={"Upload-Multiple": ""}, files=parts, data={"image_quality": "70"}
-    )
-    assert r.status_code == 200, r.text
-    return await api.post(url, headers={"Upload-Finish": ""}, json={"image_quality": 70, **params})
-
-
-async def wait(api: httpx.AsyncClient, rq_id: str, timeout: float = 60) -> dict[str, object]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        r = await api.get(f"/api/requests/{rq_id}")
-        assert r.status_code == 200, r.text
-        body = r.json()
-        assert isinstance(body["message"], str)
-        if body["status"] in ("finished", "failed"):
-            return body  # type: ignore[no-any-return]
-        assert asyncio.get_running_loop().time() < deadline, body
-        await asyncio.sleep(0.05)
-
 
 async def create_with(
     api: httpx.AsyncClient, files: dict[str, bytes], **params: object
@@ -81,12 +40,6 @@ async def create_with(
     r = await upload(api, task_id, files, **params)
     assert r.status_code == 202, r.text
     return task_id, await wait(api, r.json()["rq_id"])
-
-
-def images(count: int, fmt: str = "JPEG", ext: str = ".jpg") -> dict[str, bytes]:
-    return {
-        f"img_{i:02d}{ext}": image_bytes(64, 48, (i * 20, 50, 50), fmt=fmt) for i in range(count)
-    }
 
 
 @pytest.fixture
@@ -486,7 +439,7 @@ async def test_permissions(client_for, alice: Account, bob: Account) -> None:
 
 async def test_project_preview(client_for, alice: Account) -> None:
     api = client_for(alice)
-    r = await api.post("/api/projects", json={"name": "p", "labels": LABELS})
+    r = await api.post("/api/projects", json={"name": "p", "labels": DATA_LABELS})
     project = r.json()["id"]
     assert (await api.get(f"/api/projects/{project}/preview")).status_code == 404
     r = await api.post("/api/tasks", json={"name": "t", "project_id": project})

@@ -20,14 +20,16 @@ from cvat_ray.cluster.settings import Settings, UserAgreement
 from cvat_ray.serve_apps import health
 from cvat_ray.storage.db import Database
 from tests.conftest import PASSWORD, Account
+from tests.factories import api_routes, images, route_objects, upload, wait
 from tests.media_files import image_bytes
-from tests.serve_apps import test_route_guards as guards
-from tests.serve_apps.test_task_data import images, upload, wait
 
 LABELS = [{"name": "car", "color": "#ff0000", "attributes": []}]
 
-# One object behind each path parameter (the route-guard walk's fixture).
-objects = guards.objects
+
+@pytest.fixture
+async def objects(client_for, db: Database, admin: Account) -> dict[str, str]:
+    """One object behind each path parameter (as the route-guard walk has)."""
+    return await route_objects(client_for, db, admin)
 
 
 # --------------------------------------------------------------------------- before login
@@ -142,7 +144,7 @@ async def test_head_answers_like_get_on_every_route(
     """Django answers HEAD wherever it answers GET; so does every GET route here."""
     api: httpx.AsyncClient = client_for(admin)
     mismatches = []
-    gets = [path for method, path, _ in guards._routes(app) if method == "GET"]
+    gets = [path for method, path, _ in api_routes(app) if method == "GET"]
     assert len(gets) > 30
     for path in gets:
         url = path

@@ -16,8 +16,8 @@ from cvat_ray.storage.media import cloud, cloud_listing
 from cvat_ray.storage.media.cloud import CloudAccess
 from cvat_ray.storage.media.cloud_listing import iter_keys, list_page
 from tests.cloud_servers import AZURITE_KEY, StorageServer, put_object
+from tests.factories import service_account_key
 from tests.http_servers import Server, allowed, internal
-from tests.serve_apps.test_cloud_storages import service_account_key
 
 __all__ = ["allowed", "internal"]  # fixtures
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -178,14 +177,18 @@ def test_replicas_take_a_runs_share_of_requests_and_one_more() -> None:
     in flight) plus one, so the run's routers cannot pile its batches on one replica; a
     higher autoscaling target raises it."""
     from cvat_ray.actors.stages import RUN_REQUESTS_PER_REPLICA
-    from cvat_ray.serve_apps.functions import function_application, max_ongoing_requests
+    from cvat_ray.serve_apps.deploy import function_applications
+    from cvat_ray.serve_apps.function_app import function_deployment, max_ongoing_requests
 
     spec = parse_spec({**BASE, "autoscaling": {"target_ongoing_requests": 2}}, source="fn.yaml")
-    assert max_ongoing_requests(spec) == RUN_REQUESTS_PER_REPLICA + 1 == 5
+    assert max_ongoing_requests(spec, 2) == RUN_REQUESTS_PER_REPLICA + 1 == 5
     busy = parse_spec({**BASE, "autoscaling": {"target_ongoing_requests": 7.5}}, source="fn.yaml")
-    assert max_ongoing_requests(busy) == 8
-    app: Any = function_application(spec)
-    assert app._bound_deployment._deployment_config.max_ongoing_requests == 5
+    assert max_ongoing_requests(busy, 2) == 8
+    # the Serve config carries it, and Serve's deployment takes it from there
+    (entry,) = function_applications([spec], cpus=2)
+    options = {k: v for k, v in entry["deployments"][0].items() if k != "name"}
+    assert options["max_ongoing_requests"] == 5
+    assert function_deployment(options).max_ongoing_requests == 5
 
 
 def test_gpu_runs_keep_a_request_per_cpu_at_each_replica() -> None:
@@ -194,7 +197,7 @@ def test_gpu_runs_keep_a_request_per_cpu_at_each_replica() -> None:
     threads while the device runs batches); the replicas accept that many and one more.
     CPU functions keep two tasks per replica with two requests each."""
     from cvat_ray.actors.stages import IN_FLIGHT, TASKS_PER_REPLICA, run_shape
-    from cvat_ray.serve_apps.functions import max_ongoing_requests
+    from cvat_ray.serve_apps.function_app import max_ongoing_requests
 
     cpu = parse_spec({**BASE, "autoscaling": {"max_replicas": 3}}, source="fn.yaml")
     assert run_shape(cpu, 16) == (TASKS_PER_REPLICA * 3, IN_FLIGHT)
