@@ -158,6 +158,8 @@ def process_request(db: Database, settings: Settings, request_id: str, worker: s
                 storage_method="cache" if body.use_cache else "file_system",
                 cloud_storage_id=prepared.cloud_storage_id,
                 job_ranges=prepared.job_ranges,
+                max_chunk_size=settings.media.max_chunk_size,
+                max_chunk_pixels=settings.media.max_chunk_pixels,
             )
             if prepared.related:
                 session.execute(
@@ -165,7 +167,11 @@ def process_request(db: Database, settings: Settings, request_id: str, worker: s
                     [{"data_id": data.id, "frame": f, "path": p} for f, p in prepared.related],
                 )
             request_service.transition(
-                session, request_id, "finished", message="", result_id=task_id
+                session,
+                request_id,
+                "finished",
+                message=_lowered(body.chunk_size, data.chunk_size, settings),
+                result_id=task_id,
             )
             target = data_dir(settings, data.id)
             shutil.rmtree(target, ignore_errors=True)  # an orphan of a reused id
@@ -185,6 +191,16 @@ def process_request(db: Database, settings: Settings, request_id: str, worker: s
             message = f"Internal error while processing the data ({type(exc).__name__}: {exc})."
         with db.session() as session:
             request_service.fail_if_unfinished(session, request_id, message)
+
+
+def _lowered(asked: int | None, given: int | None, settings: Settings) -> str:
+    if not asked or given is None or given >= asked:
+        return ""
+    return (
+        f"chunk_size was lowered from {asked} to {given}: a chunk holds at most "
+        f"{settings.media.max_chunk_size} frames and {settings.media.max_chunk_pixels} pixels "
+        "on this server."
+    )
 
 
 # --- gathering ------------------------------------------------------------------------------
@@ -434,7 +450,12 @@ def _prepare_video(
     progress(0.1, f"Reading the video {name}", force=True)
     handle = gathered.source.video(path)
     try:
-        info = video.probe_video(handle, name, max_frames=settings.media.max_video_frames)
+        info = video.probe_video(
+            handle,
+            name,
+            max_frames=settings.media.max_video_frames,
+            max_decode=settings.media.max_keyframe_interval,
+        )
     finally:
         if not isinstance(handle, str):
             handle.close()
