@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import IO, Any
@@ -119,7 +119,7 @@ def iter_frames(
     *,
     name: str = "video",
     max_decode: int | None = None,
-) -> Iterator[Image.Image]:
+) -> Generator[Image.Image, None, None]:
     """The wanted frames as images, one at a time, in the order given.
 
     Before a frame whose keyframe lies past the last frame decoded (or when the frame lies
@@ -165,7 +165,8 @@ def _decode_to(
         if pts is None or (floor is not None and pts < floor):
             continue  # leading frames of an open group of pictures
         if pts == target.pts:
-            return frame.to_image()
+            image: Image.Image = frame.to_image()
+            return image
         if pts > target.pts:
             break
         decoded += 1

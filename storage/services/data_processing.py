@@ -38,11 +38,12 @@ from cvat_ray.storage.media.cloud_listing import iter_keys
 from cvat_ray.storage.media.formats import kind_of, related_owner
 from cvat_ray.storage.media.remote import download
 from cvat_ray.storage.media.sources import MediaSource
+from cvat_ray.storage.media.uploads import leftover_removals
 from cvat_ray.storage.models import BackgroundRequest, CloudStorage, Data, RelatedFile, Task
 from cvat_ray.storage.schemas.data import DataRequest
 from cvat_ray.storage.services import requests as request_service
 from cvat_ray.storage.services.cloud_storages import access_for
-from cvat_ray.storage.services.data_upload import upload_area
+from cvat_ray.storage.services.data_upload import CREATE_TASK, upload_area
 from cvat_ray.storage.services.resources import get_task
 from cvat_ray.storage.services.task_data import FrameInfo, attach_data
 
@@ -581,8 +582,9 @@ def _job_mapping(
 
 
 def collect_garbage(db: Database, settings: Settings, *, older_than_s: float = 3600) -> int:
-    """Remove data folders whose data record is gone (deleted tasks) and staging folders of
-    requests that are no longer running. Returns how many folders were removed."""
+    """Remove data folders whose data record is gone (deleted tasks), staging folders of
+    requests that are no longer running, and uploads nobody will finish. Returns how many
+    folders were removed."""
     removed = 0
     now = time.time()
     data_root = settings.media_dir / "data"
@@ -608,13 +610,38 @@ def collect_garbage(db: Database, settings: Settings, *, older_than_s: float = 3
             if entry.name not in running and now - entry.stat().st_mtime > older_than_s:
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += 1
+    return removed + _collect_uploads(db, settings)
+
+
+def _collect_uploads(db: Database, settings: Settings) -> int:
+    """Uploads of tasks that have data (processing removes them; this catches leftovers),
+    and uploads idle for ``media.upload_expiry_s``. An upload is idle when no call touched
+    it (each TUS PATCH block and HEAD does: see ``UploadArea``), so a resumable upload that
+    takes days stays while its client keeps going. Never removed: the upload of a task with
+    a queued or started ``create:task`` request, whatever its age."""
+    uploads = settings.uploads_dir / "tasks"
+    if not uploads.is_dir():
+        return 0
+    removed = 0
+    for leftover in leftover_removals(settings.uploads_dir):
+        shutil.rmtree(leftover, ignore_errors=True)
     with db.session() as session:
         tasks_with_data = set(session.scalars(select(Task.id).where(Task.data_id.is_not(None))))
-    uploads = settings.uploads_dir / "tasks"
-    if uploads.is_dir():
-        for entry in uploads.iterdir():
-            stale = now - entry.stat().st_mtime > 24 * 3600
-            if entry.name.isdigit() and (int(entry.name) in tasks_with_data or stale):
-                shutil.rmtree(entry, ignore_errors=True)
-                removed += 1
+        busy = set(
+            session.scalars(
+                select(BackgroundRequest.task_id).where(
+                    BackgroundRequest.operation_type == CREATE_TASK,
+                    BackgroundRequest.status.in_(("queued", "started")),
+                )
+            )
+        )
+    for entry in uploads.iterdir():
+        if not entry.name.isdigit() or int(entry.name) in busy:
+            continue
+        area = upload_area(settings, int(entry.name))
+        idle_s = 0 if int(entry.name) in tasks_with_data else settings.media.upload_expiry_s
+        # the activity is read again right before the removal: a call that came after the
+        # database was asked (an Upload-Finish queueing a request) has touched it
+        if area.remove_if_idle(idle_s):
+            removed += 1
     return removed
