@@ -20,10 +20,19 @@ from cvat_ray.storage.services.data_processing import collect_garbage
 from cvat_ray.storage.services.data_upload import CREATE_TASK, upload_area
 from cvat_ray.storage.services.task_data import FrameInfo, attach_data
 from tests.conftest import Account
+from tests.factories import images, new_task, upload, wait
 from tests.media_files import write_video, zip_members
-from tests.serve_apps.test_task_data import create_with, images, new_task, upload, wait
 
 DAY = 24 * 3600
+
+
+async def create_with(
+    api: httpx.AsyncClient, files: dict[str, bytes], **params: object
+) -> tuple[int, dict[str, object]]:
+    task_id = await new_task(api)
+    r = await upload(api, task_id, files, **params)
+    assert r.status_code == 202, r.text
+    return task_id, await wait(api, r.json()["rq_id"])
 
 
 # ---------------------------------------------------------------------------------- chunk sizes
@@ -179,9 +188,7 @@ async def test_chunks_larger_than_a_cache_item_stream_from_a_file(
 # ---------------------------------------------------------------------------------- job chunks
 
 
-async def test_job_chunks_by_number_hold_only_the_jobs_frames(
-    client_for, alice: Account
-) -> None:
+async def test_job_chunks_by_number_hold_only_the_jobs_frames(client_for, alice: Account) -> None:
     api = client_for(alice)
     task_id = await new_task(api, segment_size=3)
     files = images(10)
