@@ -134,13 +134,15 @@ def iter_frames(
     try:
         with av.open(source, mode="r") as container:
             stream = _video_stream(container, name)
+            step = _frame_duration(stream)
             frames: Iterator[Any] | None = None
             position: int | None = None  # pts of the last wanted frame decoded
             floor: int | None = None  # the keyframe sought to last
             for target in wanted:
                 key = target.key_pts
                 behind = position is not None and position >= target.pts
-                ahead = key is not None and position is not None and position < key
+                # a keyframe right after the last frame read is reached by decoding on
+                ahead = key is not None and position is not None and key - position > step
                 if frames is None or behind or ahead:
                     if key is not None:
                         container.seek(key, stream=stream, backward=True, any_frame=False)
@@ -153,6 +155,14 @@ def iter_frames(
         raise
     except Exception as exc:  # PyAV raises FFmpeg errors of many types
         raise InvalidInput(f"{name}: cannot decode the video ({exc}).") from exc
+
+
+def _frame_duration(stream: Any) -> float:
+    """One frame's duration in the stream's time base (0 when the rate is unknown)."""
+    try:
+        return 1 / float(stream.average_rate * stream.time_base)
+    except (TypeError, ZeroDivisionError):
+        return 0.0
 
 
 def _decode_to(
