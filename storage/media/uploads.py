@@ -50,7 +50,6 @@ class TusState:
     offset: int
 
 
-ACTIVITY = ".activity"
 # Folders being removed are renamed to this first (never a task id), so a removal that
 # stopped halfway is recognised and finished later.
 _REMOVING = ".removing-"
@@ -61,7 +60,7 @@ class UploadArea:
         self.dir = root / "tasks" / str(task_id)
         self.files = self.dir / "files"
         self.tus = self.dir / "tus"
-        self.activity = self.dir / ACTIVITY
+        self.activity = self.dir / ".activity"
         self.max_bytes = max_bytes
 
     # --- lifecycle -----------------------------------------------------------------------
