@@ -15,7 +15,8 @@ inference -> postprocess -> save. Two engines run the same stage code (``cvat_ra
 
 The driver saves results every ``functions.save_every`` frames (``source: auto``, the
 model's confidence as ``score``), reports progress, and stops when the request is cancelled
-(what was saved stays). A frame that fails to decode or to run is recorded and skipped.
+(what was saved stays; a ``cleanup`` run replaces the old annotations only when it finishes,
+see ``lambda_runs``). A frame that fails to decode or to run is recorded and skipped.
 """
 
 from __future__ import annotations
@@ -256,11 +257,10 @@ def run_request(
             return None
     stats = RunStats()
     started = time.monotonic()
+    run: lambda_runs.RunPlan | None = None
     try:
         with db.session() as session:
             run = lambda_runs.load_run(session, settings, request_id)
-            if run.cleanup:
-                lambda_runs.clear(session, run)
         stats.frames = len(run.frames)
         pending: list[tuple[int, list[Any]]] = []
         every = settings.functions.save_every
@@ -288,10 +288,14 @@ def run_request(
         stats.seconds = time.monotonic() - started
         if not stats.cancelled:
             with db.session() as session:
-                stats.cancelled = not lambda_runs.finish(session, request_id, stats.summary())
+                # cleanup: the old annotations go in the transaction that finishes the run
+                stats.cancelled = not lambda_runs.finish(session, run, stats.summary())
+        if stats.cancelled:
+            with db.session() as session:
+                lambda_runs.abandon(session, run)
     except Exception as exc:
         logger.exception("auto-annotation %s failed", request_id)
         stats.seconds = time.monotonic() - started
         with db.session() as session:
-            lambda_runs.fail(session, request_id, f"{type(exc).__name__}: {exc}"[:1000])
+            lambda_runs.fail(session, request_id, f"{type(exc).__name__}: {exc}"[:1000], run)
     return stats

@@ -266,6 +266,30 @@ class MediaSettings(BaseModel):
     max_video_frames: int = Field(
         default=1_000_000, ge=1, description="Most frames of one video accepted"
     )
+    max_chunk_size: int = Field(
+        default=1000,
+        ge=1,
+        le=2_147_483_647,
+        description="Largest `chunk_size` (frames per chunk) a task may ask for; more is a 400",
+    )
+    max_chunk_pixels: int = Field(
+        default=300_000_000,
+        ge=1,
+        description="Most pixels (width x height, summed over its frames) in one chunk: a "
+        "task's chunk size is lowered to fit (a chunk holds at least one frame)",
+    )
+    max_keyframe_interval: int = Field(
+        default=1000,
+        ge=1,
+        description="Most video frames decoded to reach one frame (from its keyframe): a video "
+        "whose keyframes are further apart is refused when the task is created",
+    )
+    upload_expiry_s: float = Field(
+        default=24 * 3600,
+        gt=0,
+        description="How long an unfinished upload is kept after its last activity (any upload "
+        "call, each TUS PATCH)",
+    )
     remote_allowlist: str = Field(
         default="",
         description="Older name of `CVAT_RAY_OUTBOUND__ALLOWLIST`, still read (the two lists "
@@ -331,6 +355,12 @@ class CacheSettings(BaseModel):
     )
     redis_ttl_s: int = Field(default=7 * 24 * 3600, ge=1, description="Life of a Redis cache item")
     redis_prefix: str = Field(default="cvat-ray:media:", description="Key prefix in Redis")
+    max_item_bytes: int = Field(
+        default=64 * 2**20,
+        ge=0,
+        description="Largest chunk built in memory and cached; a larger one is built in a "
+        "temporary file, sent from it and built again when asked again",
+    )
 
 
 class CloudSettings(BaseModel):

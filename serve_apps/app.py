@@ -91,7 +91,9 @@ def build_app(
     on_ray = uses_ray(settings)
     workers = DbWorkers(settings.api.db_threads)
     launcher = launcher or make_launcher(settings, db, on_ray=on_ray)
-    media = MediaRenderer(make_cache(settings), settings.media.serve_threads)
+    media = MediaRenderer(
+        make_cache(settings), settings.media.serve_threads, settings.cache.max_item_bytes
+    )
     functions = functions or make_runner(settings, on_ray=on_ray)
 
     @asynccontextmanager

@@ -1,22 +1,34 @@
 """Serving media: the cache in front of rendering, and streaming uploads to disk.
 
-:class:`MediaRenderer` turns a plan into bytes: a cache hit costs no thread hop (in-process
-cache) or one (Redis); a miss is rendered in the replica's media threads
+:class:`MediaRenderer` turns a plan into a response: a cache hit costs no thread hop
+(in-process cache) or one (Redis); a miss is rendered in the replica's media threads
 (``media.serve_threads``), once even when many requests want the same item at the same time.
+
+A chunk is built frame by frame into a spooled temporary file: up to
+``cache.max_item_bytes`` it stays in memory and is cached; a larger one goes to disk, is
+streamed to the client from there (with its length) and is not cached. The chunk is built
+whole before the first byte is sent, so a failure is still a clean 4xx, and a slow client
+never holds up other requests waiting for the same chunk (it reads from the file, not from
+the build).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from typing import Any
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.media.cache import MediaCache, MemoryCache, RedisCache
-from cvat_ray.storage.media.render import RenderPlan, decode_arrays, render
+from cvat_ray.storage.media.render import RenderPlan, decode_arrays, render, write_chunk
 from cvat_ray.storage.media.uploads import MultipartSink, UploadArea
 
 _BLOCK = 1 << 20
@@ -34,12 +46,33 @@ def make_cache(settings: Settings) -> MediaCache:
     return MemoryCache(cache.memory_max_bytes)
 
 
+@dataclass
+class Built:
+    """What rendering a plan gave: the bytes, or (a chunk over the cache's item size) its
+    temporary file, at its start."""
+
+    mime: str
+    body: bytes | None = None
+    file: IO[bytes] | None = None
+    size: int = 0
+
+
+def _blocks(file: IO[bytes]) -> Iterator[bytes]:
+    try:
+        while block := file.read(_BLOCK):
+            yield block
+    finally:
+        file.close()
+
+
 class MediaRenderer:
-    def __init__(self, cache: MediaCache, threads: int) -> None:
+    def __init__(self, cache: MediaCache, threads: int, max_item_bytes: int = 64 << 20) -> None:
         self.cache = cache
         self.threads = threads
+        self.max_item_bytes = max_item_bytes
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._inflight: dict[str, asyncio.Future[tuple[bytes, str]]] = {}
+        # a build's bytes, or None when it was too large to share
+        self._inflight: dict[str, asyncio.Future[Built | None]] = {}
         self._local = isinstance(cache, MemoryCache)
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
@@ -49,18 +82,37 @@ class MediaRenderer:
             )
         return self._executor
 
-    async def render(self, plan: RenderPlan) -> tuple[bytes, str]:
+    async def response(self, plan: RenderPlan) -> Response:
+        """The plan's bytes as a response: in one piece, or streamed from the temporary
+        file of a chunk too large to cache."""
+        built = await self.build(plan)
+        if built.file is None:
+            assert built.body is not None
+            return Response(built.body, media_type=built.mime)
+        return StreamingResponse(
+            _blocks(built.file),
+            media_type=built.mime,
+            headers={"Content-Length": str(built.size)},
+        )
+
+    async def build(self, plan: RenderPlan) -> Built:
+        """The cached item, the result of a build of the same item under way, or a new build
+        (whose file, if it has one, the caller must close)."""
         loop = asyncio.get_running_loop()
         if self._local:
             hit = self.cache.get(plan.key)
         else:
             hit = await loop.run_in_executor(self._pool(), self.cache.get, plan.key)
         if hit is not None:
-            return hit
+            return Built(mime=hit[1], body=hit[0])
         pending = self._inflight.get(plan.key)
         if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[tuple[bytes, str]] = loop.create_future()
+            shared = await asyncio.shield(pending)
+            if shared is not None:
+                return shared
+            # too large to share: its file is the first caller's; build another
+            return await loop.run_in_executor(self._pool(), self._build, plan)
+        future: asyncio.Future[Built | None] = loop.create_future()
         future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
         self._inflight[plan.key] = future
         try:
@@ -70,7 +122,7 @@ class MediaRenderer:
             raise
         finally:
             self._inflight.pop(plan.key, None)
-        future.set_result(result)
+        future.set_result(result if result.file is None else None)
         return result
 
     async def decode(self, plan: RenderPlan) -> Any:
@@ -80,10 +132,25 @@ class MediaRenderer:
         frames = await loop.run_in_executor(self._pool(), decode_arrays, plan)
         return frames[0]
 
-    def _build(self, plan: RenderPlan) -> tuple[bytes, str]:
-        body, mime = render(plan)
+    def _build(self, plan: RenderPlan) -> Built:
+        if plan.kind != "chunk":
+            body, mime = render(plan)
+            self.cache.put(plan.key, body, mime)
+            return Built(mime=mime, body=body)
+        with contextlib.ExitStack() as stack:
+            # max_size 0 would never roll over to disk
+            spool = stack.enter_context(
+                tempfile.SpooledTemporaryFile(max_size=max(1, self.max_item_bytes))
+            )
+            mime = write_chunk(plan, spool)
+            size = spool.seek(0, 2)
+            spool.seek(0)
+            if size > self.max_item_bytes:
+                stack.pop_all()  # the response closes it
+                return Built(mime=mime, file=spool, size=size)
+            body = spool.read()
         self.cache.put(plan.key, body, mime)
-        return body, mime
+        return Built(mime=mime, body=body)
 
     def close(self) -> None:
         if self._executor is not None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from cvat_ray.serve_apps.compat import unless_empty_preferred
 from cvat_ray.serve_apps.deps import Call, ObjectId
+from cvat_ray.serve_apps.media import MediaRenderer
 from cvat_ray.storage.schemas.data import DataMetaPatch, DataMetaRead
 from cvat_ray.storage.services import data_access
 
@@ -31,8 +32,8 @@ async def retrieve_job_data(
     plan = await call(
         data_access.job_data, job_id, type, number, index, quality, request.app.state.settings
     )
-    body, mime = await request.app.state.media.render(plan)
-    return Response(body, media_type=mime)
+    media: MediaRenderer = request.app.state.media
+    return await media.response(plan)
 
 
 @router.get("/api/jobs/{job_id}/data/meta", response_model=DataMetaRead)
@@ -57,8 +58,8 @@ async def retrieve_job_preview(job_id: ObjectId, request: Request, call: Call) -
     )
     if plan is None:
         return Response(status_code=204)
-    body, mime = await request.app.state.media.render(plan)
-    return Response(body, media_type=mime)
+    media: MediaRenderer = request.app.state.media
+    return await media.response(plan)
 
 
 @router.get("/api/projects/{project_id}/preview", response_model=None)
@@ -69,5 +70,5 @@ async def retrieve_project_preview(project_id: ObjectId, request: Request, call:
     )
     if plan is None:
         return Response(status_code=204)
-    body, mime = await request.app.state.media.render(plan)
-    return Response(body, media_type=mime)
+    media: MediaRenderer = request.app.state.media
+    return await media.response(plan)

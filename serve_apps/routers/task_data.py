@@ -14,7 +14,7 @@ from cvat_ray.cluster.errors import InvalidInput
 from cvat_ray.serve_apps.bodies import body_rule, json_object, validated
 from cvat_ray.serve_apps.compat import unless_empty_preferred, upload_action
 from cvat_ray.serve_apps.deps import Call, ObjectId
-from cvat_ray.serve_apps.media import stream_multipart, stream_tus
+from cvat_ray.serve_apps.media import MediaRenderer, stream_multipart, stream_tus
 from cvat_ray.storage.schemas.data import DataMetaPatch, DataMetaRead, DataRequest
 from cvat_ray.storage.schemas.requests import RqId
 from cvat_ray.storage.services import data_access, data_upload
@@ -105,8 +105,8 @@ async def retrieve_data(
     plan = await call(
         data_access.task_data, task_id, type, number, quality, request.app.state.settings
     )
-    body, mime = await request.app.state.media.render(plan)
-    return Response(body, media_type=mime)
+    media: MediaRenderer = request.app.state.media
+    return await media.response(plan)
 
 
 @router.get("/{task_id}/data/meta", response_model=DataMetaRead)
@@ -179,5 +179,5 @@ async def retrieve_preview(task_id: ObjectId, request: Request, call: Call) -> R
     )
     if plan is None:
         return Response(status_code=204)
-    body, mime = await request.app.state.media.render(plan)
-    return Response(body, media_type=mime)
+    media: MediaRenderer = request.app.state.media
+    return await media.response(plan)

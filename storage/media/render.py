@@ -2,7 +2,9 @@
 
 A :class:`RenderPlan` is everything needed, already authorized and read from the database;
 :func:`render` turns it into bytes without touching the database, so it runs in a worker
-thread of the API and its result can be cached under ``plan.key``.
+thread of the API and its result can be cached under ``plan.key``. Chunks are written to a
+file object frame by frame (:func:`write_chunk`): what is held in memory while building one
+is a frame (or a few stored files of an image set), never the whole chunk decoded.
 
 Chunk formats (CVAT's contract): an imageset chunk is a ZIP whose members are the frames in
 order (names do not matter, positions do); a video chunk is an H.264 MP4 of its frames.
@@ -12,9 +14,10 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Literal, cast
+from typing import IO, Literal, cast
 
 import numpy as np
 from PIL import Image
@@ -27,6 +30,8 @@ Quality = Literal["original", "compressed"]
 
 # Original-quality video chunks: visually lossless, still decodable by browsers (yuv420p).
 ORIGINAL_VIDEO_CRF = 12
+# Stored files of an image set read at once (cloud reads run in parallel).
+READ_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,16 @@ class RenderPlan:
     image_quality: int = 70
     preview_size: int = 256
     related: tuple[str, ...] = ()
+    # most video frames decoded to read one frame (``media.max_keyframe_interval``)
+    max_decode: int | None = None
 
 
 def render(plan: RenderPlan) -> tuple[bytes, str]:
     """(body, content type) for the plan."""
     if plan.kind == "chunk":
-        return _chunk(plan)
+        buf = io.BytesIO()
+        mime = write_chunk(plan, buf)
+        return buf.getvalue(), mime
     if plan.kind == "frame":
         return _frame(plan)
     if plan.kind == "preview":
@@ -123,27 +132,40 @@ def _rgb(im: Image.Image) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def _decoded(plan: RenderPlan) -> list[Image.Image]:
-    """The plan's video frames, decoded with one seek."""
+def _iter_decoded(plan: RenderPlan) -> Generator[Image.Image, None, None]:
+    """The plan's video frames, decoded one at a time (closing it closes the video)."""
     source = plan.source.video(plan.frames[0].path)
     try:
-        return video.read_frames(
+        yield from video.iter_frames(
             source,
             [f.video_frame for f in plan.frames],
             name=PurePosixPath(plan.frames[0].path).name,
+            max_decode=plan.max_decode,
         )
     finally:
         if not isinstance(source, str):
             source.close()
 
 
-def _zip(members: list[tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
+def _decoded(plan: RenderPlan) -> list[Image.Image]:
+    """The plan's video frames (a few: every one is held)."""
+    return list(_iter_decoded(plan))
+
+
+def _stored(plan: RenderPlan) -> Iterator[bytes]:
+    """The stored files of an image set's frames, a batch at a time."""
+    paths = [f.path for f in plan.frames]
+    for start in range(0, len(paths), READ_BATCH):
+        yield from plan.source.read_many(paths[start : start + READ_BATCH])
+
+
+def _zip(out: IO[bytes]) -> zipfile.ZipFile:
     # Stored, not deflated: the members are compressed images already.
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name, data in members:
-            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
-    return buf.getvalue()
+    return zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED)
+
+
+def _member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
 
 
 def _ext(mime: str) -> str:
@@ -152,32 +174,37 @@ def _ext(mime: str) -> str:
     )
 
 
-def _chunk(plan: RenderPlan) -> tuple[bytes, str]:
+def write_chunk(plan: RenderPlan, out: IO[bytes]) -> str:
+    """Write the plan's chunk to ``out`` (a seekable file object), a frame at a time;
+    returns its content type."""
     if plan.media == "video":
-        decoded = _decoded(plan)
-        if plan.chunk_type == "video":
-            crf = (
-                ORIGINAL_VIDEO_CRF
-                if plan.quality == "original"
-                else video.quality_to_crf(plan.image_quality)
-            )
-            return video.encode_mp4(decoded, fps=25, crf=crf), "video/mp4"
-        members = []
-        for i, im in enumerate(decoded):
+        decoded = _iter_decoded(plan)
+        try:
+            if plan.chunk_type == "video":
+                crf = (
+                    ORIGINAL_VIDEO_CRF
+                    if plan.quality == "original"
+                    else video.quality_to_crf(plan.image_quality)
+                )
+                video.encode_mp4(decoded, out, fps=25, crf=crf)
+                return "video/mp4"
+            with _zip(out) as zf:
+                for i, im in enumerate(decoded):
+                    if plan.quality == "original":
+                        _member(zf, f"{i:06d}.png", images.encode_png(im))
+                    else:
+                        _member(zf, f"{i:06d}.jpg", images.encode_jpeg(im, plan.image_quality))
+            return "application/zip"
+        finally:
+            decoded.close()
+    with _zip(out) as zf:
+        for i, data in enumerate(_stored(plan)):
             if plan.quality == "original":
-                members.append((f"{i:06d}.png", images.encode_png(im)))
+                body, mime = images.original_frame(data)
             else:
-                members.append((f"{i:06d}.jpg", images.encode_jpeg(im, plan.image_quality)))
-        return _zip(members), "application/zip"
-    datas = plan.source.read_many([f.path for f in plan.frames])
-    members = []
-    for i, data in enumerate(datas):
-        if plan.quality == "original":
-            body, mime = images.original_frame(data)
-        else:
-            body, mime = images.compressed_frame(data, plan.image_quality), "image/jpeg"
-        members.append((f"{i:06d}{_ext(mime)}", body))
-    return _zip(members), "application/zip"
+                body, mime = images.compressed_frame(data, plan.image_quality), "image/jpeg"
+            _member(zf, f"{i:06d}{_ext(mime)}", body)
+    return "application/zip"
 
 
 def _frame(plan: RenderPlan) -> tuple[bytes, str]:
@@ -202,8 +229,8 @@ def _preview(plan: RenderPlan) -> tuple[bytes, str]:
 
 def _context(plan: RenderPlan) -> tuple[bytes, str]:
     datas = plan.source.read_many(list(plan.related))
-    members = [
-        (f"{i:02d}_{PurePosixPath(p).name}", d)
-        for i, (p, d) in enumerate(zip(plan.related, datas, strict=True))
-    ]
-    return _zip(members), "application/zip"
+    buf = io.BytesIO()
+    with _zip(buf) as zf:
+        for i, (p, d) in enumerate(zip(plan.related, datas, strict=True)):
+            _member(zf, f"{i:02d}_{PurePosixPath(p).name}", d)
+    return buf.getvalue(), "application/zip"

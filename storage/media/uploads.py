@@ -4,14 +4,21 @@ Layout under the uploads folder: ``tasks/<task id>/files/<name>`` for finished f
 ``tasks/<task id>/tus/<upload id>.part`` (+ ``.json``) for TUS uploads in progress. Multipart
 bodies are parsed as they stream in and written straight to ``files/``: nothing is held in
 memory beyond one block. Every write counts against the task's upload cap.
+
+``tasks/<task id>/.activity`` is touched by every call on the upload (Upload-Start, each
+block of a multipart body or TUS PATCH, TUS creation and HEAD, Upload-Finish): its time is
+the upload's last activity, which decides when an abandoned upload may be removed
+(:meth:`UploadArea.remove_if_idle`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -43,11 +50,17 @@ class TusState:
     offset: int
 
 
+# Folders being removed are renamed to this first (never a task id), so a removal that
+# stopped halfway is recognised and finished later.
+_REMOVING = ".removing-"
+
+
 class UploadArea:
     def __init__(self, root: Path, task_id: int, max_bytes: int) -> None:
         self.dir = root / "tasks" / str(task_id)
         self.files = self.dir / "files"
         self.tus = self.dir / "tus"
+        self.activity = self.dir / ".activity"
         self.max_bytes = max_bytes
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -57,6 +70,7 @@ class UploadArea:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.files.mkdir(parents=True)
         self.tus.mkdir()
+        self.touch()
 
     @property
     def started(self) -> bool:
@@ -65,9 +79,38 @@ class UploadArea:
     def require_started(self) -> None:
         if not self.started:
             raise Conflict("No upload is in progress for this task: send Upload-Start first.")
+        self.touch()
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def touch(self) -> None:
+        """Record activity now (no-op once the upload is gone)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.activity.touch()
+
+    def last_activity(self) -> float:
+        """When the upload was last used (epoch seconds): the activity marker's time, or the
+        folder's for one made before markers existed (0 when there is no upload)."""
+        for path in (self.activity, self.dir):
+            with contextlib.suppress(FileNotFoundError):
+                return path.stat().st_mtime
+        return 0.0
+
+    def remove_if_idle(self, idle_s: float) -> bool:
+        """Remove the upload when nothing used it for ``idle_s`` seconds; True when removed.
+
+        The folder is renamed away before it is deleted, so a call arriving meanwhile finds
+        no upload (a clean 409/404) rather than a half-deleted one."""
+        if time.time() - self.last_activity() <= idle_s:
+            return False
+        trash = self.dir.with_name(f"{_REMOVING}{self.dir.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(self.dir, trash)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
 
     def file(self, name: str) -> Path:
         """Where the uploaded file ``name`` lives (the name through the path guard)."""
@@ -124,6 +167,7 @@ class UploadArea:
     def tus_state(self, upload_id: str) -> TusState:
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
             raise NotFound("Upload not found.")
+        self.touch()  # a HEAD or PATCH: the client is alive
         meta = self.tus / f"{upload_id}.json"
         part = self.tus / f"{upload_id}.part"
         try:
@@ -166,6 +210,14 @@ class UploadArea:
         os.replace(self.tus / f"{state.upload_id}.part", self.file(state.filename))
         (self.tus / f"{state.upload_id}.done").write_text(state.filename)
         (self.tus / f"{state.upload_id}.json").unlink()
+
+
+def leftover_removals(root: Path) -> list[Path]:
+    """Folders under ``root/tasks`` whose removal stopped halfway."""
+    folder = root / "tasks"
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.iterdir() if p.name.startswith(_REMOVING)]
 
 
 class MultipartSink:
@@ -257,6 +309,7 @@ class MultipartSink:
             self.fields[self._field] = self._value.decode("utf-8", "replace")
 
     def feed(self, block: bytes) -> None:
+        self.area.touch()
         try:
             self._parser.write(block)
         except InvalidInput:

@@ -446,11 +446,11 @@ def run_jobs(session: Session, task_id: int, job_id: int | None) -> list[JobRang
     return [j for j in jobs if j.id == job_id] if job_id is not None else jobs
 
 
-def clear_run_jobs(session: Session, task_id: int, jobs: Sequence[JobRange]) -> None:
-    """``cleanup``: the run starts from empty jobs (authorized when the run was created)."""
+def lock_run_jobs(session: Session, task_id: int, jobs: Sequence[JobRange]) -> None:
+    """Hold the jobs against other annotation writers until the transaction ends (a run's
+    ``cleanup`` marks and replaces rows under it; authorized when the run was created)."""
     if jobs:
         _lock(session, [j.id for j in jobs], task_id)
-        bulk.clear_jobs(session, [j.id for j in jobs])
 
 
 def add_model_annotations(

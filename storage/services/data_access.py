@@ -133,7 +133,7 @@ def _plan(
         )
         if not related:
             raise NotFound("The frame has no context images.")
-    return RenderPlan(
+    plan = RenderPlan(
         kind=kind,
         key=key,
         source=source_of(session, data, settings),
@@ -144,7 +144,26 @@ def _plan(
         image_quality=data.image_quality,
         preview_size=settings.media.preview_size,
         related=related,
+        max_decode=settings.media.max_keyframe_interval,
     )
+    if kind == "chunk":
+        _check_chunk(plan, settings)
+    return plan
+
+
+def _check_chunk(plan: RenderPlan, settings: Settings) -> None:
+    """Refuse a chunk over the server's limits: tasks get chunk sizes within them when they
+    are made, so only a task made under looser limits (or restored) meets this."""
+    count = len(plan.frames)
+    pixels = sum(f.width * f.height for f in plan.frames)
+    limits = settings.media
+    if count > limits.max_chunk_size or (count > 1 and pixels > limits.max_chunk_pixels):
+        raise InvalidInput(
+            f"The chunk holds {count} frames ({pixels} pixels); this server builds chunks of at "
+            f"most {limits.max_chunk_size} frames and {limits.max_chunk_pixels} pixels. Read "
+            "its frames one by one (type=frame).",
+            field="number",
+        )
 
 
 def frames_plan(session: Session, task: Task, settings: Settings, numbers: list[int]) -> RenderPlan:
@@ -176,14 +195,14 @@ def _data_plan(
     quality: Quality,
     allowed: list[int] | None = None,
 ) -> RenderPlan:
-    """A plan over the task's frames; ``allowed`` limits them (a job's frames)."""
+    """A plan over the task's frames; ``allowed`` limits them (a job's frames: its chunks
+    are planned by :func:`job_data`)."""
     size = data.size
     if kind == "chunk":
+        assert allowed is None
         chunk_size = data.chunk_size or 36
         n = _check_number(number, -(-size // chunk_size), "chunk")
         numbers = list(range(n * chunk_size, min(size, (n + 1) * chunk_size)))
-        if allowed is not None and not set(numbers) & set(allowed):
-            raise InvalidInput("The chunk holds none of the job's frames.", field="number")
         return _plan(session, data, settings, kind, numbers, quality, _key(data, "c", quality, n))
     if kind == "preview":
         first = (allowed or list(range(size)))[0]
@@ -245,17 +264,32 @@ def job_data(
     settings: Settings,
 ) -> RenderPlan:
     """CVAT ``GET /api/jobs/{id}/data``: ``index`` numbers the job's own chunks from 0;
-    ``number`` is a task chunk or frame number (as CVAT, deprecated for chunks)."""
+    ``number`` is a task chunk or frame number (as CVAT, deprecated for chunks). A chunk by
+    ``number`` holds the frames of that task chunk that are the job's, in order: never
+    another job's frames."""
     _, segment, task = _job(session, ctx, job_id, "view" if kind == "preview" else "view:data")
     data = _data(session, task)
     frames = job_frames(segment)
-    if kind == "chunk" and index is not None:
-        chunk_size = data.chunk_size or 36
+    if kind != "chunk":
+        return _data_plan(session, data, settings, kind, number, quality, allowed=frames)
+    chunk_size = data.chunk_size or 36
+    if index is not None:
         n = _check_number(index, -(-len(frames) // chunk_size), "chunk")
         numbers = frames[n * chunk_size : (n + 1) * chunk_size]
         key = _key(data, "j", segment.id, quality, n)
         return _plan(session, data, settings, "chunk", numbers, quality, key)
-    return _data_plan(session, data, settings, kind, number, quality, allowed=frames)
+    if number is None:
+        raise InvalidInput("The chunk index (or number) is required.", field="index")
+    first, last = frames[0] // chunk_size, frames[-1] // chunk_size
+    if not first <= number <= last:
+        raise InvalidInput(
+            f"The chunk number must be between {first} and {last} for this job.", field="number"
+        )
+    numbers = [f for f in frames if f // chunk_size == number]
+    if not numbers:
+        raise InvalidInput("The chunk holds none of the job's frames.", field="number")
+    key = _key(data, "jn", segment.id, quality, number)
+    return _plan(session, data, settings, "chunk", numbers, quality, key)
 
 
 def job_preview(

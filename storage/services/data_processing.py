@@ -38,11 +38,12 @@ from cvat_ray.storage.media.cloud_listing import iter_keys
 from cvat_ray.storage.media.formats import kind_of, related_owner
 from cvat_ray.storage.media.remote import download
 from cvat_ray.storage.media.sources import MediaSource
+from cvat_ray.storage.media.uploads import leftover_removals
 from cvat_ray.storage.models import BackgroundRequest, CloudStorage, Data, RelatedFile, Task
 from cvat_ray.storage.schemas.data import DataRequest
 from cvat_ray.storage.services import requests as request_service
 from cvat_ray.storage.services.cloud_storages import access_for
-from cvat_ray.storage.services.data_upload import upload_area
+from cvat_ray.storage.services.data_upload import CREATE_TASK, upload_area
 from cvat_ray.storage.services.resources import get_task
 from cvat_ray.storage.services.task_data import FrameInfo, attach_data
 
@@ -158,6 +159,8 @@ def process_request(db: Database, settings: Settings, request_id: str, worker: s
                 storage_method="cache" if body.use_cache else "file_system",
                 cloud_storage_id=prepared.cloud_storage_id,
                 job_ranges=prepared.job_ranges,
+                max_chunk_size=settings.media.max_chunk_size,
+                max_chunk_pixels=settings.media.max_chunk_pixels,
             )
             if prepared.related:
                 session.execute(
@@ -165,7 +168,11 @@ def process_request(db: Database, settings: Settings, request_id: str, worker: s
                     [{"data_id": data.id, "frame": f, "path": p} for f, p in prepared.related],
                 )
             request_service.transition(
-                session, request_id, "finished", message="", result_id=task_id
+                session,
+                request_id,
+                "finished",
+                message=_lowered(body.chunk_size, data.chunk_size, settings),
+                result_id=task_id,
             )
             target = data_dir(settings, data.id)
             shutil.rmtree(target, ignore_errors=True)  # an orphan of a reused id
@@ -185,6 +192,16 @@ def process_request(db: Database, settings: Settings, request_id: str, worker: s
             message = f"Internal error while processing the data ({type(exc).__name__}: {exc})."
         with db.session() as session:
             request_service.fail_if_unfinished(session, request_id, message)
+
+
+def _lowered(asked: int | None, given: int | None, settings: Settings) -> str:
+    if not asked or given is None or given >= asked:
+        return ""
+    return (
+        f"chunk_size was lowered from {asked} to {given}: a chunk holds at most "
+        f"{settings.media.max_chunk_size} frames and {settings.media.max_chunk_pixels} pixels "
+        "on this server."
+    )
 
 
 # --- gathering ------------------------------------------------------------------------------
@@ -434,7 +451,12 @@ def _prepare_video(
     progress(0.1, f"Reading the video {name}", force=True)
     handle = gathered.source.video(path)
     try:
-        info = video.probe_video(handle, name, max_frames=settings.media.max_video_frames)
+        info = video.probe_video(
+            handle,
+            name,
+            max_frames=settings.media.max_video_frames,
+            max_decode=settings.media.max_keyframe_interval,
+        )
     finally:
         if not isinstance(handle, str):
             handle.close()
@@ -560,8 +582,9 @@ def _job_mapping(
 
 
 def collect_garbage(db: Database, settings: Settings, *, older_than_s: float = 3600) -> int:
-    """Remove data folders whose data record is gone (deleted tasks) and staging folders of
-    requests that are no longer running. Returns how many folders were removed."""
+    """Remove data folders whose data record is gone (deleted tasks), staging folders of
+    requests that are no longer running, and uploads nobody will finish. Returns how many
+    folders were removed."""
     removed = 0
     now = time.time()
     data_root = settings.media_dir / "data"
@@ -587,13 +610,38 @@ def collect_garbage(db: Database, settings: Settings, *, older_than_s: float = 3
             if entry.name not in running and now - entry.stat().st_mtime > older_than_s:
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += 1
+    return removed + _collect_uploads(db, settings)
+
+
+def _collect_uploads(db: Database, settings: Settings) -> int:
+    """Uploads of tasks that have data (processing removes them; this catches leftovers),
+    and uploads idle for ``media.upload_expiry_s``. An upload is idle when no call touched
+    it (each TUS PATCH block and HEAD does: see ``UploadArea``), so a resumable upload that
+    takes days stays while its client keeps going. Never removed: the upload of a task with
+    a queued or started ``create:task`` request, whatever its age."""
+    uploads = settings.uploads_dir / "tasks"
+    if not uploads.is_dir():
+        return 0
+    removed = 0
+    for leftover in leftover_removals(settings.uploads_dir):
+        shutil.rmtree(leftover, ignore_errors=True)
     with db.session() as session:
         tasks_with_data = set(session.scalars(select(Task.id).where(Task.data_id.is_not(None))))
-    uploads = settings.uploads_dir / "tasks"
-    if uploads.is_dir():
-        for entry in uploads.iterdir():
-            stale = now - entry.stat().st_mtime > 24 * 3600
-            if entry.name.isdigit() and (int(entry.name) in tasks_with_data or stale):
-                shutil.rmtree(entry, ignore_errors=True)
-                removed += 1
+        busy = set(
+            session.scalars(
+                select(BackgroundRequest.task_id).where(
+                    BackgroundRequest.operation_type == CREATE_TASK,
+                    BackgroundRequest.status.in_(("queued", "started")),
+                )
+            )
+        )
+    for entry in uploads.iterdir():
+        if not entry.name.isdigit() or int(entry.name) in busy:
+            continue
+        area = upload_area(settings, int(entry.name))
+        idle_s = 0 if int(entry.name) in tasks_with_data else settings.media.upload_expiry_s
+        # the activity is read again right before the removal: a call that came after the
+        # database was asked (an Upload-Finish queueing a request) has touched it
+        if area.remove_if_idle(idle_s):
+            removed += 1
     return removed

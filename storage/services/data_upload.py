@@ -98,8 +98,15 @@ def _new_request(
     task: Task,
     source: str,
     body: DataRequest,
+    settings: Settings,
     launch: Launch,
 ) -> RqId:
+    if body.chunk_size and body.chunk_size > settings.media.max_chunk_size:
+        raise InvalidInput(
+            f"Ensure this value is less than or equal to {settings.media.max_chunk_size} "
+            "(the most frames per chunk on this server).",
+            field="chunk_size",
+        )
     row = request_service.new_request(
         session,
         ctx,
@@ -146,7 +153,7 @@ def upload_finish(
                 f"upload_file_order names files that were not uploaded: {missing[:5]}",
                 field="upload_file_order",
             )
-    return _new_request(session, ctx, task, "local", body, launch)
+    return _new_request(session, ctx, task, "local", body, settings, launch)
 
 
 def create_data(
@@ -194,7 +201,7 @@ def _external(
         guard = OutboundGuard.from_settings(settings)
         for url in body.remote_files:
             guard.check_url_form(url, field="remote_files")
-        return _new_request(session, ctx, task, "remote", body, launch)
+        return _new_request(session, ctx, task, "remote", body, settings, launch)
     if body.cloud_storage_id is not None:
         storage = session.get(CloudStorage, body.cloud_storage_id)
         if storage is None:
@@ -203,7 +210,7 @@ def _external(
         for name in (*body.server_files, *body.server_files_exclude):
             if name.rstrip("*").strip("/"):
                 relative_parts(name.rstrip("*").strip("/"), field="server_files")
-        return _new_request(session, ctx, task, "cloud", body, launch)
+        return _new_request(session, ctx, task, "cloud", body, settings, launch)
     root = settings.media.share_root
     if root is None:
         raise InvalidInput("This server has no file share.", field="server_files")
@@ -212,4 +219,4 @@ def _external(
         target = safe_join(root, name.lstrip("/"), field="server_files", allow_root=True)
         if not target.exists():
             raise InvalidInput(f"{name}: no such file in the share.", field="server_files")
-    return _new_request(session, ctx, task, "share", body, launch)
+    return _new_request(session, ctx, task, "share", body, settings, launch)

@@ -4,6 +4,15 @@ model (``cvat_ray.actors.autoannotate``): what to read, where to write, progress
 The run was authorized when its request was created (``lambda_functions.create_request``);
 these functions act for it without a caller. Dataset runs are planned (and authorized, task
 by task) here too: :func:`plan_dataset_run`.
+
+``cleanup`` replaces the annotations of the run's jobs, and only when the run finishes:
+:func:`load_run` notes the last annotation id of each table (under the jobs' lock, so no
+writer is half-way), the run adds its output as it goes, and :func:`finish` deletes the jobs'
+objects up to those ids in the transaction that marks the run finished. A run that fails or
+is cancelled leaves the old annotations, and :func:`abandon` removes what it wrote (objects
+with ``source: auto`` after the noted ids), so the jobs are as before the run. Objects that
+users add or change while the run goes on are theirs: added ones stay, and old ones are
+replaced all the same.
 """
 
 from __future__ import annotations
@@ -12,12 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.errors import InvalidInput, NotFound
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.iam.authz import Resource, authorize
+from cvat_ray.storage.annotations import bulk
 from cvat_ray.storage.annotations.merge import JobRange
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.functions.mapping import LabelMap, resolve, to_labeled_data
@@ -52,6 +62,9 @@ class RunPlan:
     conv_mask_to_poly: bool
     roi: list[float] | None
     jobs: tuple[JobRange, ...]
+    # cleanup runs: the last id of each of ``bulk.ALL_TABLES`` when the run started; the
+    # jobs' objects up to them are what the run replaces
+    replaces: tuple[int, ...] | None = None
 
 
 def _job_frames(jobs: Sequence[JobRange]) -> list[int]:
@@ -74,6 +87,12 @@ def load_run(session: Session, settings: Settings, request_id: str) -> RunPlan:
     jobs = annotation_service.run_jobs(session, task.id, row.job_id)
     skip = deleted_frames(session, task)
     frames = [f for f in _job_frames(jobs) if f not in skip]
+    replaces = None
+    if body.cleanup:
+        annotation_service.lock_run_jobs(session, task.id, jobs)
+        replaces = tuple(
+            session.scalar(select(func.max(table.c.id))) or 0 for table in bulk.ALL_TABLES
+        )
     return RunPlan(
         request_id=request_id,
         task_id=task.id,
@@ -87,11 +106,21 @@ def load_run(session: Session, settings: Settings, request_id: str) -> RunPlan:
         conv_mask_to_poly=body.conv_mask_to_poly,
         roi=body.roi,
         jobs=tuple(jobs),
+        replaces=replaces,
     )
 
 
-def clear(session: Session, run: RunPlan) -> None:
-    annotation_service.clear_run_jobs(session, run.task_id, run.jobs)
+def _delete_run_rows(session: Session, run: RunPlan, *, old: bool) -> None:
+    """``old``: the jobs' objects the run replaces; else what the run wrote."""
+    if run.replaces is None or not run.jobs:
+        return
+    annotation_service.lock_run_jobs(session, run.task_id, run.jobs)
+    job_ids = [j.id for j in run.jobs]
+    for table, mark in zip(bulk.ALL_TABLES, run.replaces, strict=True):
+        mine = (table.c.id > mark) & (table.c.source == "auto")
+        session.execute(
+            delete(table).where(table.c.job_id.in_(job_ids), table.c.id <= mark if old else mine)
+        )
 
 
 def save(
@@ -116,17 +145,30 @@ def report(session: Session, request_id: str, progress: float, message: str) -> 
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def finish(session: Session, request_id: str, message: str) -> bool:
-    """Mark the run finished unless it was cancelled meanwhile."""
-    row = session.get(BackgroundRequest, request_id)
+def finish(session: Session, run: RunPlan, message: str) -> bool:
+    """Mark the run finished unless it was cancelled meanwhile (then False, nothing
+    changed). A cleanup run's old annotations are deleted in the same transaction."""
+    row = session.scalar(
+        select(BackgroundRequest).where(BackgroundRequest.id == run.request_id).with_for_update()
+    )
     if row is None or row.status != "started":
         return False
-    request_service.transition(session, request_id, "finished", message=message)
+    _delete_run_rows(session, run, old=True)
+    request_service.transition(session, run.request_id, "finished", message=message)
     return True
 
 
-def fail(session: Session, request_id: str, message: str) -> None:
+def abandon(session: Session, run: RunPlan) -> None:
+    """A cleanup run that will not finish (cancelled, failed): remove what it wrote, so the
+    jobs hold their annotations as before the run. Other runs keep what they saved."""
+    _delete_run_rows(session, run, old=False)
+
+
+def fail(session: Session, request_id: str, message: str, run: RunPlan | None = None) -> None:
+    """Fail the request (unless it ended already) and :func:`abandon` the run, if loaded."""
     request_service.fail_if_unfinished(session, request_id, message)
+    if run is not None:
+        abandon(session, run)
 
 
 # ---------------------------------------------------------------------------------- datasets

@@ -35,6 +35,15 @@ def default_chunk_size(frames: Sequence[FrameInfo], chunk_type: str) -> int:
     return max(2, min(72, 36 * 1920 * 1080 // max(area, 1)))
 
 
+def fitting_chunk_size(
+    frames: Sequence[FrameInfo], wanted: int, *, max_frames: int, max_pixels: int
+) -> int:
+    """``wanted`` lowered so that no chunk holds more than ``max_frames`` frames or (unless
+    it is one frame) ``max_pixels`` pixels, the largest frame counted for every frame."""
+    area = max((f.width * f.height for f in frames), default=1)
+    return max(1, min(wanted, max_frames, max_pixels // max(area, 1)))
+
+
 def attach_data(
     session: Session,
     task: Task,
@@ -53,8 +62,12 @@ def attach_data(
     storage_method: str = "cache",
     cloud_storage_id: int | None = None,
     job_ranges: Sequence[tuple[int, int]] | None = None,
+    max_chunk_size: int | None = None,
+    max_chunk_pixels: int | None = None,
 ) -> Data:
-    """Create the task's data record, frame list, segments and jobs in one go."""
+    """Create the task's data record, frame list, segments and jobs in one go. The chunk
+    size (``chunk_size``, or CVAT's default) is lowered to fit ``max_chunk_size`` frames and
+    ``max_chunk_pixels`` pixels (:func:`fitting_chunk_size`)."""
     if task.data_id is not None:
         raise Conflict("The task already has data.")
     if not frames:
@@ -62,9 +75,17 @@ def attach_data(
     if not 0 <= image_quality <= 100:
         raise InvalidInput("Must be between 0 and 100.", field="image_quality")
     size = len(frames)
+    chunk_size = chunk_size or default_chunk_size(frames, original_chunk_type)
+    if max_chunk_size is not None or max_chunk_pixels is not None:
+        chunk_size = fitting_chunk_size(
+            frames,
+            chunk_size,
+            max_frames=max_chunk_size or chunk_size,
+            max_pixels=max_chunk_pixels or 2**63,
+        )
     data = Data(
         size=size,
-        chunk_size=chunk_size or default_chunk_size(frames, original_chunk_type),
+        chunk_size=chunk_size,
         image_quality=image_quality,
         start_frame=start_frame,
         stop_frame=start_frame + size - 1 if stop_frame is None else stop_frame,

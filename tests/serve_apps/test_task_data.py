@@ -458,13 +458,13 @@ async def test_chunks_are_built_once_and_cached(
     api = client_for(alice)
     task_id, _ = await create_with(api, images(3))
     calls: list[str] = []
-    real = media_module.render  # type: ignore[attr-defined]
+    real = media_module.write_chunk  # type: ignore[attr-defined]
 
-    def counting(plan):  # type: ignore[no-untyped-def]
+    def counting(plan, out):  # type: ignore[no-untyped-def]
         calls.append(plan.key)
-        return real(plan)
+        return real(plan, out)
 
-    monkeypatch.setattr(media_module, "render", counting)
+    monkeypatch.setattr(media_module, "write_chunk", counting)
     url = f"/api/tasks/{task_id}/data/?type=chunk&number=0&quality=compressed"
     first, second = await asyncio.gather(api.get(url), api.get(url))
     third = await api.get(url)
