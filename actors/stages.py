@@ -27,7 +27,20 @@ import numpy as np
 from cvat_ray.actors.functions.host import ModelHost
 from cvat_ray.cluster import ray_compat
 from cvat_ray.storage.functions.spec import FunctionSpec
+from cvat_ray.storage.media import cloud
 from cvat_ray.storage.media.render import RenderPlan, decode_array, decode_arrays, read_encoded
+
+
+def _load_secrets(storage_id: int) -> dict[str, str]:
+    from cvat_ray.storage.services.cloud_storages import load_secrets
+
+    return load_secrets(storage_id)
+
+
+# A run's frame plan reaches the pipeline's tasks and actors pickled, its cloud credentials
+# left behind (storage.media.cloud.CloudAccess): the processes that run these stages read
+# them from the database themselves.
+cloud.secret_loader = _load_secrets
 
 T = TypeVar("T")
 # A frame on its way to a model: an RGB array, or a stored image file still encoded.

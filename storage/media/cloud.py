@@ -18,6 +18,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,19 @@ def parse_attributes(text: str) -> dict[str, str]:
     return dict(parse_qsl(text or "", keep_blank_values=False))
 
 
+# Reads a storage's decrypted credentials in this process, by storage id: registered by code
+# that can reach the database (the pipeline stages of whole-task runs). An access that crossed
+# a process boundary carries none (see :meth:`CloudAccess.__reduce__`) and asks this.
+secret_loader: Callable[[int], dict[str, str]] | None = None
+
+
 @dataclass(frozen=True)
 class CloudAccess:
+    """How to reach one storage. ``secrets`` never leave the process: pickled (a Ray
+    argument, an object in Ray's store, which the dashboard and spilled files could show),
+    an access is *sealed* and the process that unpickles it reads the credentials itself
+    (:data:`secret_loader`)."""
+
     provider: str
     resource: str
     credentials_type: str
@@ -118,6 +130,34 @@ class CloudAccess:
     storage_id: int | None = None
     version: str = ""
     guard: OutboundGuard = field(default_factory=OutboundGuard, repr=False, compare=False)
+    sealed: bool = field(default=False, compare=False)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self.secrets and self.storage_id is None:
+            # nothing to read them back by: refuse rather than let them travel
+            raise TypeError("a cloud access with credentials and no storage id cannot be pickled")
+        return (
+            CloudAccess,
+            (
+                self.provider,
+                self.resource,
+                self.credentials_type,
+                self.attributes,
+                {},
+                self.storage_id,
+                self.version,
+                self.guard,
+                self.sealed or bool(self.secrets),
+            ),
+        )
+
+    def credentials(self) -> dict[str, str]:
+        """The decrypted credentials: held, or read in this process for a sealed access."""
+        if not self.sealed:
+            return self.secrets
+        if self.storage_id is None or secret_loader is None:
+            raise Unavailable("The cloud storage's credentials are not available here.")
+        return secret_loader(self.storage_id)
 
     def path(self, key: str) -> str:
         return f"{self.resource}/{key.lstrip('/')}"
@@ -173,7 +213,9 @@ def azure_account_url(access: CloudAccess) -> str:
     endpoint = access.attributes.get("endpoint_url")
     if endpoint:
         return endpoint
-    account = access.secrets.get("account_name") or access.attributes.get("account_name") or ""
+    account = (
+        access.credentials().get("account_name") or access.attributes.get("account_name") or ""
+    )
     if not _AZURE_ACCOUNT.fullmatch(account):
         raise InvalidInput(
             "An Azure storage account name is 3 to 24 lowercase letters and digits.",
@@ -192,12 +234,12 @@ def endpoints(access: CloudAccess) -> list[tuple[str, str]]:
         out.append(("specific_attributes", access.attributes["endpoint_url"]))
     if access.provider == "AZURE_CONTAINER":
         if access.credentials_type == "CONNECTION_STRING":
-            conn = access.secrets.get("connection_string", "")
+            conn = access.credentials().get("connection_string", "")
             out.extend(("connection_string", url) for url in azure_endpoints(conn))
         elif not access.attributes.get("endpoint_url"):
             out.append(("account_name", azure_account_url(access)))
     if access.provider == "GOOGLE_CLOUD_STORAGE" and access.credentials_type == "KEY_FILE_PATH":
-        info = service_account_info(access.secrets.get("key_file", ""))
+        info = service_account_info(access.credentials().get("key_file", ""))
         out.append(("key_file", info["token_uri"]))
     return out
 
@@ -257,7 +299,7 @@ def _make_fs(access: CloudAccess, timeout: float) -> Any:
     from cvat_ray.storage.media import cloud_clients
 
     attrs = access.attributes
-    secrets = access.secrets
+    secrets = access.credentials()
     hooks = access.guard.aio_hooks()
     endpoint = attrs.get("endpoint_url") or None
     if access.provider == "AWS_S3_BUCKET":

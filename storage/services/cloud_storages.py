@@ -16,6 +16,7 @@ provider for one page at a time.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,9 +26,10 @@ from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.errors import Conflict, InvalidInput, NotFound
 from cvat_ray.cluster.outbound import OutboundGuard, refusal_in
-from cvat_ray.cluster.settings import Settings
+from cvat_ray.cluster.settings import Settings, get_settings
 from cvat_ray.iam.authz import Resource, authorize, list_filter
 from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.db import Database
 from cvat_ray.storage.media import cloud, cloud_listing, images
 from cvat_ray.storage.media.cloud import ALLOWED_CREDENTIALS, SECRET_FIELDS, Cipher, CloudAccess
 from cvat_ray.storage.media.cloud_clients import service_account_info
@@ -102,6 +104,28 @@ def cloud_resource(storage: CloudStorage) -> Resource:
 def cipher(settings: Settings) -> Cipher:
     key = settings.cloud.credentials_key
     return Cipher.from_settings(key.get_secret_value() if key else None, settings.cloud_key_path)
+
+
+_secrets_db: dict[str, Database] = {}
+_secrets_lock = threading.Lock()
+
+
+def load_secrets(storage_id: int) -> dict[str, str]:
+    """A storage's decrypted credentials, read in this process with its own settings (the
+    :data:`cloud.secret_loader` of processes that receive sealed accesses)."""
+    settings = get_settings()
+    url = settings.database_url
+    with _secrets_lock:
+        db = _secrets_db.get(url)
+        if db is None:
+            db = _secrets_db[url] = Database(url, pool_size=1)
+    with db.session() as session:
+        credentials = session.scalar(
+            select(CloudStorage.credentials).where(CloudStorage.id == storage_id)
+        )
+    if credentials is None:
+        raise NotFound("The cloud storage of this data no longer exists.")
+    return cipher(settings).decrypt(credentials)
 
 
 def access_for(storage: CloudStorage, settings: Settings) -> CloudAccess:

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.db import Database
 from cvat_ray.storage.media import cloud, cloud_listing
+from cvat_ray.storage.media.cloud import CloudAccess
 from cvat_ray.storage.models import CloudStorage
 from tests.cloud_servers import StorageServer, put_object
 from tests.conftest import Account
@@ -476,3 +477,59 @@ async def test_preview_skips_broken_images(
     assert r.status_code == 404 and "no images" in r.text, r.text
     put_object(s3_server, f"{prefix}/b.jpg", image_bytes())
     assert (await api.get(f"{url}/preview")).status_code == 200
+
+
+# (the GCS emulator's storages are anonymous: no credentials to keep)
+@pytest.mark.parametrize("server", ["s3_server", "azure_server"], indirect=True)
+async def test_credentials_never_travel_pickled(
+    client_for,
+    alice: Account,
+    server: StorageServer,
+    settings: Settings,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cloud access crosses to Ray's processes (a whole-task run's frame plan) sealed: the
+    pickled bytes hold no credential, and the receiving process reads them from the database
+    with its own settings, then reaches the bucket."""
+    import pickle
+
+    from ray import cloudpickle  # what Ray serializes task arguments with
+
+    from cvat_ray.actors import stages  # registers the pipeline processes' loader
+    from cvat_ray.cluster.settings import reset_settings_cache
+    from cvat_ray.storage.media.sources import MediaSource
+    from cvat_ray.storage.services.cloud_storages import access_for
+
+    assert cloud.secret_loader is not None and stages is not None
+    prefix = uuid.uuid4().hex[:8]
+    put_object(server, f"{prefix}/a.jpg", image_bytes(30, 20))
+    sid = int((await _create(client_for(alice), server))["id"])  # type: ignore[call-overload]
+    with db.session() as session:
+        row = session.get(CloudStorage, sid)
+        assert row is not None
+        access = access_for(row, settings)
+    secrets = [v for v in access.secrets.values() if v]
+    assert secrets
+    for dump in (pickle.dumps, cloudpickle.dumps):
+        data = dump(MediaSource(storage="cloud_storage", access=access))
+        assert not any(s.encode() in data for s in secrets)
+    moved: MediaSource = pickle.loads(
+        pickle.dumps(MediaSource(storage="cloud_storage", access=access))
+    )
+    assert moved.access is not None and moved.access.sealed and moved.access.secrets == {}
+    # the receiving process's own settings: its environment
+    monkeypatch.setenv("CVAT_RAY_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv(
+        "CVAT_RAY_DATABASE__URL", db.engine.url.render_as_string(hide_password=False)
+    )
+    reset_settings_cache()
+    try:
+        assert moved.access.credentials() == access.secrets
+        cloud.forget(sid)  # no client cached by the API side: build one from the sealed access
+        assert moved.read(f"{prefix}/a.jpg") == image_bytes(30, 20)
+    finally:
+        reset_settings_cache()
+    unnamed = CloudAccess("AWS_S3_BUCKET", "b", "KEY_SECRET_KEY_PAIR", secrets={"key": "k"})
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(unnamed)
