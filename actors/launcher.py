@@ -21,7 +21,7 @@ import logging
 import threading
 from typing import Any, Protocol
 
-from cvat_ray.actors.registry import Context, Family, Registry, default_registry
+from cvat_ray.actors.registry import Context, Family, Registry, ServiceLoop, default_registry
 from cvat_ray.actors.sweep import SweepLoop, thread_alive, thread_worker
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.db import Database
@@ -41,10 +41,19 @@ class Launcher(Protocol):
 
     def held(self) -> set[str]: ...
 
+    def query(self, family: str, name: str, params: dict[str, Any]) -> Any:
+        """Run one of a family's queries in its runner's process and return the answer."""
+        ...
+
     def alive(self, worker: str) -> bool | None: ...
 
     def open(self) -> None:
-        """Called when the app starts serving (its lifespan): start sweeping."""
+        """Called when the app starts serving (its lifespan): start sweeping, and the
+        registry's services (the webhook sender)."""
+        ...
+
+    def wake(self, service: str) -> None:
+        """Wake a registered service (e.g. ``webhooks``) now."""
         ...
 
     def close(self) -> None: ...
@@ -63,6 +72,9 @@ class ThreadLauncher:
         self._held: set[str] = set()
         self._lock = threading.Lock()
         self._sweep = SweepLoop(db, settings, self.registry, self)
+        self._stop_loops = threading.Event()
+        self._loops: list[threading.Thread] = []
+        self._services: dict[str, ServiceLoop] = {}
 
     def _pool(self, family: Family | None) -> concurrent.futures.ThreadPoolExecutor:
         key = family.name if family else "dataset"
@@ -105,15 +117,72 @@ class ThreadLauncher:
     def alive(self, worker: str) -> bool | None:
         return True if worker == self.worker else thread_alive(worker)
 
+    def query(self, family: str, name: str, params: dict[str, Any]) -> Any:
+        return self.registry.family(family).queries[name](self.ctx, params)
+
     def open(self) -> None:
+        from cvat_ray.storage.webhooks import outbox
+
         self._sweep.start()
+        if not self._loops:
+            self._stop_loops.clear()
+            for family in self.registry.families():
+                if family.loop is not None:
+                    thread = threading.Thread(
+                        target=_run_loop,
+                        args=(family, self.ctx, self._stop_loops),
+                        name=f"cvat-{family.actor}",
+                        daemon=True,
+                    )
+                    thread.start()
+                    self._loops.append(thread)
+        with self._lock:
+            for service in self.registry.services():
+                if service.name in self._services:
+                    continue
+                loop = service.build(self.db, self.settings, f"{self.worker}/{service.actor}")
+                loop.start()
+                self._services[service.name] = loop
+        if "webhooks" in self._services:
+            outbox.set_waker(outbox.db_key(self.db.engine), self._services["webhooks"].wake)
+
+    def wake(self, service: str) -> None:
+        with self._lock:
+            loop = self._services.get(service)
+        if loop is not None:
+            loop.wake()
+
+    def service_loop(self, service: str) -> ServiceLoop | None:
+        """The running loop of a service (tests), None before :meth:`open`."""
+        with self._lock:
+            return self._services.get(service)
 
     def close(self) -> None:
+        from cvat_ray.storage.webhooks import outbox
+
         self._sweep.stop()
+        self._stop_loops.set()
+        for thread in self._loops:
+            thread.join(timeout=30)
+        self._loops = []
+        with self._lock:
+            loops, self._services = list(self._services.values()), {}
+        if loops:
+            outbox.set_waker(outbox.db_key(self.db.engine), None)
+        for loop in loops:
+            loop.stop()
         with self._lock:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.shutdown(wait=True)
+
+
+def _run_loop(family: Family, ctx: Context, stop: threading.Event) -> None:
+    assert family.loop is not None
+    try:
+        family.loop(ctx, stop)
+    except Exception:
+        logger.exception("the %s loop stopped", family.name)
 
 
 def in_ray_worker() -> bool:

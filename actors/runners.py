@@ -30,11 +30,12 @@ from typing import Any
 
 import ray
 
-from cvat_ray.actors.registry import Context, Family, Registry, default_registry
+from cvat_ray.actors.registry import Context, Family, Registry, Service, default_registry
 from cvat_ray.actors.sweep import THREAD_PREFIX, SweepLoop, SweepReport, sweep, thread_alive
 from cvat_ray.cluster.names import NAMESPACE
 from cvat_ray.cluster.settings import Settings, get_settings
 from cvat_ray.storage.db import Database
+from cvat_ray.storage.events import outbox
 from cvat_ray.storage.services import requests as request_service
 
 logger = logging.getLogger("cvat_ray.runners")
@@ -100,6 +101,7 @@ class Runner:
         self.registry = default_registry()
         self.family = self.registry.family(family)
         self.settings = get_settings()
+        outbox.install(self.settings.analytics.enabled)
         threads = self.family.concurrency(self.settings)
         self.db = Database(self.settings.database_url, pool_size=threads + 1)
         with self.db.session() as session:
@@ -107,12 +109,31 @@ class Runner:
         if failed:
             logger.warning("%s: failed %d requests left by a dead process", name, len(failed))
         self.ctx = Context(self.db, self.settings, name, on_ray=True)
+        # what its requests change (a task created, a request completed) wakes the sender
+        prefix = name[: name.rfind(self.family.actor)] if self.family.actor in name else ""
+        self._waker = _wake_service_after_commits(self.db, f"{prefix}webhook-sender")
         self._executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=name)
         self._held: set[str] = set()
         self._lock = threading.Lock()
         warm = self.family.warm
         if warm is not None:
             threading.Thread(target=self._warm, args=(warm,), daemon=True).start()
+        self._stop = threading.Event()
+        loop = self.family.loop
+        if loop is not None:
+            threading.Thread(
+                target=self._loop, args=(loop,), name=f"{name}-loop", daemon=True
+            ).start()
+
+    def _loop(self, loop: Any) -> None:
+        try:
+            loop(self.ctx, self._stop)
+        except Exception:
+            logger.exception("%s: its loop stopped", self.name)
+
+    def query(self, name: str, params: dict[str, Any]) -> Any:
+        """One of the family's queries, run in this process."""
+        return self.family.queries[name](self.ctx, params)
 
     def _warm(self, warm: Any) -> None:
         try:
@@ -144,6 +165,77 @@ class Runner:
     def held(self) -> list[str]:
         with self._lock:
             return sorted(self._held)
+
+
+class RayWaker:
+    """Wakes a named service actor, coalescing: a burst of commits makes one call (a
+    thread forwards each wake-up; calls never block the committing thread)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._event = threading.Event()
+        self._closed = False
+        self._handle: Any = None
+        self._thread = threading.Thread(target=self._loop, name=f"wake-{name}", daemon=True)
+        self._thread.start()
+
+    def __call__(self) -> None:
+        self._event.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._event.wait()
+            self._event.clear()
+            if self._closed:
+                return
+            try:
+                if self._handle is None:
+                    self._handle = ray.get_actor(self.name, namespace=NAMESPACE)
+                self._handle.wake.remote()
+            except Exception:  # gone or restarting: its own sweep finds the rows
+                self._handle = None
+
+    def close(self) -> None:
+        self._closed = True
+        self._event.set()
+
+
+def _wake_service_after_commits(db: Database, name: str) -> RayWaker:
+    """Commits of ``db`` in this process that write webhook deliveries wake ``name``."""
+    from cvat_ray.storage.webhooks import outbox
+
+    waker = RayWaker(name)
+    outbox.set_waker(outbox.db_key(db.engine), waker)
+    return waker
+
+
+@ray.remote
+class ServiceHost:
+    """Runs one registered :class:`~cvat_ray.actors.registry.Service`'s loop (the webhook
+    sender), named, detached, restarted by Ray; the loop picks up what a dead predecessor
+    held (its name is its ``worker``)."""
+
+    def __init__(self, service: str, name: str) -> None:
+        self.name = name
+        self.settings = get_settings()
+        self.service = default_registry().service(service)
+        self.db = Database(
+            self.settings.database_url, pool_size=self.settings.webhooks.concurrency + 2
+        )
+        self.loop = self.service.build(self.db, self.settings, name)
+        self.loop.start()
+
+    def ping(self) -> str:
+        return self.name
+
+    def wake(self) -> None:
+        self.loop.wake()
+
+    def stats(self) -> dict[str, Any]:
+        import dataclasses
+
+        stats = getattr(self.loop, "stats", None)
+        return dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else {}  # type: ignore[arg-type]
 
 
 @ray.remote
@@ -210,6 +302,7 @@ class RayLauncher:
         self.runtime_env = runtime_env
         self._handles: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._wakers: dict[str, RayWaker] = {}
         # failures and retries are handled here, off Ray's callback thread
         self._aside = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cvat-launch")
 
@@ -257,17 +350,52 @@ class RayLauncher:
                 self._handles[name] = handle
             return handle
 
+    def service_name(self, service: Service) -> str:
+        return service.actor_name(self.prefix)
+
+    def _service(self, service: Service) -> Any:
+        name = self.service_name(service)
+        with self._lock:
+            handle = self._handles.get(name)
+            if handle is None:
+                options = service_actor_options(
+                    name,
+                    max_concurrency=service.control_calls,
+                    num_cpus=service.num_cpus(self.settings),
+                    runtime_env=self.runtime_env,
+                )
+                handle = ServiceHost.options(**options).remote(  # type: ignore[attr-defined]
+                    service.name, name
+                )
+                self._handles[name] = handle
+            if service.name == "webhooks" and service.name not in self._wakers:
+                self._wakers[service.name] = _wake_service_after_commits(self.db, name)
+            return handle
+
+    def service_handle(self, service: str) -> Any:
+        """The handle of a registered service's actor (created on first use)."""
+        return self._service(self.registry.service(service))
+
+    def wake(self, service: str) -> None:
+        try:
+            self.service_handle(service).wake.remote()
+        except Exception:  # its own sweep finds the work
+            logger.warning("cannot wake %s", service)
+
     def open(self) -> None:
-        """Make sure every runner and the sweeper exist (not waiting for them)."""
+        """Make sure every runner, service and the sweeper exist (not waiting for them)."""
         for family, name in self.runner_names():
             self._runner(family, name)
+        for service in self.registry.services():
+            self._service(service)
         self._sweeper()
 
     def start(self, timeout: float = 120) -> None:
-        """Create every runner and the sweeper and wait until each has started (and failed
-        what its dead predecessor left)."""
+        """Create every runner, service and the sweeper and wait until each has started (and
+        failed what its dead predecessor left)."""
         self.open()
         refs = [self._runner(f, n).ping.remote() for f, n in self.runner_names()]
+        refs += [self._service(s).ping.remote() for s in self.registry.services()]
         ray.get([*refs, self._sweeper().ping.remote()], timeout=timeout)
 
     def handle(self, name: str) -> Any:
@@ -337,6 +465,12 @@ class RayLauncher:
         except Exception:
             logger.exception("cannot record the failure of %s", request_id)
 
+    def query(self, family: str, name: str, params: dict[str, Any], timeout: float = 60) -> Any:
+        """Run a family's query on its first runner (created on first use)."""
+        fam = self.registry.family(family)
+        handle = self._runner(fam, fam.actor_name(0, self.prefix))
+        return ray.get(handle.query.remote(name, params), timeout=timeout)
+
     def held(self) -> set[str]:
         """What the runners that exist hold (a runner never created holds nothing)."""
         refs: list[Any] = []
@@ -364,8 +498,15 @@ class RayLauncher:
         return submit_from_cluster(self.settings, argv)
 
     def close(self) -> None:
+        from cvat_ray.storage.webhooks import outbox
+
         with self._lock:
             self._handles.clear()
+            wakers, self._wakers = list(self._wakers.values()), {}
+        if wakers:
+            outbox.set_waker(outbox.db_key(self.db.engine), None)
+        for waker in wakers:
+            waker.close()
         self._aside.shutdown(wait=False)
 
     def kill(self) -> None:
@@ -373,6 +514,8 @@ class RayLauncher:
         otherwise)."""
         for _, name in self.runner_names():
             kill_actor(name)
+        for service in self.registry.services():
+            kill_actor(self.service_name(service))
         kill_actor(self.sweeper_name())
         with self._lock:
             self._handles.clear()

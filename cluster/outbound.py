@@ -10,11 +10,14 @@ allow-listed the host or the address (``CVAT_RAY_OUTBOUND__ALLOWLIST``; the olde
 was checked, so a DNS answer that changes between the check and the connect (DNS rebinding)
 cannot reach an internal host. Redirects are followed hop by hop with the same check.
 
-Two ways in:
+Three ways in:
 
 - :meth:`OutboundGuard.open` is a small synchronous HTTP client (``http.client`` pinned to
   the checked address, redirects followed by hand) for downloads, token requests and
   webhooks.
+- :class:`GuardedHTTPTransport` (:meth:`OutboundGuard.httpx_client`): an httpx connection
+  pool whose network backend resolves, checks and pins every connection it opens (redirect
+  hops included); the webhook sender's client.
 - :class:`AioHooks` plugs the same check into aiohttp, which the cloud SDKs use (s3fs through
   aiobotocore's ``connector_args``, adlfs through azure-core's aiohttp transport, gcsfs
   through its session): a resolver that refuses names resolving to forbidden addresses, and
@@ -30,12 +33,14 @@ import http.client
 import ipaddress
 import socket
 import ssl
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
+import httpx
 from aiohttp import TCPConnector
 from aiohttp.abc import AbstractResolver, ResolveResult
 
@@ -74,6 +79,11 @@ class OutboundRefused(InvalidInput):
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message, field=field)
+
+
+class Unresolvable(OutboundRefused):
+    """A refusal because the name does not resolve (may change: callers that retry, such as
+    the webhook sender, retry it; a refused address they do not)."""
 
 
 @dataclass(frozen=True)
@@ -205,9 +215,9 @@ class OutboundGuard:
                 answers = self.resolver(name, port)
                 addresses = [ipaddress.ip_address(a) for a in answers]
             except (OSError, UnicodeError, ValueError) as exc:
-                raise OutboundRefused(f"{host} cannot be resolved.", field=field) from exc
+                raise Unresolvable(f"{host} cannot be resolved.", field=field) from exc
             if not addresses:
-                raise OutboundRefused(f"{host} cannot be resolved.", field=field)
+                raise Unresolvable(f"{host} cannot be resolved.", field=field)
         for address in addresses:
             if not self.permits(name, address):
                 raise self._refuse(host, field)
@@ -289,6 +299,37 @@ class OutboundGuard:
 
     def aio_hooks(self) -> AioHooks:
         return AioHooks(self)
+
+    # --- httpx (the webhook sender) ----------------------------------------------------------
+
+    def httpx_client(
+        self,
+        *,
+        verify: bool = True,
+        timeout: httpx.Timeout | float = 10.0,
+        max_connections: int = 100,
+        follow_redirects: bool = True,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Client:
+        """A pooled httpx client whose every connection goes through this guard (see
+        :class:`GuardedHTTPTransport`). Environment proxies are ignored (``trust_env`` off):
+        a proxy would connect for us, unchecked. Redirects may be followed: each hop is a
+        connection like any other, checked when it is opened."""
+        transport = GuardedHTTPTransport(
+            self,
+            verify=verify,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+        return httpx.Client(
+            transport=transport,
+            trust_env=False,
+            timeout=timeout,
+            follow_redirects=follow_redirects,
+            max_redirects=MAX_REDIRECTS,
+            headers=dict(headers or {}),
+        )
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -380,6 +421,69 @@ class Response:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- httpx transport --------------------------------------------------------------------------
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    """httpcore's network backend with the guard's check: the host of every new connection is
+    resolved once, checked, and the socket opened to a checked address (TLS still verifies
+    the certificate against the URL's host name, which httpcore passes on its own)."""
+
+    def __init__(self, guard: OutboundGuard) -> None:
+        self._guard = guard
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = self._guard.resolve(host, port)
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return super().connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise OutboundRefused("Unix sockets are not outbound connections.")
+
+
+class GuardedHTTPTransport(httpx.HTTPTransport):
+    """An httpx transport (a pool of keep-alive connections) that opens every connection
+    through :class:`OutboundGuard`; nothing else builds one. A refusal is raised as
+    :class:`OutboundRefused` (:class:`Unresolvable` for a name that does not resolve)."""
+
+    def __init__(
+        self,
+        guard: OutboundGuard,
+        *,
+        verify: bool = True,
+        limits: httpx.Limits = httpx.Limits(max_connections=100),
+    ) -> None:
+        super().__init__(verify=verify, limits=limits, trust_env=False)
+        context = ssl.create_default_context()
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(guard),
+        )
 
 
 # --- aiohttp hooks ----------------------------------------------------------------------------

@@ -311,6 +311,30 @@ class MediaSettings(BaseModel):
     preview_size: int = Field(default=256, ge=16, le=2048, description="Preview side, pixels")
 
 
+class BackupSettings(BaseModel):
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Backup worker actors (runners of `export:backup` and `import:backup`)",
+    )
+    worker_num_cpus: float = Field(default=0.1, gt=0, description="CPUs per backup worker actor")
+    worker_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Backups one backup worker writes or restores at once"
+    )
+    keep_s: float = Field(
+        default=86400,
+        gt=0,
+        description="How long an exported task or project backup stays downloadable",
+    )
+    probe_threads: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Threads of a restore that read and check the backup's images at once",
+    )
+
+
 class BackgroundSettings(BaseModel):
     launcher: Literal["auto", "ray", "inprocess"] = Field(
         default="auto",
@@ -330,6 +354,30 @@ class BackgroundSettings(BaseModel):
     )
 
 
+class DatasetsSettings(BaseModel):
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Dataset worker actors (`dataset-worker-<i>`: exports and imports)",
+    )
+    worker_num_cpus: float = Field(default=0.1, gt=0, description="CPUs per dataset worker")
+    worker_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Exports and imports one dataset worker runs at once"
+    )
+    result_ttl_s: int = Field(
+        default=24 * 3600,
+        ge=60,
+        description="How long a finished export's file is kept (and reused while its object "
+        "is unchanged) before the sweep removes it",
+    )
+    max_import_bytes: int = Field(
+        default=10 * 2**30,
+        ge=1,
+        description="Largest annotation file or archive accepted for import",
+    )
+
+
 class OutboundSettings(BaseModel):
     allowlist: str = Field(
         default="",
@@ -337,6 +385,45 @@ class OutboundSettings(BaseModel):
         "cloud storages, webhooks) may reach although private, loopback, link-local or a "
         "metadata address (e.g. `127.0.0.1/32,minio.internal`); see docs/security.md",
     )
+
+
+class WebhooksSettings(BaseModel):
+    concurrency: int = Field(
+        default=16, ge=1, description="Webhook deliveries sent at once (one per webhook at a time)"
+    )
+    batch_size: int = Field(
+        default=50, ge=1, description="Deliveries of one webhook claimed and sent in one go"
+    )
+    max_retries: int = Field(
+        default=8,
+        ge=0,
+        description="Retries of a delivery after its first attempt (a webhook's own "
+        "`max_retries` wins); then it is dead",
+    )
+    retry_delays: list[float] = Field(
+        default=[5, 300, 1800, 10800, 86400],
+        min_length=1,
+        description="Seconds before each retry, the last one repeating (CVAT's schedule); a "
+        "webhook's own `retry_delays` wins. Each delay gets a random jitter",
+    )
+    retry_jitter: float = Field(
+        default=0.25, ge=0, le=1, description="Random share added to or taken from each delay"
+    )
+    sweep_interval_s: float = Field(
+        default=5, gt=0, description="How often the sender looks for due deliveries unwoken"
+    )
+    lease_s: float = Field(
+        default=120,
+        gt=0,
+        description="How long a claimed delivery is held by its sender before another may "
+        "take it (a sender that died)",
+    )
+    retention_days: float = Field(
+        default=30,
+        gt=0,
+        description="Delivered and dead deliveries older than this are deleted",
+    )
+    num_cpus: float = Field(default=0.05, gt=0, description="CPUs of the webhook sender actor")
 
 
 class CacheSettings(BaseModel):
@@ -427,6 +514,53 @@ class FunctionsSettings(BaseModel):
     )
 
 
+class AnalyticsSettings(BaseModel):
+    enabled: bool = Field(
+        default=True,
+        description="Record CVAT's analytics events (server and client) and ship them to "
+        "ClickHouse; off: no events, `/api/events` still answers as CVAT does",
+    )
+    host: str | None = Field(
+        default=None,
+        description="ClickHouse server (native protocol, clickhouse-driver). Unset: the "
+        "embedded chdb engine, its data in <data dir>/analytics/chdb",
+    )
+    port: int = Field(default=9000, ge=1, le=65535, description="ClickHouse native port")
+    user: str = Field(default="default", description="ClickHouse user")
+    password: SecretStr | None = Field(default=None, description="ClickHouse password")
+    database: str = Field(
+        default="cvat", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", description="ClickHouse database"
+    )
+    secure: bool = Field(default=False, description="TLS to the ClickHouse server")
+    verify: bool = Field(default=True, description="Verify the ClickHouse server's certificate")
+    connect_timeout_s: float = Field(default=5, gt=0, description="ClickHouse connect timeout")
+    ttl_days: int = Field(
+        default=0,
+        ge=0,
+        le=36500,
+        description="Keep events this many days (a ClickHouse TTL; a periodic delete on servers "
+        "older than 19.6). 0: keep forever, as CVAT does",
+    )
+    outbox_cap: int = Field(
+        default=1_000_000,
+        ge=1000,
+        description="Events waiting in the database outbox while ClickHouse is away; past it "
+        "the oldest client events are dropped (and counted), never server events",
+    )
+    batch_size: int = Field(
+        default=20_000, ge=1, le=1_000_000, description="Events the sink ships per insert"
+    )
+    flush_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the events sink drains the outbox"
+    )
+    sink_num_cpus: float = Field(
+        default=0.05, gt=0, description="CPUs of the `events-sink-0` actor"
+    )
+    export_max_rows: int = Field(
+        default=50_000_000, ge=1, description="Most rows one events CSV export writes"
+    )
+
+
 class Settings(BaseSettings):
     """All server settings. See the configuration table in README.md."""
 
@@ -457,10 +591,14 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     media: MediaSettings = MediaSettings()
     background: BackgroundSettings = BackgroundSettings()
+    backups: BackupSettings = BackupSettings()
+    datasets: DatasetsSettings = DatasetsSettings()
     outbound: OutboundSettings = OutboundSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
     cache: CacheSettings = CacheSettings()
     cloud: CloudSettings = CloudSettings()
     functions: FunctionsSettings = FunctionsSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
 
     @property
     def database_url(self) -> str:
@@ -482,12 +620,25 @@ class Settings(BaseSettings):
         return self.media.uploads_dir or self.data_dir / "uploads"
 
     @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def imports_dir(self) -> Path:
+        return self.data_dir / "imports"
+
+    @property
     def cloud_key_path(self) -> Path:
         return self.data_dir / "secrets" / "cloud.key"
 
     @property
     def ray_token_path(self) -> Path:
         return self.data_dir / "ray" / "auth_token"
+
+    @property
+    def analytics_dir(self) -> Path:
+        """The embedded ClickHouse (chdb) data and the events exports."""
+        return self.data_dir / "analytics"
 
     @property
     def state_file(self) -> Path:

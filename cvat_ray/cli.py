@@ -99,8 +99,112 @@ def _ensure_admin(settings: Settings) -> tuple[str, str | None]:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _apply_overrides(args.data_dir)
+    if args.ensure_admin and settings.admin_password is None:
+        print(
+            "Error: --ensure-admin needs CVAT_RAY_ADMIN_PASSWORD (a generated password would "
+            "only be printed to this command's log).",
+            file=sys.stderr,
+        )
+        return 2
+    specs = None
+    if args.functions_from:
+        import yaml
+        from pydantic import ValidationError
+
+        from cvat_ray.serve_apps import deploy
+
+        try:
+            specs = deploy.config_specs(yaml.safe_load(Path(args.functions_from).read_text()))
+        except (OSError, yaml.YAMLError, ValidationError, KeyError, TypeError) as exc:
+            print(
+                f"Error: {args.functions_from}: not a Serve config of cvat-ray ({exc})",
+                file=sys.stderr,
+            )
+            return 2
     revision = _migrate(settings)
     print(f"Database is at revision {revision}.")
+    if specs is not None:
+        from cvat_ray.storage.services import lambda_functions
+
+        source = "serve-config"
+        removed = _in_session(settings, lambda s: lambda_functions.replace_source(s, specs, source))
+        print(
+            f"Functions of the Serve config registered: {', '.join(s.id for s in specs) or '-'}"
+            + (f"; removed: {', '.join(removed)}" if removed else "")
+        )
+    if args.ensure_admin:
+        admin, _ = _ensure_admin(settings)
+        print(f"Superuser {admin!r} is there (created with CVAT_RAY_ADMIN_PASSWORD if it was not).")
+    return 0
+
+
+class _Bar:
+    """A one-line progress bar on a terminal's stderr (nothing when it is not a terminal)."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.on = sys.stderr.isatty()
+        self._last = ""
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if not self.on:
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        line = f"\r{self.title} {what:<6} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+        if line != self._last:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            self._last = line
+
+    def close(self) -> None:
+        if self.on and self._last:
+            sys.stderr.write("\n")
+
+
+def cmd_backup_create(args: argparse.Namespace) -> int:
+    from cvat_ray.storage import instance_backup
+
+    settings = _apply_overrides(args.data_dir)
+    db = _database(settings)
+    bar = _Bar("backup")
+    try:
+        manifest = instance_backup.create(settings, db.engine, Path(args.output), progress=bar)
+    finally:
+        bar.close()
+        db.dispose()
+    rows = sum(manifest["tables"].values())
+    print(
+        f"Wrote {args.output}: schema revision {manifest['revision']}, "
+        f"{len(manifest['tables'])} tables, {rows} rows."
+    )
+    return 0
+
+
+def cmd_backup_restore(args: argparse.Namespace) -> int:
+    from cvat_ray.cluster.errors import InvalidInput
+    from cvat_ray.storage import instance_backup
+
+    settings = _apply_overrides(args.data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = _database(settings)
+    bar = _Bar("restore")
+    try:
+        manifest = instance_backup.restore(
+            settings, db.engine, Path(args.input), force=args.force, progress=bar
+        )
+    except InvalidInput as exc:
+        bar.close()
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    bar.close()
+    print(
+        f"Restored {args.input} (revision {manifest['revision']}, taken "
+        f"{manifest['created']}) into {settings.data_dir}; the database is at revision "
+        f"{_migrate(settings)}."
+    )
     return 0
 
 
@@ -491,6 +595,8 @@ def cmd_auto_annotate(args: argparse.Namespace) -> int:
         from cvat_ray.actors import dataset_run
 
         return dataset_run.main([*argv, "--engine", "local"])
+    if args.kubernetes:
+        return _auto_annotate_kubernetes(args, argv)
     state = _running_state(settings)
     dashboard = args.dashboard or (state or {}).get("dashboard_url")
     if not dashboard:
@@ -531,6 +637,58 @@ def cmd_auto_annotate(args: argparse.Namespace) -> int:
         time.sleep(1.0)
 
 
+def _auto_annotate_kubernetes(args: argparse.Namespace, argv: list[str]) -> int:
+    """Create the dataset run's RayJob from the chart's template and follow its status."""
+    import yaml
+
+    from cvat_ray.actors import kuberay
+
+    try:
+        custom, core = kuberay.clients(args.kubeconfig, args.context)
+        if args.template:
+            loaded = yaml.safe_load(Path(args.template).read_text())
+            if loaded.get("kind") == "ConfigMap":
+                template, rayservice = kuberay.template_from_configmap(loaded)
+            else:
+                template, rayservice = loaded, None
+        else:
+            template, rayservice = kuberay.load_template(core, args.namespace, args.release)
+        rayservice = args.rayservice or rayservice
+        cluster = None
+        if "clusterSelector" in template.get("spec", {}):
+            if not rayservice:
+                print("Error: the template runs on the RayService: --rayservice", file=sys.stderr)
+                return 2
+            cluster = kuberay.rayservice_cluster(custom, args.namespace, rayservice)
+        manifest = kuberay.rayjob_manifest(template, argv, cluster=cluster, run=args.run)
+        name = kuberay.submit(custom, args.namespace, manifest)
+    except Exception as exc:
+        error = exc if isinstance(exc, kuberay.RayJobError) else kuberay.api_error(exc)
+        if error is None:
+            raise
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    where = f"on cluster {cluster}" if cluster else "on a cluster of its own"
+    print(f"Created RayJob {args.namespace}/{name} ({where}).", flush=True)
+    if args.no_wait:
+        return 0
+    try:
+        final = kuberay.follow(
+            custom,
+            args.namespace,
+            name,
+            on_change=lambda state: print(f"RayJob {name}: {state.summary()}", flush=True),
+            poll_s=args.poll_s,
+        )
+    except Exception as exc:
+        error = kuberay.api_error(exc)
+        if error is None:
+            raise
+        print(f"Error: RayJob {name}: {error}", file=sys.stderr)
+        return 1
+    return 0 if final.succeeded else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cvat-ray",
@@ -553,8 +711,39 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     migrate = sub.add_parser("migrate", help="Apply database migrations")
+    migrate.add_argument(
+        "--ensure-admin",
+        action="store_true",
+        help="Then create the admin (CVAT_RAY_ADMIN_USERNAME, CVAT_RAY_ADMIN_PASSWORD) when the "
+        "database has no superuser yet",
+    )
+    migrate.add_argument(
+        "--functions-from",
+        default=None,
+        metavar="SERVE_CONFIG",
+        help="Then register the functions of this Serve config (what a RayService deploys) and "
+        "remove those an earlier config registered that it no longer has",
+    )
     data_dir(migrate)
     migrate.set_defaults(func=cmd_migrate)
+
+    backup = sub.add_parser("backup", help="Back up or restore the whole instance")
+    bsub = backup.add_subparsers(dest="backup_command", required=True)
+    bcreate = bsub.add_parser(
+        "create", help="Write the database, media, uploads and secrets into one archive"
+    )
+    bcreate.add_argument("output", help="The archive to write (a .tar file)")
+    data_dir(bcreate)
+    bcreate.set_defaults(func=cmd_backup_create)
+    brestore = bsub.add_parser(
+        "restore", help="Restore an archive into an empty data dir and database, then migrate"
+    )
+    brestore.add_argument("input", help="An archive written by `cvat-ray backup create`")
+    brestore.add_argument(
+        "--force", action="store_true", help="Replace what the target data dir and database hold"
+    )
+    data_dir(brestore)
+    brestore.set_defaults(func=cmd_backup_restore)
 
     su = sub.add_parser("createsuperuser", help="Create an admin account")
     su.add_argument("--username", default=None)
@@ -631,6 +820,23 @@ def build_parser() -> argparse.ArgumentParser:
     auto.add_argument(
         "--local", action="store_true", help="Run here without Ray (threads), not as a Ray job"
     )
+    kube = auto.add_argument_group("Kubernetes (KubeRay RayJob from the Helm chart's template)")
+    kube.add_argument(
+        "--kubernetes", action="store_true", help="Create a RayJob and follow its status"
+    )
+    kube.add_argument("--namespace", default="default", help="Namespace of the release")
+    kube.add_argument("--release", default="cvat", help="Helm release name (finds the template)")
+    kube.add_argument(
+        "--template",
+        default=None,
+        help="A RayJob template file (or the dataset-run ConfigMap) instead of the release's",
+    )
+    kube.add_argument(
+        "--rayservice", default=None, help="RayService whose cluster runs it (default: the chart's)"
+    )
+    kube.add_argument("--kubeconfig", default=None, help="Kubeconfig (default: ~/.kube/config)")
+    kube.add_argument("--context", default=None, help="Kubeconfig context")
+    kube.add_argument("--poll-s", type=float, default=2.0, help="Seconds between status reads")
     data_dir(auto)
     auto.set_defaults(func=cmd_auto_annotate)
     return parser

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -12,6 +13,7 @@ from cvat_ray.actors.launcher import Launcher, make_launcher, uses_ray
 from cvat_ray.cluster.settings import Settings, get_settings
 from cvat_ray.iam.throttle import make_throttle
 from cvat_ray.serve_apps import errors
+from cvat_ray.serve_apps.bodies import add_described_schemas
 from cvat_ray.serve_apps.compat import HeadAsGetMiddleware, TrailingSlashMiddleware
 from cvat_ray.serve_apps.deps import DbWorkers
 from cvat_ray.serve_apps.functions import FunctionRunner, make_runner
@@ -22,7 +24,10 @@ from cvat_ray.serve_apps.routers import (
 )
 from cvat_ray.serve_apps.routers import (
     auth,
+    backups,
     cloudstorages,
+    datasets,
+    events,
     guides,
     invitations,
     issues,
@@ -38,14 +43,19 @@ from cvat_ray.serve_apps.routers import (
     task_data,
     tasks,
     users,
+    webhooks,
 )
 from cvat_ray.serve_apps.routers import (
     lambda_ as lambda_api,
 )
 from cvat_ray.storage.db import Database
+from cvat_ray.storage.events import outbox as events_outbox
+from cvat_ray.storage.events.deferred import DeferredEvents
+from cvat_ray.storage.webhooks import outbox
 
 ROUTERS = (
     server,
+    backups,
     auth,
     users,
     organizations,
@@ -54,6 +64,7 @@ ROUTERS = (
     projects,
     tasks,
     task_data,
+    datasets,
     jobs,
     job_data,
     labels,
@@ -64,7 +75,24 @@ ROUTERS = (
     lambda_api,
     guides,
     quality,
+    events,
+    webhooks,
 )
+
+
+def _describe_own_bodies(app: FastAPI) -> None:
+    """``/api/schema`` also names the models of the bodies that endpoints read themselves
+    (``openapi_extra=described_body(...)``)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        built = app.openapi_schema is not None
+        schema = generate()
+        if not built:
+            add_described_schemas(schema)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def build_app(
@@ -88,11 +116,24 @@ def build_app(
         pool_size=settings.database.pool_size,
         echo=settings.database.echo,
     )
+    # webhook deliveries are written with the changes that cause them
+    outbox.install()
     on_ray = uses_ray(settings)
+    # the analytics consumer of the domain-change hook, in this process
+    events_outbox.install(settings.analytics.enabled)
     workers = DbWorkers(settings.api.db_threads)
     launcher = launcher or make_launcher(settings, db, on_ray=on_ray)
+    # the media cache's create|read:cache_item events, written to the outbox off the read path
+    cache_events = (
+        DeferredEvents(db, settings.analytics.flush_interval_s)
+        if settings.analytics.enabled
+        else None
+    )
     media = MediaRenderer(
-        make_cache(settings), settings.media.serve_threads, settings.cache.max_item_bytes
+        make_cache(settings),
+        settings.media.serve_threads,
+        settings.cache.max_item_bytes,
+        events=cache_events,
     )
     functions = functions or make_runner(settings, on_ray=on_ray)
 
@@ -101,6 +142,8 @@ def build_app(
         launcher.open()
         yield
         media.close()
+        if cache_events is not None:
+            cache_events.close()
         functions.close()
         launcher.close()
         workers.close()
@@ -124,6 +167,7 @@ def build_app(
     app.state.functions = functions
     for module in ROUTERS:
         app.include_router(module.router)
+    _describe_own_bodies(app)
     errors.install(app)
     # Innermost first: the body guard sees stripped paths and its answers carry request ids.
     app.add_middleware(BodyGuardMiddleware)

@@ -14,6 +14,8 @@ status and headers without the body.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 from collections.abc import Awaitable, Mapping
 from typing import TypeVar
@@ -22,6 +24,7 @@ from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cvat_ray.cluster.errors import InvalidInput
 from cvat_ray.storage.services.data_access import NoMedia
 
 T = TypeVar("T")
@@ -129,3 +132,15 @@ def upload_action(headers: Mapping[str, str], content_type: str) -> str:
     if content_type.startswith("multipart/form-data"):
         return "multipart"
     return "json"
+
+
+def tus_filename(metadata: str | None) -> str:
+    """TUS ``Upload-Metadata: filename <base64>, ...``."""
+    for item in (metadata or "").split(","):
+        key, _, value = item.strip().partition(" ")
+        if key == "filename":
+            try:
+                return base64.b64decode(value, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError) as exc:
+                raise InvalidInput("Upload-Metadata filename is not valid base64.") from exc
+    raise InvalidInput("Upload-Metadata must carry a filename.")

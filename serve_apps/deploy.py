@@ -92,6 +92,17 @@ def function_applications(
     ]
 
 
+def config_specs(config: Mapping[str, Any]) -> list[FunctionSpec]:
+    """The function specs a Serve config deploys (its applications built by the function
+    builder): what the API must have registered to call them (on KubeRay, the migration Job
+    registers them from the RayService's ``serveConfigV2``)."""
+    return [
+        FunctionSpec.model_validate((application.get("args") or {})["spec"])
+        for application in config.get("applications") or []
+        if application.get("import_path") == FUNCTION_BUILDER
+    ]
+
+
 def cluster_cpus() -> float:
     """CPUs of the connected cluster, or of this machine when not connected (GPU functions
     size their replicas' request queues by it: ``actors.stages.run_shape``)."""

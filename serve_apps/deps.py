@@ -1,4 +1,9 @@
-"""FastAPI dependencies: settings, database session, caller, organization context, list params."""
+"""FastAPI dependencies: what the app holds (settings, database, launcher, media, functions,
+login throttle), the caller and its unit of work, the organization context, list params.
+
+The app's parts live on ``app.state`` (set once by :func:`cvat_ray.serve_apps.app.build_app`);
+this module is the one place that reads them. Routers take them as typed parameters
+(``settings: SettingsDep``, ``launcher: LauncherDep``, ...), never ``request.app.state``."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.types import Receive, Scope, Send
 
+from cvat_ray.actors.launcher import Launcher
 from cvat_ray.cluster.errors import (
     InvalidInput,
     NotAuthenticated,
@@ -29,7 +35,10 @@ from cvat_ray.iam.authn import UNSAFE_METHODS, Credentials
 from cvat_ray.iam.authz import decisions_made, start_tracking
 from cvat_ray.iam.clients import client_address, parse_proxies
 from cvat_ray.iam.principal import OrgContext, Principal
+from cvat_ray.iam.throttle import LoginThrottle
 from cvat_ray.serve_apps.bodies import MIB, too_large_message
+from cvat_ray.serve_apps.functions import FunctionRunner
+from cvat_ray.serve_apps.media import MediaRenderer
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.db import Database, drop_after_commit, run_after_commit
 from cvat_ray.storage.models import Organization
@@ -48,16 +57,58 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _RESERVED_QUERY = frozenset({"page", "page_size", "filter", "search", "sort", "org", "org_id"})
 
 
-def get_settings_dep(request: Request) -> Settings:
+def app_settings(request: Request) -> Settings:
+    """The app's settings (tests may change them on a built app; each request reads them)."""
     settings: Settings = request.app.state.settings
     return settings
+
+
+def app_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def app_launcher(request: Request) -> Launcher:
+    """Runs background requests (``submit``) and dataset runs."""
+    launcher: Launcher = request.app.state.launcher
+    return launcher
+
+
+def app_media(request: Request) -> MediaRenderer:
+    """Renders and caches media answers in the replica's media threads."""
+    media: MediaRenderer = request.app.state.media
+    return media
+
+
+def app_functions(request: Request) -> FunctionRunner:
+    """Runs deployed functions for online calls."""
+    functions: FunctionRunner = request.app.state.functions
+    return functions
+
+
+def app_throttle(request: Request) -> LoginThrottle:
+    throttle: LoginThrottle = request.app.state.throttle
+    return throttle
+
+
+def app_workers(request: Request) -> DbWorkers:
+    workers: DbWorkers = request.app.state.workers
+    return workers
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]
+DbDep = Annotated[Database, Depends(app_db)]
+LauncherDep = Annotated[Launcher, Depends(app_launcher)]
+MediaDep = Annotated[MediaRenderer, Depends(app_media)]
+FunctionsDep = Annotated[FunctionRunner, Depends(app_functions)]
+ThrottleDep = Annotated[LoginThrottle, Depends(app_throttle)]
 
 
 @contextmanager
 def _unit_of_work(request: Request) -> Iterator[Session]:
     """One session per request, committed before the response is built (so a failing commit
     becomes an error response) and rolled back on any error."""
-    db: Database = request.app.state.db
+    db = app_db(request)
     # Safe methods only read (what they write, like a token's last-use time, needs no
     # transaction), so they skip the BEGIN/COMMIT round trips.
     factory = (
@@ -107,7 +158,7 @@ class Caller:
 
     def __init__(self, request: Request) -> None:
         self.request = request
-        self.workers: DbWorkers = request.app.state.workers
+        self.workers = app_workers(request)
 
     async def _run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         loop = asyncio.get_running_loop()
@@ -161,8 +212,7 @@ class Caller:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> _Stream:
-        db: Database = self.request.app.state.db
-        session = db.session_factory()
+        session = app_db(self.request).session_factory()
         try:
             principal = _authenticate(self.request, session)
             if principal is None:
@@ -171,6 +221,8 @@ class Caller:
                 principal=principal,
                 org=_org_context(self.request, session),
                 base_url=_base_url(self.request),
+                request_id=str(getattr(self.request.state, "request_id", "")),
+                remote_addr=client_of(self.request),
             )
             start_tracking()
             chunks = fn(session, ctx, *args, **kwargs)
@@ -207,6 +259,8 @@ class Caller:
                 principal=principal,
                 org=_org_context(self.request, session),
                 base_url=_base_url(self.request),
+                request_id=str(getattr(self.request.state, "request_id", "")),
+                remote_addr=client_of(self.request),
             )
             start_tracking()
             result = fn(session, ctx, *args, **kwargs)
@@ -313,7 +367,7 @@ Call = Annotated[Caller, Depends(_caller)]
 
 def client_of(request: Request) -> str:
     """The client's address (``X-Forwarded-For`` believed only from trusted proxies)."""
-    settings: Settings = request.app.state.settings
+    settings = app_settings(request)
     return client_address(
         request.client.host if request.client else None,
         request.headers.getlist("x-forwarded-for"),
@@ -363,8 +417,13 @@ def _org_context(request: Request, session: Session) -> OrgContext:
     return OrgContext(specified=True, org_id=org.id, slug=org.slug, owner_id=org.owner_id)
 
 
+def base_url_of(request: Request) -> str:
+    """The absolute base URL of links in answers (``public_url``, or the request's)."""
+    return _base_url(request)
+
+
 def _base_url(request: Request) -> str:
-    settings: Settings = request.app.state.settings
+    settings = app_settings(request)
     if settings.server.public_url:
         return settings.server.public_url.rstrip("/")
     return str(request.base_url).rstrip("/")
@@ -374,9 +433,10 @@ def _authenticate(request: Request, session: Session) -> Principal | None:
     early: Principal | None = getattr(request.state, "early_principal", None)
     if early is not None:
         return early
-    principal = authenticate(session, _credentials(request), request.app.state.throttle)
+    principal = authenticate(session, _credentials(request), app_throttle(request))
     if principal is not None and principal.read_only and request.method in UNSAFE_METHODS:
         raise PermissionDenied("This access token is read-only.")
+    request.state.principal = principal  # who a 5xx's send:exception event names
     return principal
 
 
@@ -389,9 +449,8 @@ async def authenticate_early(request: Request) -> None:
         with _unit_of_work(request) as session:
             return _authenticate(request, session)
 
-    workers: DbWorkers = request.app.state.workers
     loop = asyncio.get_running_loop()
-    principal = await loop.run_in_executor(workers.get(), check)
+    principal = await loop.run_in_executor(app_workers(request).get(), check)
     if principal is None:
         raise NotAuthenticated()
     request.state.early_principal = principal
@@ -399,7 +458,7 @@ async def authenticate_early(request: Request) -> None:
 
 async def list_params(request: Request) -> ListParams:
     # async: pure parsing, so no thread hop
-    settings: Settings = request.app.state.settings
+    settings = app_settings(request)
     query = request.query_params
     page_raw = query.get("page", "1")
     try:

@@ -7,7 +7,9 @@ anything unexpected is a 500 carrying the request id, logged with its traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +20,10 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cvat_ray.cluster.errors import AppError, TooManyRequests
+from cvat_ray.storage.changes import Actor
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.events import outbox
+from cvat_ray.storage.events.rows import exception_row
 
 logger = logging.getLogger("cvat_ray.api")
 
@@ -70,9 +76,49 @@ def database_unavailable_response(request_id: str, exc: OperationalError) -> JSO
     return JSONResponse({"detail": "The database is unavailable."}, status_code=503)
 
 
+def _record_exception(db: Database, row: dict[str, Any]) -> None:
+    try:
+        with db.session() as session:
+            outbox.add_rows(session, [row])
+    except Exception:  # the database may be what failed; the log has the error
+        logger.warning("could not record a send:exception event", exc_info=True)
+
+
+async def record_exception(request: Request, status: int, exc: BaseException) -> None:
+    """A ``send:exception`` analytics event for a 5xx answer (in its own transaction: the
+    request's own was rolled back)."""
+    if not outbox.enabled():
+        return
+    db: Database | None = getattr(request.app.state, "db", None)
+    if db is None:
+        return
+    principal = getattr(request.state, "principal", None)
+    row = exception_row(
+        message=str(exc) or type(exc).__name__,
+        status_code=status,
+        stack="".join(traceback.format_exception(exc))[-8000:],
+        actor=Actor(
+            user_id=getattr(principal, "user_id", None),
+            username=getattr(principal, "username", None),
+            access_token_id=getattr(principal, "access_token_id", None),
+            request_id=_request_id(request) or None,
+            remote_addr=request.client.host if request.client else None,
+        ),
+        request={
+            "url": str(request.url.path),
+            "method": request.method,
+            "query_params": dict(request.query_params),
+            "user_agent": request.headers.get("user-agent", ""),
+        },
+    )
+    await asyncio.get_running_loop().run_in_executor(None, _record_exception, db, row)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
+        if exc.status >= 500:
+            await record_exception(request, exc.status, exc)
         return app_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -106,6 +152,7 @@ def install(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         rid = _request_id(request)
         logger.exception("unhandled error (request %s)", rid)
+        await record_exception(request, 500, exc)
         return JSONResponse(
             {"detail": f"Internal server error (request id {rid})."}, status_code=500
         )

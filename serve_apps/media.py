@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -27,6 +29,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from cvat_ray.cluster.settings import Settings
+from cvat_ray.storage.events.deferred import DeferredEvents
+from cvat_ray.storage.events.rows import CACHE_ITEM_CREATE, CACHE_ITEM_READ
 from cvat_ray.storage.media.cache import MediaCache, MemoryCache, RedisCache
 from cvat_ray.storage.media.render import RenderPlan, decode_arrays, render, write_chunk
 from cvat_ray.storage.media.uploads import MultipartSink, UploadArea
@@ -66,10 +70,20 @@ def _blocks(file: IO[bytes]) -> Iterator[bytes]:
 
 
 class MediaRenderer:
-    def __init__(self, cache: MediaCache, threads: int, max_item_bytes: int = 64 << 20) -> None:
+    """``events``: where CVAT's ``create:cache_item`` (an item built) and ``read:cache_item``
+    (an item served from the cache, or from a build under way) go; ``None``: analytics off."""
+
+    def __init__(
+        self,
+        cache: MediaCache,
+        threads: int,
+        max_item_bytes: int = 64 << 20,
+        events: DeferredEvents | None = None,
+    ) -> None:
         self.cache = cache
         self.threads = threads
         self.max_item_bytes = max_item_bytes
+        self.events = events
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         # a build's bytes, or None when it was too large to share
         self._inflight: dict[str, asyncio.Future[Built | None]] = {}
@@ -104,19 +118,21 @@ class MediaRenderer:
         else:
             hit = await loop.run_in_executor(self._pool(), self.cache.get, plan.key)
         if hit is not None:
+            self._record(CACHE_ITEM_READ, plan, len(hit[0]))
             return Built(mime=hit[1], body=hit[0])
         pending = self._inflight.get(plan.key)
         if pending is not None:
             shared = await asyncio.shield(pending)
             if shared is not None:
+                self._record(CACHE_ITEM_READ, plan, shared.size)
                 return shared
             # too large to share: its file is the first caller's; build another
-            return await loop.run_in_executor(self._pool(), self._build, plan)
+            return await self._timed_build(loop, plan)
         future: asyncio.Future[Built | None] = loop.create_future()
         future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
         self._inflight[plan.key] = future
         try:
-            result = await loop.run_in_executor(self._pool(), self._build, plan)
+            result = await self._timed_build(loop, plan)
         except BaseException as exc:
             future.set_exception(exc)
             raise
@@ -124,6 +140,22 @@ class MediaRenderer:
             self._inflight.pop(plan.key, None)
         future.set_result(result if result.file is None else None)
         return result
+
+    async def _timed_build(self, loop: asyncio.AbstractEventLoop, plan: RenderPlan) -> Built:
+        started = time.perf_counter()
+        result = await loop.run_in_executor(self._pool(), self._build, plan)
+        took_ms = int((time.perf_counter() - started) * 1000)
+        self._record(CACHE_ITEM_CREATE, plan, result.size, took_ms)
+        return result
+
+    def _record(self, scope: str, plan: RenderPlan, size: int, duration_ms: int = 0) -> None:
+        events, origin = self.events, plan.origin
+        if events is None or origin is None:
+            return
+        try:
+            events.cache_item(scope, origin[0], origin[1], plan.kind, plan.key, size, duration_ms)
+        except Exception:  # an event is never worth a failed read
+            return
 
     async def decode(self, plan: RenderPlan) -> Any:
         """The plan's first frame as an RGB array (what a model sees), decoded in the
@@ -136,7 +168,7 @@ class MediaRenderer:
         if plan.kind != "chunk":
             body, mime = render(plan)
             self.cache.put(plan.key, body, mime)
-            return Built(mime=mime, body=body)
+            return Built(mime=mime, body=body, size=len(body))
         with contextlib.ExitStack() as stack:
             # max_size 0 would never roll over to disk
             spool = stack.enter_context(
@@ -150,7 +182,7 @@ class MediaRenderer:
                 return Built(mime=mime, file=spool, size=size)
             body = spool.read()
         self.cache.put(plan.key, body, mime)
-        return Built(mime=mime, body=body)
+        return Built(mime=mime, body=body, size=len(body))
 
     def close(self) -> None:
         if self._executor is not None:
@@ -158,10 +190,17 @@ class MediaRenderer:
             self._executor = None
 
 
-async def stream_multipart(request: Request, area: UploadArea) -> MultipartSink:
+async def stream_multipart(
+    request: Request, area: UploadArea, file_field: re.Pattern[str] | None = None
+) -> MultipartSink:
     """Parse the request's multipart body into ``area`` as it arrives (1 MiB at a time, in a
-    worker thread: file writes never block the event loop)."""
-    sink = await run_in_threadpool(MultipartSink, area, request.headers.get("content-type", ""))
+    worker thread: file writes never block the event loop). ``file_field``: which form fields
+    are files (``client_files[i]`` unless given)."""
+    content_type = request.headers.get("content-type", "")
+    if file_field is None:
+        sink = await run_in_threadpool(MultipartSink, area, content_type)
+    else:
+        sink = await run_in_threadpool(MultipartSink, area, content_type, file_field)
     buffer = bytearray()
     try:
         async for block in request.stream():

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cvat_ray.cluster.errors import AppError, PayloadTooLarge
 from cvat_ray.serve_apps.bodies import rule_of, too_large_message
-from cvat_ray.serve_apps.deps import authenticate_early
+from cvat_ray.serve_apps.deps import app_settings, authenticate_early
 from cvat_ray.serve_apps.errors import app_error_response, database_unavailable_response
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -131,7 +131,7 @@ class BodyGuardMiddleware:
             return
         request = Request(scope)
         rule = rule_of(endpoint)
-        limit = rule.limit_bytes(api.state.settings, request.headers.get("content-type", ""))
+        limit = rule.limit_bytes(app_settings(request), request.headers.get("content-type", ""))
         try:
             if limit is not None and declared is not None and declared > limit:
                 raise PayloadTooLarge(too_large_message(limit))

@@ -9,6 +9,7 @@ In CI (``CI=true``) a missing PostgreSQL fails the run instead of skipping.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.serve_apps.app import build_app
@@ -115,13 +117,32 @@ _KEEP = {"groups", "alembic_version"}
 
 def _empty_tables(db: Database) -> None:
     tables = [t for t in reversed(Base.metadata.sorted_tables) if t.name not in _KEEP]
-    with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(table.delete())
+    for attempt in range(3):
+        try:
+            with db.engine.begin() as conn:
+                if db.dialect == "postgresql":
+                    names = ", ".join(f'"{t.name}"' for t in tables)
+                    conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+                else:
+                    for table in tables:
+                        conn.execute(table.delete())
+            return
+        except OperationalError as exc:
+            # a previous test's background job still finishing its transaction can
+            # deadlock with TRUNCATE's table locks: PostgreSQL aborts one side; go again
+            if "deadlock" not in str(exc) or attempt == 2:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.fixture(autouse=True)
+def _no_late_events() -> Iterator[None]:
+    """Apps of tests are never shut down: stop their cache item event writers at the end of
+    each test (dropping what they hold), so none writes into a later test's database."""
+    yield
+    from cvat_ray.storage.events.deferred import close_all
+
+    close_all(write=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -274,10 +274,12 @@ class Deferred(ThreadLauncher):
         self.submitted: list[str] = []
 
     def submit(self, request_id: str, operation_type: str) -> None:
-        if operation_type == lambda_functions.OPERATION:
+        if operation_type in self.held_types:
             self.submitted.append(request_id)
         else:
             super().submit(request_id, operation_type)
+
+    held_types: tuple[str, ...] = (lambda_functions.OPERATION,)
 
 
 def api_routes(app: Any) -> list[tuple[str, str, Any]]:
@@ -324,7 +326,21 @@ async def route_objects(client_for: Any, db: Database, admin: Account) -> dict[s
         )
     ).json()
     settings = (await api.get(f"/api/quality/settings?task_id={task['id']}")).json()["results"][0]
+    webhook = (
+        await api.post(
+            "/api/webhooks",
+            json={
+                "target_url": "http://192.0.2.1/hook",  # refused at once: no network needed
+                "type": "project",
+                "project_id": project["id"],
+                "events": ["update:task"],
+            },
+        )
+    ).json()
+    delivery = (await api.post(f"/api/webhooks/{webhook['id']}/ping")).json()
     return {
+        "webhook_id": str(webhook["id"]),
+        "delivery_id": str(delivery["id"]),
         "guide_id": str(guide["id"]),
         "uuid": asset["uuid"],
         "settings_id": str(settings["id"]),
@@ -371,3 +387,63 @@ def service_account_key(token_uri: str) -> str:
             "token_uri": token_uri,
         }
     )
+
+
+# ---------------------------------------------------------------------- dataset export/import
+
+
+async def labelled_task(
+    api: httpx.AsyncClient, files: dict[str, bytes], labels: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A task with :data:`LABELS` (or ``labels``) and these images; its labels by name."""
+    r = await api.post("/api/tasks", json={"name": "dataset task", "labels": labels or LABELS})
+    assert r.status_code == 201, r.text
+    task = r.json()
+    r = await upload(api, task["id"], files)
+    assert r.status_code == 202, r.text
+    assert (await wait(api, r.json()["rq_id"]))["status"] == "finished"
+    found = (await api.get(f"/api/labels?task_id={task['id']}&org=&page_size=100")).json()
+    task["labels_by_name"] = {lb["name"]: lb for lb in found["results"]}
+    return task
+
+
+async def export_dataset(
+    api: httpx.AsyncClient, kind: str, obj_id: int, fmt: str, save_images: bool = False
+) -> bytes:
+    """Export through the API (202, poll, absolute result_url) and download the file."""
+    r = await api.post(
+        f"/api/{kind}s/{obj_id}/dataset/export",
+        params={"format": fmt, "save_images": str(save_images)},
+    )
+    assert r.status_code == 202, r.text
+    body = await wait(api, r.json()["rq_id"])
+    assert body["status"] == "finished", body
+    url = str(body["result_url"])
+    assert url.startswith("http://testserver/"), url
+    r = await api.get(url)
+    assert r.status_code == 200, r.text
+    assert "attachment" in r.headers["content-disposition"]
+    return r.content
+
+
+async def import_file(
+    api: httpx.AsyncClient,
+    kind: str,
+    obj_id: int,
+    fmt: str,
+    name: str,
+    data: bytes,
+    conv_mask_to_poly: bool = False,
+) -> dict[str, object]:
+    """Import a file by multipart (``annotation_file``); the finished or failed request.
+    Masks stay masks unless ``conv_mask_to_poly`` (the server's default is CVAT's: on)."""
+    path = (
+        f"/api/{kind}s/{obj_id}/dataset/"
+        if kind == "project"
+        else f"/api/{kind}s/{obj_id}/annotations/"
+    )
+    field = "dataset_file" if kind == "project" else "annotation_file"
+    params = {"format": fmt, "conv_mask_to_poly": str(conv_mask_to_poly).lower()}
+    r = await api.post(path, params=params, files={field: (name, data)})
+    assert r.status_code == 202, r.text
+    return await wait(api, r.json()["rq_id"])

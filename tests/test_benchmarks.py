@@ -46,3 +46,29 @@ def test_gpu_end_to_end_bench_runs_on_the_cpu(tmp_path: Path) -> None:
     assert summary["tasks"] == summary["annotated"] == 2 and summary["failed"] == 0
     assert summary["objects"] == 2 * heavy["objects"][0]
     assert "ratio (a)/(b)" in done.stdout and "ratio (a)/(c)" in done.stdout
+
+
+@pytest.mark.slow
+def test_export_bench_runs_small(tmp_path: Path) -> None:
+    """``bench/export.py`` at a tiny scale on SQLite: every variant runs and writes output."""
+    out = tmp_path / "figures.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CVAT_RAY_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench/export.py"),
+            "--scale=0.001",
+            "--sqlite",
+            f"--json={out}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    figures = json.loads(out.read_text())
+    for variant in ("coco", "cvat", "baseline", "import"):
+        assert figures[variant]["seconds"] > 0 and figures[variant]["bytes"] > 0
+    assert "COCO vs baseline" in done.stdout

@@ -65,3 +65,18 @@ def test_wheel_installs_only_the_cvat_ray_namespace(tmp_path: Path) -> None:
         "cvat_ray/actors/functions/specs/colour-detector.yaml",
     ):
         assert packaged in names
+
+
+def test_routers_take_app_parts_and_bodies_typed() -> None:
+    """Routers get the app's parts as typed dependencies (``SettingsDep``, ``MediaDep``, ...
+    from ``serve_apps/deps.py``, the one place that reads ``app.state``) and their bodies as
+    typed parameters; the few bodies read by hand (annotations, uploads) go through
+    ``bodies``/``deps`` helpers and are declared with ``openapi_extra``."""
+    banned = ("app.state", "request.json(", "request.body(", "request.form(", "json.loads(")
+    found = [
+        f"{path.relative_to(ROOT)}: {needle}"
+        for path in sorted((ROOT / "serve_apps" / "routers").glob("*.py"))
+        for needle in banned
+        if needle in path.read_text()
+    ]
+    assert not found, found

@@ -5,8 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from cvat_ray.cluster.errors import PermissionDenied
+from cvat_ray.cluster.settings import Settings
 from cvat_ray.serve_apps.bodies import KIB, body_rule
-from cvat_ray.serve_apps.deps import Call, Listing, ObjectId, client_of, get_settings_dep
+from cvat_ray.serve_apps.deps import (
+    Call,
+    Listing,
+    ObjectId,
+    SettingsDep,
+    ThrottleDep,
+    base_url_of,
+    client_of,
+)
 from cvat_ray.serve_apps.pagination import paginated
 from cvat_ray.storage.schemas.common import Detail, Paginated
 from cvat_ray.storage.schemas.users import (
@@ -40,8 +49,7 @@ def _cookie(name: str, value: str, max_age: int, *, http_only: bool, secure: boo
     return f"{name}={value}{flags}; Max-Age={max_age}; Path=/; SameSite=Lax"
 
 
-def _set_login_cookies(request: Request, response: Response, key: str, csrf: str) -> None:
-    settings = get_settings_dep(request)
+def _set_login_cookies(settings: Settings, response: Response, key: str, csrf: str) -> None:
     ttl, secure = settings.auth.session_ttl_s, settings.auth.cookie_secure
     response.headers.append(
         "Set-Cookie", _cookie("csrftoken", csrf, ttl, http_only=False, secure=secure)
@@ -54,19 +62,19 @@ def _set_login_cookies(request: Request, response: Response, key: str, csrf: str
 @router.post("/login", response_model=TokenResponse)
 @body_rule(_PUBLIC_BODY, public=True)
 async def login(
-    data: LoginRequest, request: Request, response: Response, call: Call
+    data: LoginRequest,
+    request: Request,
+    response: Response,
+    call: Call,
+    settings: SettingsDep,
+    throttle: ThrottleDep,
 ) -> TokenResponse:
     """CVAT ``POST /api/auth/login``: sets the ``sessionid`` and ``csrftoken`` cookies (the
     login throttle answers 429 while the client must wait)."""
-    settings = get_settings_dep(request)
     session = await call.anonymous(
-        accounts.login,
-        data,
-        settings.auth.session_ttl_s,
-        request.app.state.throttle,
-        client_of(request),
+        accounts.login, data, settings.auth.session_ttl_s, throttle, client_of(request)
     )
-    _set_login_cookies(request, response, session.key, session.csrf_token)
+    _set_login_cookies(settings, response, session.key, session.csrf_token)
     return TokenResponse(key=_NO_TOKEN)
 
 
@@ -87,16 +95,23 @@ async def logout(request: Request, response: Response, call: Call) -> Detail:
 @router.post("/register", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
 @body_rule(_PUBLIC_BODY, public=True)
 async def register(
-    data: RegisterRequest, request: Request, response: Response, call: Call
+    data: RegisterRequest,
+    request: Request,
+    response: Response,
+    call: Call,
+    settings: SettingsDep,
 ) -> RegisterResponse:
     """CVAT ``POST /api/auth/register``: creates a ``user`` account and logs it in."""
-    settings = get_settings_dep(request)
     if not settings.auth.allow_registration:
         raise PermissionDenied("Registration is disabled on this server.")
     user, session = await call.anonymous(
-        accounts.register, data, settings.auth.password_min_length, settings.auth.session_ttl_s
+        accounts.register,
+        data,
+        settings.auth.password_min_length,
+        settings.auth.session_ttl_s,
+        base_url=base_url_of(request),
     )
-    _set_login_cookies(request, response, session.key, session.csrf_token)
+    _set_login_cookies(settings, response, session.key, session.csrf_token)
     return RegisterResponse(
         username=user.username,
         email=user.email,
@@ -107,15 +122,20 @@ async def register(
 
 
 @router.post("/password/change", response_model=Detail)
-async def change_password(data: PasswordChangeRequest, request: Request, call: Call) -> Detail:
+async def change_password(
+    data: PasswordChangeRequest,
+    request: Request,
+    call: Call,
+    settings: SettingsDep,
+    throttle: ThrottleDep,
+) -> Detail:
     """CVAT ``POST /api/auth/password/change``: ends the user's other sessions and revokes
     their other access tokens."""
-    settings = get_settings_dep(request)
     await call(
         accounts.change_password,
         data,
         settings.auth.password_min_length,
-        request.app.state.throttle,
+        throttle,
         client_of(request),
     )
     return Detail(detail="New password has been saved.")

@@ -7,8 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from cvat_ray.serve_apps.compat import unless_empty_preferred
-from cvat_ray.serve_apps.deps import Call, ObjectId
-from cvat_ray.serve_apps.media import MediaRenderer
+from cvat_ray.serve_apps.deps import Call, MediaDep, ObjectId, SettingsDep
 from cvat_ray.storage.schemas.data import DataMetaPatch, DataMetaRead
 from cvat_ray.storage.services import data_access
 
@@ -20,8 +19,9 @@ Number = Annotated[int | None, Query(ge=0, le=2_147_483_647)]
 @router.get("/api/jobs/{job_id}/data", response_model=None)
 async def retrieve_job_data(
     job_id: ObjectId,
-    request: Request,
     call: Call,
+    settings: SettingsDep,
+    media: MediaDep,
     type: Annotated[Literal["chunk", "frame", "context_image"], Query()],
     number: Number = None,
     index: Number = None,
@@ -29,10 +29,7 @@ async def retrieve_job_data(
 ) -> Response:
     """CVAT ``GET /api/jobs/{id}/data?type=&index=|number=&quality=``: ``index`` counts the
     job's own chunks from 0; ``number`` is a task chunk or frame number."""
-    plan = await call(
-        data_access.job_data, job_id, type, number, index, quality, request.app.state.settings
-    )
-    media: MediaRenderer = request.app.state.media
+    plan = await call(data_access.job_data, job_id, type, number, index, quality, settings)
     return await media.response(plan)
 
 
@@ -51,24 +48,24 @@ async def partial_update_job_data_meta(
 
 
 @router.get("/api/jobs/{job_id}/preview", response_model=None)
-async def retrieve_job_preview(job_id: ObjectId, request: Request, call: Call) -> Response:
+async def retrieve_job_preview(
+    job_id: ObjectId, request: Request, call: Call, settings: SettingsDep, media: MediaDep
+) -> Response:
     """CVAT ``GET /api/jobs/{id}/preview``: a thumbnail of the job's first frame."""
-    plan = await unless_empty_preferred(
-        request, call(data_access.job_preview, job_id, request.app.state.settings)
-    )
+    plan = await unless_empty_preferred(request, call(data_access.job_preview, job_id, settings))
     if plan is None:
         return Response(status_code=204)
-    media: MediaRenderer = request.app.state.media
     return await media.response(plan)
 
 
 @router.get("/api/projects/{project_id}/preview", response_model=None)
-async def retrieve_project_preview(project_id: ObjectId, request: Request, call: Call) -> Response:
+async def retrieve_project_preview(
+    project_id: ObjectId, request: Request, call: Call, settings: SettingsDep, media: MediaDep
+) -> Response:
     """CVAT ``GET /api/projects/{id}/preview``: the preview of its first task with data."""
     plan = await unless_empty_preferred(
-        request, call(data_access.project_preview, project_id, request.app.state.settings)
+        request, call(data_access.project_preview, project_id, settings)
     )
     if plan is None:
         return Response(status_code=204)
-    media: MediaRenderer = request.app.state.media
     return await media.response(plan)

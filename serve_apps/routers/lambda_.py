@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Body, Path, Response
 
 from cvat_ray.cluster.errors import AppError, InvalidInput
-from cvat_ray.serve_apps.bodies import json_object, validated
-from cvat_ray.serve_apps.deps import Call
+from cvat_ray.serve_apps.deps import Call, FunctionsDep, LauncherDep, MediaDep, SettingsDep
 from cvat_ray.storage.schemas.lambda_ import (
     DatasetRunRead,
     DatasetRunRequest,
@@ -55,15 +54,20 @@ def _box(value: Any) -> tuple[float, float, float, float] | None:
 
 
 @router.post("/functions/{func_id}")
-async def call_function(func_id: FunctionId, request: Request, call: Call) -> Response:
-    """CVAT ``POST /api/lambda/functions/{id}``: the function on one frame, synchronously.
+async def call_function(
+    func_id: FunctionId,
+    call: Call,
+    settings: SettingsDep,
+    media: MediaDep,
+    runner: FunctionsDep,
+    body: Annotated[OnlineCallRequest, Body(default_factory=OnlineCallRequest)],
+) -> Response:
+    """CVAT ``POST /api/lambda/functions/{id}``: the function on one frame, synchronously
+    (every field has a default, so an empty body is a call with defaults).
     Detectors answer annotations with task label ids; interactors ``{points, mask}``;
     trackers ``{shapes, states}``."""
-    body: OnlineCallRequest = validated(OnlineCallRequest, await json_object(request))
-    settings = request.app.state.settings
     plan = await call(service.prepare_online, func_id, body, settings)
-    image = await request.app.state.media.decode(plan.frame)
-    runner = request.app.state.functions
+    image = await media.decode(plan.frame)
     kind = plan.spec.kind
     if kind == "detector":
         output = await runner.call(
@@ -84,13 +88,13 @@ async def call_function(func_id: FunctionId, request: Request, call: Call) -> Re
 
 
 @router.post("/runs", response_model=DatasetRunRead, status_code=202)
-async def create_dataset_run(request: Request, call: Call) -> DatasetRunRead:
+async def create_dataset_run(
+    body: DatasetRunRequest, call: Call, launcher: LauncherDep
+) -> DatasetRunRead:
     """Ours (CVAT has none): annotate the ``tasks``, a ``project`` or an ``organization``
     with one function as a Ray job, task after task; the same ``run`` name resumes. Each
     task's progress shows in ``/api/lambda/requests``."""
-    body: DatasetRunRequest = validated(DatasetRunRequest, await json_object(request))
     plan = await call(lambda_runs.plan_dataset_run, body)
-    launcher = request.app.state.launcher
     try:
         job_id = await asyncio.to_thread(launcher.submit_dataset, plan.argv)
     except Exception as exc:
@@ -105,10 +109,11 @@ async def create_dataset_run(request: Request, call: Call) -> DatasetRunRead:
 
 
 @router.post("/requests", response_model=FunctionCall)
-async def create_request(request: Request, call: Call) -> FunctionCall:
+async def create_request(
+    body: FunctionCallRequest, call: Call, launcher: LauncherDep
+) -> FunctionCall:
     """CVAT ``POST /api/lambda/requests``: annotate a whole task (or job) in the background."""
-    body: FunctionCallRequest = validated(FunctionCallRequest, await json_object(request))
-    return await call(service.create_request, body, request.app.state.launcher.submit)
+    return await call(service.create_request, body, launcher.submit)
 
 
 @router.get("/requests", response_model=list[FunctionCall])

@@ -9,6 +9,7 @@ from cvat_ray.serve_apps.pagination import paginated
 from cvat_ray.storage.schemas.common import Paginated
 from cvat_ray.storage.schemas.projects import ProjectPatch, ProjectRead, ProjectWrite
 from cvat_ray.storage.services import projects as project_service
+from cvat_ray.storage.services import tasks as task_service
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
 
@@ -43,4 +44,4 @@ async def partial_update_project(
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_project(project_id: ObjectId, call: Call) -> None:
     """CVAT ``DELETE /api/projects/{id}``: with its tasks, jobs and labels."""
-    await call(project_service.delete_project, project_id)
+    await call(task_service.delete_project, project_id)

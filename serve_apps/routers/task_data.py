@@ -3,18 +3,23 @@ URL and cloud files), chunks, frames, context images, previews and meta."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from cvat_ray.cluster.errors import InvalidInput
-from cvat_ray.serve_apps.bodies import body_rule, json_object, validated
-from cvat_ray.serve_apps.compat import unless_empty_preferred, upload_action
-from cvat_ray.serve_apps.deps import Call, ObjectId
-from cvat_ray.serve_apps.media import MediaRenderer, stream_multipart, stream_tus
+from cvat_ray.serve_apps import tus
+from cvat_ray.serve_apps.bodies import (
+    BINARY,
+    body_rule,
+    described_body,
+    json_object,
+    validated,
+    with_files,
+)
+from cvat_ray.serve_apps.compat import tus_filename, unless_empty_preferred, upload_action
+from cvat_ray.serve_apps.deps import Call, LauncherDep, MediaDep, ObjectId, SettingsDep
+from cvat_ray.serve_apps.media import stream_multipart
 from cvat_ray.storage.schemas.data import DataMetaPatch, DataMetaRead, DataRequest
 from cvat_ray.storage.schemas.requests import RqId
 from cvat_ray.storage.services import data_access, data_upload
@@ -24,58 +29,62 @@ router = APIRouter(prefix="/api/tasks", tags=["task data"])
 DataKind = Literal["chunk", "frame", "preview", "context_image"]
 QualityParam = Annotated[Literal["original", "compressed"], Query()]
 Number = Annotated[int | None, Query(ge=0, le=2_147_483_647)]
+UploadId = Annotated[str, Path(max_length=128)]
 
-_TUS = {"Tus-Resumable": "1.0.0"}
+# The body of POST .../data (read here: uploads stream to disk).
+_DATA_BODY = described_body(
+    {
+        "application/json": DataRequest,
+        "multipart/form-data": with_files(
+            DataRequest, client_files={"type": "array", "items": BINARY}
+        ),
+    },
+    required=False,
+    description="Upload-Start and TUS creation send no body; Upload-Multiple sends the "
+    "files (client_files[i]); Upload-Finish and share, URL or cloud storage files the "
+    "DataRequest as JSON (or as form fields with the files).",
+)
+# CVAT's upload protocol headers: which step a POST is (see compat.upload_action).
+Flag = Annotated[str | None, Header(max_length=64)]
 
 
-def _filename(metadata: str | None) -> str:
-    """TUS ``Upload-Metadata: filename <base64>, ...``."""
-    for item in (metadata or "").split(","):
-        key, _, value = item.strip().partition(" ")
-        if key == "filename":
-            try:
-                return base64.b64decode(value, validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError) as exc:
-                raise InvalidInput("Upload-Metadata filename is not valid base64.") from exc
-    raise InvalidInput("Upload-Metadata must carry a filename.")
-
-
-@router.post("/{task_id}/data", status_code=202, response_model=None)
+@router.post("/{task_id}/data", status_code=202, response_model=None, openapi_extra=_DATA_BODY)
 @body_rule(streamed=("multipart/form-data",))  # files go to disk under upload quotas
-async def create_data(task_id: ObjectId, request: Request, call: Call) -> Response:
+async def create_data(
+    task_id: ObjectId,
+    request: Request,
+    call: Call,
+    settings: SettingsDep,
+    launcher: LauncherDep,
+    upload_start: Flag = None,
+    upload_multiple: Flag = None,
+    upload_finish: Flag = None,
+    tus_resumable: Flag = None,
+    upload_length: Annotated[int | None, Header(ge=0)] = None,
+    upload_metadata: Annotated[str | None, Header(max_length=4096)] = None,
+) -> Response:
     """CVAT ``POST /api/tasks/{id}/data/``: ``Upload-Start`` (202), ``Upload-Multiple``
     multipart ``client_files[i]`` (200), TUS creation (``Tus-Resumable`` + ``Upload-Length``,
     201 with an absolute ``Location``), ``Upload-Finish`` (202 ``{"rq_id"}``), or one JSON
     ``DataRequest`` with ``server_files``/``remote_files``/``cloud_storage_id`` (202)."""
-    settings = request.app.state.settings
-    launch = request.app.state.launcher.submit
-    action = upload_action(request.headers, request.headers.get("content-type", ""))
+    launch = launcher.submit
+    flags = {
+        "upload-start": upload_start,
+        "upload-multiple": upload_multiple,
+        "upload-finish": upload_finish,
+        "tus-resumable": tus_resumable,
+        "upload-length": upload_length,
+    }
+    sent = {name: str(value) for name, value in flags.items() if value is not None}
+    action = upload_action(sent, request.headers.get("content-type", ""))
     if action == "start":
         await call(data_upload.upload_start, task_id, settings)
         return JSONResponse({}, status_code=202)
     if action == "tus-create":
-        try:
-            length = int(request.headers["upload-length"])
-        except ValueError as exc:
-            raise InvalidInput("Upload-Length must be an integer.") from exc
-        name = _filename(request.headers.get("upload-metadata"))
-        state = await call(data_upload.tus_create, task_id, settings, name, length)
-        location = str(request.url_for("tus_patch", task_id=task_id, upload_id=state.upload_id))
-        base = request.app.state.settings.server.public_url
-        if base:
-            location = (
-                base.rstrip("/")
-                + request.url_for("tus_patch", task_id=task_id, upload_id=state.upload_id).path
-            )
-        return Response(
-            status_code=201,
-            headers={
-                **_TUS,
-                "Location": location,
-                "Upload-Filename": state.filename,
-                "Upload-Offset": str(state.offset),
-            },
-        )
+        assert upload_length is not None  # "tus-create" means it was sent
+        name = tus_filename(upload_metadata)
+        state = await call(data_upload.tus_create, task_id, settings, name, upload_length)
+        return tus.created(request, settings, state, "tus_patch", task_id=task_id)
     if action in ("multiple", "multipart"):
         area = await call(data_upload.upload_target, task_id, settings)
         sink = await stream_multipart(request, area)
@@ -93,8 +102,9 @@ async def create_data(task_id: ObjectId, request: Request, call: Call) -> Respon
 @router.get("/{task_id}/data", response_model=None)
 async def retrieve_data(
     task_id: ObjectId,
-    request: Request,
     call: Call,
+    settings: SettingsDep,
+    media: MediaDep,
     type: Annotated[DataKind, Query()],
     number: Number = None,
     quality: QualityParam = "compressed",
@@ -102,10 +112,7 @@ async def retrieve_data(
     """CVAT ``GET /api/tasks/{id}/data/?type=chunk|frame|preview|context_image&number=N&
     quality=original|compressed``: imageset chunks are ZIPs with the frames in order, video
     chunks MP4s; frames are images."""
-    plan = await call(
-        data_access.task_data, task_id, type, number, quality, request.app.state.settings
-    )
-    media: MediaRenderer = request.app.state.media
+    plan = await call(data_access.task_data, task_id, type, number, quality, settings)
     return await media.response(plan)
 
 
@@ -123,43 +130,34 @@ async def partial_update_data_meta(
     return await call(data_access.update_task_meta, task_id, data)
 
 
-@router.patch("/{task_id}/data/{upload_id}", name="tus_patch", response_model=None)
-@body_rule(streamed=("application/offset+octet-stream",))
+@router.patch(
+    "/{task_id}/data/{upload_id}",
+    name="tus_patch",
+    response_model=None,
+    openapi_extra=tus.CHUNK_BODY,
+)
+@body_rule(streamed=tus.CHUNK_TYPES)
 async def tus_patch(
     task_id: ObjectId,
-    upload_id: str,
+    upload_id: UploadId,
     request: Request,
     call: Call,
+    settings: SettingsDep,
     upload_offset: Annotated[int, Header(ge=0)],
 ) -> Response:
     """TUS ``PATCH`` of an upload created on ``POST /api/tasks/{id}/data/``: append from
     ``Upload-Offset`` (409 with the current offset when it does not match)."""
-    settings = request.app.state.settings
     area, state = await call(data_upload.tus_target, task_id, settings, upload_id)
-    if upload_offset != state.offset:
-        return JSONResponse(
-            {"detail": f"Upload-Offset {upload_offset} does not match {state.offset}."},
-            status_code=409,
-            headers={**_TUS, "Upload-Offset": str(state.offset)},
-        )
-    state = await stream_tus(request, area, upload_id, upload_offset)
-    return Response(status_code=204, headers={**_TUS, "Upload-Offset": str(state.offset)})
+    return await tus.append(request, area, state, upload_id, upload_offset)
 
 
 @router.head("/{task_id}/data/{upload_id}", response_model=None)
-async def tus_head(task_id: ObjectId, upload_id: str, request: Request, call: Call) -> Response:
+async def tus_head(
+    task_id: ObjectId, upload_id: UploadId, call: Call, settings: SettingsDep
+) -> Response:
     """TUS ``HEAD``: the upload's current offset (clients resume from it)."""
-    settings = request.app.state.settings
     _, state = await call(data_upload.tus_target, task_id, settings, upload_id)
-    return Response(
-        status_code=200,
-        headers={
-            **_TUS,
-            "Upload-Offset": str(state.offset),
-            "Upload-Length": str(state.length),
-            "Cache-Control": "no-store",
-        },
-    )
+    return tus.progress(state)
 
 
 @router.options("/{task_id}/data", response_model=None)
@@ -167,17 +165,16 @@ async def tus_options(task_id: ObjectId) -> Response:
     """TUS discovery."""
     return Response(
         status_code=204,
-        headers={**_TUS, "Tus-Version": "1.0.0", "Tus-Extension": "creation"},
+        headers={**tus.RESUMABLE, "Tus-Version": "1.0.0", "Tus-Extension": "creation"},
     )
 
 
 @router.get("/{task_id}/preview", response_model=None)
-async def retrieve_preview(task_id: ObjectId, request: Request, call: Call) -> Response:
+async def retrieve_preview(
+    task_id: ObjectId, request: Request, call: Call, settings: SettingsDep, media: MediaDep
+) -> Response:
     """CVAT ``GET /api/tasks/{id}/preview``: a JPEG thumbnail of the first frame."""
-    plan = await unless_empty_preferred(
-        request, call(data_access.task_preview, task_id, request.app.state.settings)
-    )
+    plan = await unless_empty_preferred(request, call(data_access.task_preview, task_id, settings))
     if plan is None:
         return Response(status_code=204)
-    media: MediaRenderer = request.app.state.media
     return await media.response(plan)

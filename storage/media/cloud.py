@@ -433,3 +433,21 @@ def open_file(access: CloudAccess, key: str, timeout: float) -> Any:
         raise InvalidInput(f"{key}: not found in the cloud storage.") from exc
     except Exception as exc:
         raise failure(access, exc, f"give {key}") from exc
+
+
+def upload(access: CloudAccess, key: str, local: Path, timeout: float) -> None:
+    """Write a local file to the storage under ``key`` (an export's result)."""
+    try:
+        filesystem(access, timeout).put_file(str(local), access.path(key))
+    except Exception as exc:
+        raise failure(access, exc, f"take {key}") from exc
+
+
+def download(access: CloudAccess, key: str, local: Path, timeout: float) -> None:
+    """Copy ``key`` of the storage to a local file (a dataset to import)."""
+    try:
+        filesystem(access, timeout).get_file(access.path(key), str(local))
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{key}: not found in the cloud storage.") from exc
+    except Exception as exc:
+        raise failure(access, exc, f"give {key}") from exc

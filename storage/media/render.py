@@ -17,13 +17,16 @@ import zipfile
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import IO, Literal, cast
+from typing import IO, TYPE_CHECKING, Literal, cast
 
 import numpy as np
 from PIL import Image
 
 from cvat_ray.storage.media import images, video
 from cvat_ray.storage.media.sources import MediaSource
+
+if TYPE_CHECKING:
+    from cvat_ray.storage.changes import Actor, Scope
 
 RenderKind = Literal["chunk", "frame", "preview", "context_image"]
 Quality = Literal["original", "compressed"]
@@ -64,6 +67,8 @@ class RenderPlan:
     related: tuple[str, ...] = ()
     # most video frames decoded to read one frame (``media.max_keyframe_interval``)
     max_decode: int | None = None
+    # who asked, and the task (job) the item belongs to: for the cache item events
+    origin: tuple[Actor, Scope] | None = None
 
 
 def render(plan: RenderPlan) -> tuple[bytes, str]:

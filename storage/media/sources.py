@@ -23,6 +23,10 @@ class MediaSource:
     access: CloudAccess | None = None
     timeout: float = 30
 
+    def local_path(self, path: str) -> Path:
+        """Where a local or share frame file is (through the path guard)."""
+        return self._local(path)
+
     def _local(self, path: str) -> Path:
         # Frame paths were checked when the task was made; checked again here because the
         # folder may have changed since (a share is managed outside the server).

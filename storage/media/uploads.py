@@ -56,12 +56,23 @@ _REMOVING = ".removing-"
 
 
 class UploadArea:
-    def __init__(self, root: Path, task_id: int, max_bytes: int) -> None:
+    def __init__(self, root: Path, task_id: int | str, max_bytes: int) -> None:
         self.dir = root / "tasks" / str(task_id)
         self.files = self.dir / "files"
         self.tus = self.dir / "tus"
         self.activity = self.dir / ".activity"
         self.max_bytes = max_bytes
+
+    @classmethod
+    def at(cls, folder: Path, max_bytes: int) -> UploadArea:
+        """An upload kept in ``folder`` (a backup being uploaded by a user) rather than in a
+        task's folder."""
+        area = cls(folder, 0, max_bytes)
+        area.dir = folder
+        area.files = folder / "files"
+        area.tus = folder / "tus"
+        area.activity = folder / ".activity"
+        return area
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -224,8 +235,11 @@ class MultipartSink:
     """Parses a multipart/form-data body fed in blocks; ``client_files[i]`` parts go to the
     upload area's files, other fields are kept (small) in :attr:`fields`."""
 
-    def __init__(self, area: UploadArea, content_type: str) -> None:
+    def __init__(
+        self, area: UploadArea, content_type: str, file_field: re.Pattern[str] = _FILE_FIELD
+    ) -> None:
         ctype, params = parse_options_header(content_type)
+        self.file_field = file_field
         if ctype != b"multipart/form-data" or b"boundary" not in params:
             raise InvalidInput("Expected a multipart/form-data body.")
         self.area = area
@@ -275,7 +289,7 @@ class MultipartSink:
         filename = options.get(b"filename")
         self._field = name
         self._value = bytearray()
-        if filename is not None and _FILE_FIELD.match(name):
+        if filename is not None and self.file_field.match(name):
             base = client_basename(filename.decode("utf-8", "replace"))
             path = self.area.file(base)
             try:

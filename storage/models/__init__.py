@@ -3,6 +3,7 @@
 from cvat_ray.storage.models.annotations import LabeledShape, LabeledTag, LabeledTrack
 from cvat_ray.storage.models.base import Base, UTCDateTime, utcnow
 from cvat_ray.storage.models.engine import Data, DataFrame, Job, Project, Segment, Task
+from cvat_ray.storage.models.events import EventOutbox
 from cvat_ray.storage.models.functions import LambdaFunction
 from cvat_ray.storage.models.guides import AnnotationGuide, Asset, QualitySettings
 from cvat_ray.storage.models.identity import AccessToken, AuthSession, Group, User, user_groups
@@ -11,6 +12,7 @@ from cvat_ray.storage.models.labels import AttributeSpec, Label
 from cvat_ray.storage.models.media import CloudStorage, RelatedFile
 from cvat_ray.storage.models.organizations import Invitation, Membership, Organization
 from cvat_ray.storage.models.requests import BackgroundRequest
+from cvat_ray.storage.models.webhooks import Webhook, WebhookDelivery
 
 __all__ = [
     "AccessToken",
@@ -24,6 +26,7 @@ __all__ = [
     "Comment",
     "Data",
     "DataFrame",
+    "EventOutbox",
     "Group",
     "Invitation",
     "Issue",
@@ -42,6 +45,8 @@ __all__ = [
     "Task",
     "UTCDateTime",
     "User",
+    "Webhook",
+    "WebhookDelivery",
     "user_groups",
     "utcnow",
 ]

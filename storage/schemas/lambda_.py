@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from cvat_ray.storage.schemas.common import DbId, WriteModel
 
@@ -98,7 +105,16 @@ class FunctionCallParams(BaseModel):
     id: str | None
     task: int | None
     threshold: float | None
+    # CVAT's schema: optional and not nullable, so it is left out when the call has no job
+    # (cvat-sdk refuses a null there).
     job: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_null_job(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("job") is None:
+            data.pop("job", None)
+        return data
 
 
 class FunctionCall(BaseModel):

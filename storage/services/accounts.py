@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
@@ -12,6 +14,7 @@ from cvat_ray.iam.keys import digest, new_access_token
 from cvat_ray.iam.passwords import hash_password, verify_password
 from cvat_ray.iam.principal import Principal
 from cvat_ray.iam.throttle import LoginThrottle
+from cvat_ray.storage import changes
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import AccessToken, User, utcnow
 from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, paginate
@@ -32,6 +35,7 @@ from cvat_ray.storage.services.users import (
     claim_invited,
     create_user,
     groups_of,
+    record_new_user,
     set_groups,
 )
 
@@ -69,7 +73,7 @@ LDAP_MANAGED = "Accounts and passwords are managed in the LDAP directory of this
 
 
 def register(
-    session: Session, data: RegisterRequest, min_length: int, ttl_s: int
+    session: Session, data: RegisterRequest, min_length: int, ttl_s: int, *, base_url: str = ""
 ) -> tuple[User, authn.LoginSession]:
     """Create a ``user`` account and log it in. An e-mail that was invited before it had an
     account takes over the account the invitation made (and so finds the invitation)."""
@@ -93,6 +97,7 @@ def register(
         user.first_name, user.last_name = data.first_name, data.last_name
         set_groups(session, user.id, ["user"])
         session.flush()
+        record_new_user(session, user, base_url)
         return user, authn.start_session(session, user, ttl_s)
     if data.email and session.scalar(select(exists().where(User.email == data.email))):
         raise InvalidInput("A user is already registered with this e-mail address.", field="email")
@@ -104,6 +109,7 @@ def register(
         first_name=data.first_name,
         last_name=data.last_name,
     )
+    record_new_user(session, user, base_url)
     return user, authn.start_session(session, user, ttl_s)
 
 
@@ -218,7 +224,29 @@ def create_access_token(
     )
     session.add(token)
     session.flush()
-    return AccessTokenCreated(**_token_read(session, ctx, token).model_dump(), value=value)
+    read = _token_read(session, ctx, token)
+    _record_token(session, ctx, "create", after=read.model_dump(mode="json"))
+    return AccessTokenCreated(**read.model_dump(), value=value)
+
+
+def _record_token(
+    session: Session,
+    ctx: RequestContext,
+    action: str,
+    *,
+    after: dict[str, Any] | None = None,
+    before: dict[str, Any] | None = None,
+) -> None:
+    changes.record(
+        session,
+        changes.Change(
+            action=action,
+            resource="accesstoken",
+            after=after,
+            before=before,
+            actor=changes.Actor.of(ctx),
+        ),
+    )
 
 
 _TOKEN_FIELDS = {
@@ -264,6 +292,7 @@ def partial_update_access_token(
     session: Session, ctx: RequestContext, token_id: int, data: AccessTokenPatch
 ) -> AccessTokenRead:
     token = _get_token(session, ctx, token_id, "update")
+    before = _token_read(session, ctx, token).model_dump(mode="json")
     if data.name is not None:
         token.name = data.name
     if "expiry_date" in data.model_fields_set:
@@ -274,8 +303,14 @@ def partial_update_access_token(
         token.read_only = data.read_only
     token.updated_date = utcnow()
     session.flush()
-    return _token_read(session, ctx, token)
+    read = _token_read(session, ctx, token)
+    _record_token(session, ctx, "update", after=read.model_dump(mode="json"), before=before)
+    return read
 
 
 def delete_access_token(session: Session, ctx: RequestContext, token_id: int) -> None:
-    session.delete(_get_token(session, ctx, token_id, "delete"))
+    token = _get_token(session, ctx, token_id, "delete")
+    _record_token(
+        session, ctx, "delete", before=_token_read(session, ctx, token).model_dump(mode="json")
+    )
+    session.delete(token)

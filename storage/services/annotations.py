@@ -16,12 +16,14 @@ keys on the task's). Reads stream from one snapshot (``cvat_ray.storage.annotati
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.errors import InvalidInput
 from cvat_ray.iam.authz import authorize
+from cvat_ray.storage import changes
 from cvat_ray.storage.annotations import bulk, reads
 from cvat_ray.storage.annotations.merge import (
     JobIndex,
@@ -41,6 +43,7 @@ from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import Data, Job, Segment, Task, utcnow
 from cvat_ray.storage.schemas.annotations import (
     LabeledData,
+    LabeledTrack,
     decode_labeled_data,
     encode,
     gc_paused,
@@ -233,17 +236,33 @@ def _stream_jobs(session: Session, jobs: Sequence[JobRange]) -> Iterator[bytes]:
     if len(jobs) == 1:
         yield from _section_chunks(session, "tracks", jobs[0].id, out)
     else:
-        joiner = TrackJoiner()
-        for n, job in enumerate(jobs):
-            tracks = [
-                t
-                for batch in reads.stream_section(session, "tracks", job.id)
-                for t in reads.decode("tracks", batch)
-            ]
-            ready = joiner.job(job, tracks, last=n == len(jobs) - 1)
-            if ready:
-                yield out.chunk([encode(t) for t in ready])
+        for ready in joined_tracks(session, jobs):
+            yield out.chunk([encode(t) for t in ready])
     yield _CLOSE
+
+
+def joined_tracks(session: Session, jobs: Sequence[JobRange]) -> Iterator[list[LabeledTrack]]:
+    """The tracks of a task's jobs, those that continue across a job boundary joined into
+    one (batches; only tracks alive at a job's end are held between jobs)."""
+    joiner = TrackJoiner()
+    for n, job in enumerate(jobs):
+        tracks = [
+            t
+            for batch in reads.stream_section(session, "tracks", job.id)
+            for t in reads.decode("tracks", batch)
+        ]
+        ready = joiner.job(job, tracks, last=n == len(jobs) - 1)
+        if ready:
+            yield ready
+
+
+def task_job_ranges(session: Session, task_id: int) -> list[JobRange]:
+    """The annotation jobs that make up the task view, in frame order."""
+    return _task_jobs(session, task_id)
+
+
+def job_range(session: Session, job: Job) -> JobRange:
+    return _job_range(session, job)
 
 
 def job_annotations(session: Session, ctx: RequestContext, job_id: int) -> Iterator[bytes]:
@@ -261,6 +280,49 @@ def task_annotations(session: Session, ctx: RequestContext, task_id: int) -> Ite
 
 
 # ---------------------------------------------------------------------------------- job writes
+
+
+def _record_changes(
+    session: Session,
+    actor: changes.Actor,
+    action: str,
+    data: LabeledData,
+    task: Task,
+    job_id: int | None = None,
+) -> None:
+    """CVAT's annotation events: ``<action>:tags`` once, ``<action>:shapes`` and
+    ``<action>:tracks`` once per shape type (``obj_name``; a track's is its first shape's),
+    with the number of objects and (up to 1000 of) their ids in CVAT's payload form."""
+    groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for tag in data.tags:
+        groups.setdefault(("tags", None), []).append({"id": tag.id})
+    for shape in data.shapes:
+        groups.setdefault(("shapes", str(shape.type)), []).append({"id": shape.id})
+    for track in data.tracks:
+        kind = str(track.shapes[0].type) if track.shapes else None
+        entry = {"id": track.id, "shapes": [{"id": s.id} for s in track.shapes if s.id]}
+        groups.setdefault(("tracks", kind), []).append(entry)
+    scope_ids = changes.Scope(
+        org_id=task.organization_id, project_id=task.project_id, task_id=task.id, job_id=job_id
+    )
+    for (section, kind), objects in groups.items():
+        listed = [o for o in objects if o["id"] is not None][:1000]
+        changes.record(
+            session,
+            changes.Change(
+                action=action,
+                resource=section,
+                scope_ids=scope_ids,
+                actor=actor,
+                extra={
+                    "event": {
+                        "obj_name": kind,
+                        "count": min(len(objects), 65535),
+                        "payload": {section: listed},
+                    }
+                },
+            ),
+        )
 
 
 def _job_for_write(session: Session, ctx: RequestContext, job_id: int, scope: str) -> Job:
@@ -282,6 +344,9 @@ def put_job_annotations(
         _lock(session, [job.id], job.task_id)
         bulk.clear_jobs(session, [job.id])
         _insert(session, {job.id: data})
+        _record_changes(
+            session, changes.Actor.of(ctx), "create", data, get_task(session, job.task_id), job.id
+        )
     return data
 
 
@@ -297,6 +362,14 @@ def patch_job_annotations(
             _owned(session, data, {job.id}, ids_required=True)
             _lock(session, [job.id], job.task_id)
             _delete_by_ids(session, data)
+            _record_changes(
+                session,
+                changes.Actor.of(ctx),
+                "delete",
+                data,
+                get_task(session, job.task_id),
+                job.id,
+            )
             return data
         scope, _ = _job_scope(session, job)
         if action == "create":
@@ -309,6 +382,9 @@ def patch_job_annotations(
         if action == "update":
             _delete_by_ids(session, data)
         _insert(session, {job.id: data})
+        _record_changes(
+            session, changes.Actor.of(ctx), action, data, get_task(session, job.task_id), job.id
+        )
     return data
 
 
@@ -370,6 +446,7 @@ def put_task_annotations(
         Validator(_task_scope(session, task, jobs)).payload(data)
         _check_frames_in_jobs(data, jobs)
         _write_task(session, task, jobs, data, replace=True)
+        _record_changes(session, changes.Actor.of(ctx), "create", data, task)
     return data
 
 
@@ -387,6 +464,7 @@ def patch_task_annotations(
             _owned(session, data, job_ids, ids_required=True)
             _lock(session, sorted(job_ids), task.id)
             _delete_by_ids(session, data)
+            _record_changes(session, changes.Actor.of(ctx), "delete", data, task)
             return data
         if action == "create":
             require_no_ids(data)
@@ -395,6 +473,7 @@ def patch_task_annotations(
         _check_frames_in_jobs(data, jobs)
         if action == "create":
             _write_task(session, task, jobs, data, replace=False)
+            _record_changes(session, changes.Actor.of(ctx), "create", data, task)
             return data
         owned = _owned(session, data, job_ids, ids_required=False)
         _check_element_ids(session, data)
@@ -426,6 +505,7 @@ def patch_task_annotations(
             target.tracks.extend(part.tracks)
         _insert(session, per_job)
         split.copy_track_ids()
+        _record_changes(session, changes.Actor.of(ctx), "update", data, task)
     return data
 
 
@@ -454,11 +534,17 @@ def lock_run_jobs(session: Session, task_id: int, jobs: Sequence[JobRange]) -> N
 
 
 def add_model_annotations(
-    session: Session, task: Task, jobs: Sequence[JobRange], data: LabeledData
+    session: Session,
+    task: Task,
+    jobs: Sequence[JobRange],
+    data: LabeledData,
+    actor: changes.Actor,
+    job_id: int | None = None,
 ) -> tuple[int, list[str]]:
     """Append model output to ``jobs`` (authorized when the run was created). Objects that
     fail validation are dropped one by one, not the batch: returns (objects written, the
-    reasons of those dropped)."""
+    reasons of those dropped). What is written makes the annotation events of a user's save
+    (``create:tags|shapes``), named after ``actor``, the run's owner."""
     if not jobs:
         return 0, []
     scope = _task_scope(session, task, jobs)
@@ -478,14 +564,28 @@ def add_model_annotations(
             getattr(kept, section).append(obj)
     if kept.tags or kept.shapes:
         _write_task(session, task, jobs, kept, replace=False)
+        _record_changes(session, actor, "create", kept, task, job_id)
     return len(kept.tags) + len(kept.shapes), dropped
+
+
+def write_imported(
+    session: Session, task: Task, jobs: Sequence[JobRange], data: LabeledData, *, replace: bool
+) -> None:
+    """Write a chunk of an imported dataset into ``jobs`` (a task's, or one job), the first
+    with ``replace`` (the jobs' annotations are cleared), the others added: validated as a
+    PUT is, written through the bulk path in the caller's transaction, so a failing import
+    changes nothing (authorized when the import was requested)."""
+    with gc_paused():
+        Validator(_task_scope(session, task, jobs)).payload(data)
+        _check_frames_in_jobs(data, jobs)
+        _write_task(session, task, jobs, data, replace=replace)
 
 
 def require_no_format(fmt: str | None) -> None:
     if fmt:
         raise InvalidInput(
-            "Importing and exporting annotations in a dataset format is not available yet; "
-            "omit 'format' to read or write annotations as JSON.",
+            "Datasets are exported with POST .../dataset/export?format= and imported with "
+            "POST .../annotations?format=; omit 'format' to read or write annotations as JSON.",
             field="format",
         )
 

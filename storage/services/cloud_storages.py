@@ -16,6 +16,7 @@ provider for one page at a time.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,7 @@ from cvat_ray.cluster.errors import Conflict, InvalidInput, NotFound
 from cvat_ray.cluster.outbound import OutboundGuard, refusal_in
 from cvat_ray.cluster.settings import Settings, get_settings
 from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage import changes
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.db import Database
 from cvat_ray.storage.media import cloud, cloud_listing, images
@@ -126,6 +128,44 @@ def load_secrets(storage_id: int) -> dict[str, str]:
     if credentials is None:
         raise NotFound("The cloud storage of this data no longer exists.")
     return cipher(settings).decrypt(credentials)
+
+
+@dataclass
+class Destination:
+    location: str  # "local" | "cloud_storage"
+    cloud_storage_id: int | None = None
+
+
+def destination(
+    session: Session,
+    ctx: RequestContext,
+    location: str | None,
+    cloud_storage_id: str | None,
+    default: dict[str, Any] | None,
+    field: str = "location",
+) -> Destination:
+    """Where an export's result goes (``location``, else ``default``, a task's or project's
+    target storage; else local): a cloud storage must exist and the caller see it."""
+    if not location:
+        default = default or {}
+        location = default.get("location") or "local"
+        if location == "cloud_storage" and not cloud_storage_id:
+            cloud_storage_id = str(default.get("cloud_storage_id") or "")
+    if location not in ("local", "cloud_storage"):
+        raise InvalidInput("must be 'local' or 'cloud_storage'.", field=field)
+    if location == "local":
+        return Destination("local")
+    try:
+        storage_id = int(cloud_storage_id or "")
+    except ValueError:
+        raise InvalidInput(
+            "a cloud storage location needs cloud_storage_id.", field="cloud_storage_id"
+        ) from None
+    storage = session.get(CloudStorage, storage_id)
+    if storage is None:
+        raise InvalidInput("The cloud storage does not exist.", field="cloud_storage_id")
+    authorize(ctx.principal, ctx.org, "view", cloud_resource(storage))
+    return Destination("cloud_storage", storage_id)
 
 
 def access_for(storage: CloudStorage, settings: Settings) -> CloudAccess:
@@ -272,7 +312,31 @@ def create_cloud_storage(
     )
     session.add(storage)
     session.flush()
-    return _to_reads(session, ctx, [storage])[0]
+    read = _to_reads(session, ctx, [storage])[0]
+    _record(session, ctx, "create", storage, after=read.model_dump(mode="json"))
+    return read
+
+
+def _record(
+    session: Session,
+    ctx: RequestContext,
+    action: str,
+    storage: CloudStorage,
+    *,
+    after: dict[str, Any] | None = None,
+    before: dict[str, Any] | None = None,
+) -> None:
+    changes.record(
+        session,
+        changes.Change(
+            action=action,
+            resource="cloudstorage",
+            after=after,
+            before=before,
+            scope_ids=changes.Scope(org_id=storage.organization_id),
+            actor=changes.Actor.of(ctx),
+        ),
+    )
 
 
 def list_cloud_storages(
@@ -350,19 +414,29 @@ def partial_update_cloud_storage(
     authorize(ctx.principal, ctx.org, "update", cloud_resource(storage))
     if storage.updated_date != draft.seen:
         raise Conflict("The cloud storage was changed meanwhile; send the change again.")
+    before = _to_reads(session, ctx, [storage])[0].model_dump(mode="json")
     for name, value in draft.values.items():
         setattr(storage, name, value)
     storage.credentials = cipher(settings).encrypt(draft.secrets)
     storage.updated_date = utcnow()
     session.flush()
     cloud.forget(storage.id)
-    return _to_reads(session, ctx, [storage])[0]
+    read = _to_reads(session, ctx, [storage])[0]
+    _record(session, ctx, "update", storage, after=read.model_dump(mode="json"), before=before)
+    return read
 
 
 def delete_cloud_storage(session: Session, ctx: RequestContext, storage_id: int) -> None:
     """Tasks that read from it keep their frame lists but lose the storage (as CVAT)."""
     storage = _get(session, storage_id)
     authorize(ctx.principal, ctx.org, "delete", cloud_resource(storage))
+    _record(
+        session,
+        ctx,
+        "delete",
+        storage,
+        before=_to_reads(session, ctx, [storage])[0].model_dump(mode="json"),
+    )
     session.execute(
         update(Data).where(Data.cloud_storage_id == storage.id).values(cloud_storage_id=None)
     )
@@ -401,6 +475,9 @@ def _mime(name: str, kind: str) -> str:
     return {"image": "image", "video": "video", "archive": "archive"}.get(kind_of(name), "unknown")
 
 
+_TOKEN = re.compile(r"[!-~]{1,4096}")
+
+
 def _bad_token(exc: BaseException) -> bool:
     codes = {getattr(exc, "status_code", None), getattr(exc, "code", None)}
     response = getattr(exc, "response", None)
@@ -419,6 +496,10 @@ def list_content(
 ) -> CloudStorageContent:
     """CVAT ``content-v2`` (network part): one provider page of the entries directly under
     ``prefix``, directories first; ``next`` is the provider's continuation token."""
+    if next_token and not _TOKEN.fullmatch(next_token):
+        # Providers' continuation tokens are printable ASCII; anything else is not one of
+        # theirs (and made emulators fail with a 500 instead of refusing it).
+        raise InvalidInput("Invalid next_token.", field="next_token")
     folder = "/".join(p for p in (root, prefix.strip("/")) if p)
     listed = folder + "/" if folder else ""
     try:

@@ -8,6 +8,7 @@ cached under the plan's key, which names the data record and its ``chunks_update
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from cvat_ray.cluster.errors import InvalidInput, NotFound
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.iam.authz import authorize
+from cvat_ray.storage.changes import Actor, Scope
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.media.render import FrameRef, Quality, RenderPlan
 from cvat_ray.storage.media.sources import MediaSource
@@ -102,6 +104,16 @@ def _frames(session: Session, data: Data, numbers: list[int]) -> tuple[FrameRef,
 def _key(data: Data, *parts: object) -> str:
     stamp = int(data.chunks_updated_date.timestamp() * 1_000_000)
     return f"d{data.id}-{stamp}:" + ":".join(str(p) for p in parts)
+
+
+def _asked(
+    plan: RenderPlan, ctx: RequestContext, task: Task, job_id: int | None = None
+) -> RenderPlan:
+    """The plan with who asked for it and what it belongs to (the cache item events')."""
+    ids = Scope(
+        org_id=task.organization_id, project_id=task.project_id, task_id=task.id, job_id=job_id
+    )
+    return replace(plan, origin=(Actor.of(ctx), ids))
 
 
 def cache_prefix(data_id: int) -> str:
@@ -227,7 +239,8 @@ def task_data(
     task = get_task(session, task_id)
     scope = "view" if kind == "preview" else "view:data"
     authorize(ctx.principal, ctx.org, scope, task_resource(session, task))
-    return _data_plan(session, _data(session, task), settings, kind, number, quality)
+    plan = _data_plan(session, _data(session, task), settings, kind, number, quality)
+    return _asked(plan, ctx, task)
 
 
 def task_preview(
@@ -271,13 +284,16 @@ def job_data(
     data = _data(session, task)
     frames = job_frames(segment)
     if kind != "chunk":
-        return _data_plan(session, data, settings, kind, number, quality, allowed=frames)
+        plan = _data_plan(session, data, settings, kind, number, quality, allowed=frames)
+        return _asked(plan, ctx, task, job_id)
     chunk_size = data.chunk_size or 36
     if index is not None:
         n = _check_number(index, -(-len(frames) // chunk_size), "chunk")
         numbers = frames[n * chunk_size : (n + 1) * chunk_size]
         key = _key(data, "j", segment.id, quality, n)
-        return _plan(session, data, settings, "chunk", numbers, quality, key)
+        return _asked(
+            _plan(session, data, settings, "chunk", numbers, quality, key), ctx, task, job_id
+        )
     if number is None:
         raise InvalidInput("The chunk index (or number) is required.", field="index")
     first, last = frames[0] // chunk_size, frames[-1] // chunk_size
@@ -289,7 +305,7 @@ def job_data(
     if not numbers:
         raise InvalidInput("The chunk holds none of the job's frames.", field="number")
     key = _key(data, "jn", segment.id, quality, number)
-    return _plan(session, data, settings, "chunk", numbers, quality, key)
+    return _asked(_plan(session, data, settings, "chunk", numbers, quality, key), ctx, task, job_id)
 
 
 def job_preview(
@@ -312,7 +328,8 @@ def project_preview(
     )
     if task is None:
         raise NoMedia("The project has no tasks with data.")
-    return _data_plan(session, _data(session, task), settings, "preview", None, "original")
+    plan = _data_plan(session, _data(session, task), settings, "preview", None, "original")
+    return _asked(plan, ctx, task)
 
 
 def _frame_metas(session: Session, data: Data, lo: int, hi: int) -> list[FrameMeta]:

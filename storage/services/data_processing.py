@@ -12,6 +12,7 @@ finished again.
 
 from __future__ import annotations
 
+import concurrent.futures
 import fnmatch
 import logging
 import os
@@ -41,9 +42,11 @@ from cvat_ray.storage.media.sources import MediaSource
 from cvat_ray.storage.media.uploads import leftover_removals
 from cvat_ray.storage.models import BackgroundRequest, CloudStorage, Data, RelatedFile, Task
 from cvat_ray.storage.schemas.data import DataRequest
+from cvat_ray.storage.services import recorded
 from cvat_ray.storage.services import requests as request_service
 from cvat_ray.storage.services.cloud_storages import access_for
 from cvat_ray.storage.services.data_upload import CREATE_TASK, upload_area
+from cvat_ray.storage.services.jobs import record_created_jobs
 from cvat_ray.storage.services.resources import get_task
 from cvat_ray.storage.services.task_data import FrameInfo, attach_data
 
@@ -90,6 +93,8 @@ class Gathered:
     storage: str
     cloud_storage_id: int | None = None
     ordered: bool = False  # the order is the client's (predefined sorting)
+    # threads that read and check local images at once (image decoding releases the GIL)
+    probe_threads: int = 1
 
 
 @dataclass
@@ -115,6 +120,7 @@ def process_request(db: Database, settings: Settings, request_id: str, worker: s
         row = session.get(BackgroundRequest, request_id)
         assert row is not None
         task_id = row.task_id
+        owner_id = row.owner_id
         params = dict(row.params or {})
         access: CloudAccess | None = None
         body = DataRequest.model_validate(params.get("data", {}))
@@ -167,6 +173,9 @@ def process_request(db: Database, settings: Settings, request_id: str, worker: s
                     insert(RelatedFile),
                     [{"data_id": data.id, "frame": f, "path": p} for f, p in prepared.related],
                 )
+            owner = recorded.background_context(session, owner_id, params.get("base_url", ""))
+            if owner is not None:
+                record_created_jobs(session, owner, task)
             request_service.transition(
                 session,
                 request_id,
@@ -484,15 +493,45 @@ def _prepare_video(
     )
 
 
+def prepare_files(
+    settings: Settings,
+    body: DataRequest,
+    source: MediaSource,
+    paths: list[str],
+    *,
+    ordered: bool,
+    progress: Callable[..., None],
+    seed: str,
+    probe_threads: int = 1,
+) -> Prepared:
+    """Frames of files already in ``source`` (a restored backup's media): sorted, selected
+    and checked exactly as for a new task; ``ordered`` keeps the given order for
+    ``predefined`` sorting."""
+    gathered = Gathered(source, paths, source.storage, ordered=ordered, probe_threads=probe_threads)
+    return _prepare(settings, body, gathered, progress, seed)
+
+
 def _probe_all(
     settings: Settings,
     source: MediaSource,
     paths: list[str],
     progress: Callable[..., None],
+    threads: int = 1,
 ) -> list[images.ImageInfo]:
     infos: list[images.ImageInfo] = []
     total = len(paths)
     max_pixels = settings.media.max_image_pixels
+    if source.access is None and threads > 1:
+
+        def probe(path: str) -> images.ImageInfo:
+            data = source.read(path)
+            return images.probe_image(data, PurePosixPath(path).name, max_pixels=max_pixels)
+
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            for done, info in enumerate(pool.map(probe, paths), 1):
+                infos.append(info)
+                progress(0.1 + 0.85 * done / total, f"Checked {done} of {total} images")
+        return infos
     batch = _CLOUD_BATCH if source.access is not None else 1
     for start in range(0, total, batch):
         chunk = paths[start : start + batch]
@@ -523,7 +562,7 @@ def _prepare_images(
     else:
         ordered = _sorted(media_files, body, gathered.ordered, seed)
         ordered = [ordered[i] for i in _frame_range(len(ordered), body, "image")]
-    infos = _probe_all(settings, gathered.source, ordered, progress)
+    infos = _probe_all(settings, gathered.source, ordered, progress, gathered.probe_threads)
     index = {p: i for i, p in enumerate(ordered)}
     related_pairs: list[tuple[int, str]] = []
     counts: dict[int, int] = {}

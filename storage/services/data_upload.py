@@ -114,7 +114,12 @@ def _new_request(
         "task",
         task_id=task.id,
         project_id=task.project_id,
-        params={"source": source, "data": body.model_dump(mode="json")},
+        # base_url: the links of the jobs' create:job payloads, made in the background
+        params={
+            "source": source,
+            "data": body.model_dump(mode="json"),
+            "base_url": ctx.base_url,
+        },
     )
     row.organization_id = task.organization_id
     request_service.launch_after_commit(session, row, launch)

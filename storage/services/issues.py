@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, aliased
 
 from cvat_ray.cluster.errors import InvalidInput, NotFound
 from cvat_ray.iam.authz import Resource, authorize, list_filter, person
+from cvat_ray.storage.changes import Scope
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import Comment, Issue, Job, Project, Segment, Task, User, utcnow
 from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
@@ -29,6 +30,7 @@ from cvat_ray.storage.schemas.issues import (
     IssueRead,
     IssueWrite,
 )
+from cvat_ray.storage.services import recorded
 from cvat_ray.storage.services.projects import check_assignee
 from cvat_ray.storage.services.resources import get_job, job_resource
 from cvat_ray.storage.services.users import basic_users
@@ -229,6 +231,15 @@ def _comment_resource(session: Session, comment: Comment) -> Resource:
     return _on_issue(session, _get_issue(session, comment.issue_id), comment)
 
 
+def _scope(session: Session, issue: Issue) -> Scope:
+    job = get_job(session, issue.job_id)
+    task = session.get(Task, job.task_id)
+    assert task is not None
+    return Scope(
+        org_id=task.organization_id, project_id=task.project_id, task_id=task.id, job_id=job.id
+    )
+
+
 def _check_frame(session: Session, job: Job, frame: int) -> None:
     segment = session.get(Segment, job.segment_id)
     assert segment is not None
@@ -295,7 +306,9 @@ def create_issue(session: Session, ctx: RequestContext, data: IssueWrite) -> Iss
         )
     )
     session.flush()
-    return _issue_reads(session, ctx, [issue])[0]
+    read = _issue_reads(session, ctx, [issue])[0]
+    recorded.record(session, ctx, "create", "issue", after=read, scope=_scope(session, issue))
+    return read
 
 
 def partial_update_issue(
@@ -304,6 +317,7 @@ def partial_update_issue(
     issue = _get_issue(session, issue_id, for_update=True)
     resource = issue_resource(session, issue)
     authorize(ctx.principal, ctx.org, "update", resource)
+    before = _issue_reads(session, ctx, [issue])[0]
     fields = patch.model_fields_set
     if "assignee" in fields:
         check_assignee(session, patch.assignee, resource.organization_id, "assignee")
@@ -314,12 +328,24 @@ def partial_update_issue(
         issue.resolved = patch.resolved
     issue.updated_date = utcnow()
     session.flush()
-    return _issue_reads(session, ctx, [issue])[0]
+    read = _issue_reads(session, ctx, [issue])[0]
+    recorded.record(
+        session, ctx, "update", "issue", after=read, before=before, scope=_scope(session, issue)
+    )
+    return read
 
 
 def delete_issue(session: Session, ctx: RequestContext, issue_id: int) -> None:
     issue = _get_issue(session, issue_id, for_update=True)
     authorize(ctx.principal, ctx.org, "delete", issue_resource(session, issue))
+    recorded.record(
+        session,
+        ctx,
+        "delete",
+        "issue",
+        before=_issue_reads(session, ctx, [issue])[0],
+        scope=_scope(session, issue),
+    )
     session.delete(issue)
     session.flush()
 
@@ -371,7 +397,9 @@ def create_comment(session: Session, ctx: RequestContext, data: CommentWrite) ->
     session.add(comment)
     issue.updated_date = now
     session.flush()
-    return _comment_reads(session, ctx, [comment])[0]
+    read = _comment_reads(session, ctx, [comment])[0]
+    recorded.record(session, ctx, "create", "comment", after=read, scope=_scope(session, issue))
+    return read
 
 
 def partial_update_comment(
@@ -379,14 +407,26 @@ def partial_update_comment(
 ) -> CommentRead:
     comment = _get_comment(session, comment_id)
     authorize(ctx.principal, ctx.org, "update", _comment_resource(session, comment))
+    before = _comment_reads(session, ctx, [comment])[0]
     comment.message = patch.message
     comment.updated_date = utcnow()
     session.flush()
-    return _comment_reads(session, ctx, [comment])[0]
+    read = _comment_reads(session, ctx, [comment])[0]
+    scope = _scope(session, _get_issue(session, comment.issue_id))
+    recorded.record(session, ctx, "update", "comment", after=read, before=before, scope=scope)
+    return read
 
 
 def delete_comment(session: Session, ctx: RequestContext, comment_id: int) -> None:
     comment = _get_comment(session, comment_id)
     authorize(ctx.principal, ctx.org, "delete", _comment_resource(session, comment))
+    recorded.record(
+        session,
+        ctx,
+        "delete",
+        "comment",
+        before=_comment_reads(session, ctx, [comment])[0],
+        scope=_scope(session, _get_issue(session, comment.issue_id)),
+    )
     session.delete(comment)
     session.flush()

@@ -10,11 +10,13 @@ from sqlalchemy.orm import Session, aliased
 
 from cvat_ray.cluster.errors import InvalidInput
 from cvat_ray.iam.authz import authorize, list_filter
+from cvat_ray.storage.changes import Scope
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import Data, Job, Project, Segment, Task, User, utcnow
 from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
 from cvat_ray.storage.schemas.common import CountedLink, Link, Page
 from cvat_ray.storage.schemas.jobs import JobPatch, JobRead
+from cvat_ray.storage.services import recorded
 from cvat_ray.storage.services.guides import guide_ids
 from cvat_ray.storage.services.issues import issue_counts
 from cvat_ray.storage.services.projects import check_assignee, storage_read
@@ -186,6 +188,7 @@ def partial_update_job(
     session: Session, ctx: RequestContext, job_id: int, patch: JobPatch
 ) -> JobRead:
     job = get_job(session, job_id, for_update=True)
+    before = _read_one(session, ctx, job.id)
     resource = job_resource(session, job)
     fields = patch.model_fields_set
     now = utcnow()
@@ -217,4 +220,31 @@ def partial_update_job(
     refresh_task_status(session, task)
     task.updated_date = now
     session.flush()
-    return _read_one(session, ctx, job.id)
+    read = _read_one(session, ctx, job.id)
+    recorded.record(
+        session, ctx, "update", "job", after=read, before=before, scope=job_scope(task, job)
+    )
+    return read
+
+
+def job_scope(task: Task, job: Job) -> Scope:
+    return Scope(
+        org_id=task.organization_id, project_id=task.project_id, task_id=task.id, job_id=job.id
+    )
+
+
+def record_created_jobs(session: Session, ctx: RequestContext, task: Task) -> None:
+    """``create:job`` for each job of a task whose data was just attached."""
+    rows = session.execute(_stmt().where(Job.task_id == task.id).order_by(Job.id)).all()
+    reads = _to_reads(session, ctx, [tuple(r) for r in rows])
+    for read, row in zip(reads, rows, strict=True):
+        recorded.record(session, ctx, "create", "job", after=read, scope=job_scope(task, row[0]))
+
+
+def record_deleted_jobs(session: Session, ctx: RequestContext, task: Task) -> None:
+    """``delete:job`` for each job of a task about to be deleted (CVAT signals the cascade),
+    with the snapshot taken before."""
+    rows = session.execute(_stmt().where(Job.task_id == task.id).order_by(Job.id)).all()
+    reads = _to_reads(session, ctx, [tuple(r) for r in rows])
+    for read, row in zip(reads, rows, strict=True):
+        recorded.record(session, ctx, "delete", "job", before=read, scope=job_scope(task, row[0]))

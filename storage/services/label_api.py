@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.errors import InvalidInput
 from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage import changes
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import Label, Project, Task
 from cvat_ray.storage.query import (
@@ -138,7 +139,9 @@ def partial_update_label(
 ) -> LabelRead:
     label = label_service.get_label(session, label_id)
     authorize(ctx.principal, ctx.org, "update:desc", _parent_resource(session, label))
-    owner = label_service.LabelOwner(task_id=label.task_id, project_id=label.project_id)
+    owner = label_service.LabelOwner(
+        task_id=label.task_id, project_id=label.project_id, actor=changes.Actor.of(ctx)
+    )
     label_service.update_label(session, owner, label, patch)
     label_service.touch_owner(session, owner)
     session.flush()
@@ -148,6 +151,9 @@ def partial_update_label(
 def delete_label(session: Session, ctx: RequestContext, label_id: int) -> None:
     label = label_service.get_label(session, label_id)
     authorize(ctx.principal, ctx.org, "update:desc", _parent_resource(session, label))
-    owner = label_service.LabelOwner(task_id=label.task_id, project_id=label.project_id)
+    owner = label_service.LabelOwner(
+        task_id=label.task_id, project_id=label.project_id, actor=changes.Actor.of(ctx)
+    )
+    label_service.record_label(session, owner, "delete", before=label_service.label_snapshot(label))
     session.delete(label)
     label_service.touch_owner(session, owner)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.errors import InvalidInput, NotFound
+from cvat_ray.storage import changes
 from cvat_ray.storage.annotations import maintenance as annotation_maintenance
 from cvat_ray.storage.models import AttributeSpec, Label, Project, Task, utcnow
 from cvat_ray.storage.schemas.labels import (
@@ -36,6 +38,8 @@ class LabelOwner:
 
     task_id: int | None = None
     project_id: int | None = None
+    # who changes the labels (their create/update/delete:label events name them)
+    actor: changes.Actor = field(default_factory=changes.Actor, compare=False)
 
     def condition(self) -> ColumnElement[bool]:
         if self.task_id is not None:
@@ -200,6 +204,7 @@ def _insert_label(
     )
     session.add(label)
     session.flush()
+    record_label(session, owner, "create", after=label_snapshot(label))
     _insert_attributes(session, label.id, data.attributes, where)
     if data.sublabels:
         _check_unique([s.name or "" for s in data.sublabels], _at(where, "sublabels"), "sublabel")
@@ -212,6 +217,51 @@ def _insert_label(
                 session, owner, sub, _at(where, f"sublabels[{j}]"), color_index + j + 1, label.id
             )
     return label
+
+
+def label_snapshot(label: Label) -> dict[str, Any]:
+    return {
+        "id": label.id,
+        "name": label.name,
+        "color": label.color,
+        "type": label.type,
+        "svg": label.svg,
+        "parent_id": label.parent_id,
+        "task_id": label.task_id,
+        "project_id": label.project_id,
+    }
+
+
+def record_label(
+    session: Session,
+    owner: LabelOwner,
+    action: str,
+    *,
+    after: dict[str, Any] | None = None,
+    before: dict[str, Any] | None = None,
+) -> None:
+    """A ``create|update|delete:label`` domain change (ids resolved from the owner)."""
+    if owner.task_id is not None:
+        row = session.execute(
+            select(Task.organization_id, Task.project_id).where(Task.id == owner.task_id)
+        ).first()
+        org_id, project_id = (row[0], row[1]) if row else (None, None)
+    else:
+        org_id = session.scalar(
+            select(Project.organization_id).where(Project.id == owner.project_id)
+        )
+        project_id = owner.project_id
+    changes.record(
+        session,
+        changes.Change(
+            action=action,
+            resource="label",
+            after=after,
+            before=before,
+            scope_ids=changes.Scope(org_id=org_id, project_id=project_id, task_id=owner.task_id),
+            actor=owner.actor,
+        ),
+    )
 
 
 def create_labels(session: Session, owner: LabelOwner, labels: Sequence[LabelWrite]) -> None:
@@ -239,6 +289,7 @@ def patch_labels(session: Session, owner: LabelOwner, labels: Sequence[LabelWrit
         if label is None or not _belongs(label, owner) or label.parent_id is not None:
             raise InvalidInput(f"Label {data.id} does not belong here.", field=f"labels[{i}].id")
         if data.deleted:
+            record_label(session, owner, "delete", before=label_snapshot(label))
             session.delete(label)
             continue
         update_label(session, owner, label, data, f"labels[{i}]")
@@ -261,6 +312,20 @@ def update_label(
     where: str = "",
 ) -> None:
     """Change a label's name, colour, type, svg, attributes and sublabels in place."""
+    before = label_snapshot(label)
+    _update_label(session, owner, label, data, where)
+    after = label_snapshot(label)
+    if after != before:
+        record_label(session, owner, "update", after=after, before=before)
+
+
+def _update_label(
+    session: Session,
+    owner: LabelOwner,
+    label: Label,
+    data: LabelWrite | LabelPatch,
+    where: str,
+) -> None:
     if data.name is not None and data.name != label.name:
         clash = session.scalar(
             select(Label.id).where(

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from cvat_ray.cluster.errors import Conflict, InvalidInput, NotFound
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage import changes
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.functions.mapping import LabelMap, TaskLabel, resolve, to_labeled_data
 from cvat_ray.storage.functions.spec import FunctionSpec, parse_spec
@@ -47,6 +48,8 @@ from cvat_ray.storage.services.data_access import frames_plan, job_frames
 from cvat_ray.storage.services.resources import get_job, get_task, job_resource, task_resource
 
 OPERATION = "autoannotate:task"
+# the key of a run's params that keeps who asked for it (see origin_of)
+ORIGIN = "origin"
 APP_PREFIX = "cvat-fn-"
 _LAMBDA = Resource(kind="lambda")
 
@@ -77,6 +80,25 @@ def register(session: Session, spec: FunctionSpec, source: str) -> LambdaFunctio
 def unregister(session: Session, function_id: str) -> bool:
     result = session.execute(delete(LambdaFunction).where(LambdaFunction.id == function_id))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def replace_source(session: Session, specs: list[FunctionSpec], source: str) -> list[str]:
+    """Make ``specs`` the functions registered from ``source`` (a deployment's Serve config):
+    each is added or replaced, and those of that source no longer among them are removed.
+    Returns the ids removed."""
+    for spec in specs:
+        register(session, spec, source)
+    keep = [spec.id for spec in specs]
+    stale = list(
+        session.scalars(
+            select(LambdaFunction.id).where(
+                LambdaFunction.source == source, LambdaFunction.id.not_in(keep)
+            )
+        )
+    )
+    for function_id in stale:
+        unregister(session, function_id)
+    return stale
 
 
 def registered(session: Session) -> list[FunctionSpec]:
@@ -173,6 +195,15 @@ def prepare_online(
     if spec.kind == "detector":
         label_map = resolve(spec, task_labels(session, task), body.mapping)
     _check_kind_input(spec, body)
+    _record_call(
+        session,
+        ctx,
+        spec.id,
+        "interactive",
+        task,
+        body.job,
+        {"frame": body.frame, "threshold": body.threshold, "kind": spec.kind},
+    )
     return OnlinePlan(
         spec=spec,
         frame=plan,
@@ -287,10 +318,65 @@ def create_request(
         task_id=task.id,
         job_id=body.job,
         function_id=spec.id,
-        params=body.model_dump(mode="json"),
+        params={**body.model_dump(mode="json"), ORIGIN: origin_of(ctx)},
     )
     request_service.launch_after_commit(session, row, launch)
+    _record_call(
+        session,
+        ctx,
+        spec.id,
+        "batch",
+        task,
+        body.job,
+        {"threshold": body.threshold, "cleanup": body.cleanup, "rq_id": row.id},
+    )
     return _to_call(row)
+
+
+def origin_of(ctx: RequestContext) -> dict[str, Any]:
+    """What a run keeps of the request that asked for it (in its params, under ``origin``),
+    for the events it records later: CVAT's events of background work carry the request."""
+    return {
+        "request_id": ctx.request_id or None,
+        "access_token_id": ctx.principal.access_token_id,
+        "remote_addr": ctx.remote_addr or None,
+    }
+
+
+def _record_call(
+    session: Session,
+    ctx: RequestContext,
+    function_id: str,
+    category: str,
+    task: Task,
+    job_id: int | None,
+    parameters: dict[str, Any],
+) -> None:
+    """CVAT's ``call:function`` event (online calls: ``interactive``; whole-task: ``batch``)."""
+    changes.record(
+        session,
+        changes.Change(
+            action="call",
+            resource="function",
+            scope_ids=changes.Scope(
+                org_id=task.organization_id,
+                project_id=task.project_id,
+                task_id=task.id,
+                job_id=job_id,
+            ),
+            actor=changes.Actor.of(ctx),
+            extra={
+                "event": {
+                    "obj_name": function_id,
+                    "payload": {
+                        "function": {"id": function_id},
+                        "category": category,
+                        "parameters": parameters,
+                    },
+                }
+            },
+        ),
+    )
 
 
 def running_for_task(session: Session, task_id: int) -> list[str]:

@@ -18,7 +18,7 @@ replaced all the same.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from cvat_ray.cluster.errors import InvalidInput, NotFound
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.iam.authz import Resource, authorize
+from cvat_ray.storage import changes
 from cvat_ray.storage.annotations import bulk
 from cvat_ray.storage.annotations.merge import JobRange
 from cvat_ray.storage.context import RequestContext
@@ -40,6 +41,7 @@ from cvat_ray.storage.services import requests as request_service
 from cvat_ray.storage.services.data_access import deleted_frames, frames_plan
 from cvat_ray.storage.services.lambda_functions import (
     OPERATION,
+    ORIGIN,
     get_spec,
     running_for_task,
     task_labels,
@@ -65,6 +67,8 @@ class RunPlan:
     # cleanup runs: the last id of each of ``bulk.ALL_TABLES`` when the run started; the
     # jobs' objects up to them are what the run replaces
     replaces: tuple[int, ...] | None = None
+    # who asked for the run (its annotation events name them)
+    actor: changes.Actor = field(default_factory=changes.Actor)
 
 
 def _job_frames(jobs: Sequence[JobRange]) -> list[int]:
@@ -79,7 +83,9 @@ def load_run(session: Session, settings: Settings, request_id: str) -> RunPlan:
     row = session.get(BackgroundRequest, request_id)
     if row is None or row.task_id is None or row.function_id is None:
         raise NotFound("The request is gone.")
-    body = FunctionCallRequest.model_validate(row.params or {})
+    params = dict(row.params or {})
+    origin = params.pop(ORIGIN, None) or {}
+    body = FunctionCallRequest.model_validate(params)
     task = session.get(Task, row.task_id)
     if task is None:
         raise NotFound("The task was deleted.")
@@ -107,6 +113,19 @@ def load_run(session: Session, settings: Settings, request_id: str) -> RunPlan:
         roi=body.roi,
         jobs=tuple(jobs),
         replaces=replaces,
+        actor=_owner(session, row, origin),
+    )
+
+
+def _owner(session: Session, row: BackgroundRequest, origin: dict[str, Any]) -> changes.Actor:
+    owner = session.get(User, row.owner_id) if row.owner_id is not None else None
+    return changes.Actor(
+        user_id=row.owner_id,
+        username=owner.username if owner is not None else None,
+        org_id=row.organization_id,
+        access_token_id=origin.get("access_token_id"),
+        request_id=origin.get("request_id"),
+        remote_addr=origin.get("remote_addr"),
     )
 
 
@@ -131,7 +150,9 @@ def save(
     if task is None:
         raise NotFound("The task was deleted.")
     data = to_labeled_data(results, run.label_map, roi=run.roi)
-    return annotation_service.add_model_annotations(session, task, run.jobs, data)
+    return annotation_service.add_model_annotations(
+        session, task, run.jobs, data, run.actor, run.job_id
+    )
 
 
 def report(session: Session, request_id: str, progress: float, message: str) -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, aliased
 from cvat_ray.cluster.errors import Conflict, InvalidInput, NotFound
 from cvat_ray.cluster.settings import get_settings
 from cvat_ray.iam.authz import Resource, authorize, list_filter, person
+from cvat_ray.storage.changes import Scope
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import Invitation, Membership, Organization, User, utcnow
 from cvat_ray.storage.query import (
@@ -33,6 +34,7 @@ from cvat_ray.storage.schemas.organizations import (
     MembershipPatch,
     MembershipRead,
 )
+from cvat_ray.storage.services import recorded
 from cvat_ray.storage.services.users import basic_users, invited_account
 
 _Member = aliased(User, name="member_user")
@@ -155,9 +157,18 @@ def partial_update_membership(
     authorize(ctx.principal, ctx.org, "change:role", membership_resource(m))
     if m.user_id == ctx.principal.user_id:
         raise InvalidInput("You cannot change your own role.", field="role")
+    before = _membership_reads(session, ctx, [m])[0]
     m.role = patch.role
     session.flush()
-    return _membership_reads(session, ctx, [m])[0]
+    read = _membership_reads(session, ctx, [m])[0]
+    recorded.record(
+        session, ctx, "update", "membership", after=read, before=before, scope=_scope(m)
+    )
+    return read
+
+
+def _scope(m: Membership) -> Scope:
+    return Scope(org_id=m.organization_id)
 
 
 def delete_membership(session: Session, ctx: RequestContext, membership_id: int) -> None:
@@ -166,6 +177,9 @@ def delete_membership(session: Session, ctx: RequestContext, membership_id: int)
     authorize(ctx.principal, ctx.org, "delete", membership_resource(m))
     if m.role == "owner":
         raise InvalidInput("The owner cannot leave or be removed from the organization.")
+    reads = _membership_reads(session, ctx, [m])
+    if reads and m.is_active:
+        recorded.record(session, ctx, "delete", "membership", before=reads[0], scope=_scope(m))
     session.delete(m)
 
 
@@ -267,7 +281,9 @@ def create_invitation(
     )
     session.add(inv)
     session.flush()
-    return _invitation_reads(session, ctx, [(inv, m)])[0]
+    read = _invitation_reads(session, ctx, [(inv, m)])[0]
+    recorded.record(session, ctx, "create", "invitation", after=read, scope=_scope(m))
+    return read
 
 
 def list_invitations(
@@ -312,12 +328,29 @@ def accept_invitation(session: Session, ctx: RequestContext, key: str) -> Accept
     org = session.get(Organization, m.organization_id)
     assert org is not None
     session.flush()
+    # the member joins: CVAT's membership is saved active
+    recorded.record(
+        session,
+        ctx,
+        "create",
+        "membership",
+        after=_membership_reads(session, ctx, [m])[0],
+        scope=_scope(m),
+    )
     return AcceptedInvitation(organization_slug=org.slug)
 
 
 def decline_invitation(session: Session, ctx: RequestContext, key: str) -> None:
-    _, m = _pending(session, ctx, key, "accept")
+    inv, m = _pending(session, ctx, key, "accept")
+    _record_deleted_invitation(session, ctx, inv, m)
     session.delete(m)
+
+
+def _record_deleted_invitation(
+    session: Session, ctx: RequestContext, inv: Invitation, m: Membership
+) -> None:
+    read = _invitation_reads(session, ctx, [(inv, m)])[0]
+    recorded.record(session, ctx, "delete", "invitation", before=read, scope=_scope(m))
 
 
 def resend_invitation(session: Session, ctx: RequestContext, key: str) -> None:
@@ -328,5 +361,6 @@ def resend_invitation(session: Session, ctx: RequestContext, key: str) -> None:
 
 
 def delete_invitation(session: Session, ctx: RequestContext, key: str) -> None:
-    _, m = _pending(session, ctx, key, "delete")
+    inv, m = _pending(session, ctx, key, "delete")
+    _record_deleted_invitation(session, ctx, inv, m)
     session.delete(m)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, aliased
 
 from cvat_ray.cluster.errors import InvalidInput
 from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage.changes import Scope
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import Data, Membership, Organization, Task, User, utcnow
 from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
@@ -18,6 +19,7 @@ from cvat_ray.storage.schemas.organizations import (
     OrganizationRead,
     OrganizationWrite,
 )
+from cvat_ray.storage.services import recorded
 from cvat_ray.storage.services.resources import fetch
 from cvat_ray.storage.services.users import basic_users
 
@@ -117,7 +119,9 @@ def create_organization(
         )
     )
     session.flush()
-    return to_reads(session, ctx, [org])[0]
+    read = to_reads(session, ctx, [org])[0]
+    recorded.record(session, ctx, "create", "organization", after=read, scope=Scope(org_id=org.id))
+    return read
 
 
 def list_organizations(
@@ -143,6 +147,7 @@ def partial_update_organization(
 ) -> OrganizationRead:
     org = get_organization(session, org_id, for_update=True)
     authorize(ctx.principal, ctx.org, "update", organization_resource(org))
+    before = to_reads(session, ctx, [org])[0]
     if patch.slug is not None and patch.slug != org.slug:
         _check_slug_free(session, patch.slug, org.id)
         org.slug = patch.slug
@@ -154,13 +159,31 @@ def partial_update_organization(
         org.contact = dict(patch.contact)
     org.updated_date = utcnow()
     session.flush()
-    return to_reads(session, ctx, [org])[0]
+    read = to_reads(session, ctx, [org])[0]
+    recorded.record(
+        session,
+        ctx,
+        "update",
+        "organization",
+        after=read,
+        before=before,
+        scope=Scope(org_id=org.id),
+    )
+    return read
 
 
 def delete_organization(session: Session, ctx: RequestContext, org_id: int) -> None:
     """Deletes the organization with its memberships, invitations, projects and tasks."""
     org = get_organization(session, org_id, for_update=True)
     authorize(ctx.principal, ctx.org, "delete", organization_resource(org))
+    recorded.record(
+        session,
+        ctx,
+        "delete",
+        "organization",
+        before=to_reads(session, ctx, [org])[0],
+        scope=Scope(org_id=org.id),
+    )
     data_ids = [
         d for d in session.scalars(select(Task.data_id).where(Task.organization_id == org.id)) if d
     ]

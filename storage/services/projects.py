@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -10,12 +10,14 @@ from sqlalchemy.orm import Session, aliased
 
 from cvat_ray.cluster.errors import InvalidInput
 from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage.changes import Scope
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import Data, Membership, Project, Task, User, utcnow
 from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
 from cvat_ray.storage.schemas.common import CountedLink, Link, Page, StorageRead, StorageWrite
 from cvat_ray.storage.schemas.projects import ProjectPatch, ProjectRead, ProjectWrite
 from cvat_ray.storage.services import labels as label_service
+from cvat_ray.storage.services import recorded
 from cvat_ray.storage.services.guides import guide_ids
 from cvat_ray.storage.services.resources import get_project, project_resource
 from cvat_ray.storage.services.users import basic_users, require_user
@@ -152,7 +154,9 @@ def create_project(session: Session, ctx: RequestContext, data: ProjectWrite) ->
     label_service.create_labels(
         session, label_service.LabelOwner(project_id=project.id), data.labels
     )
-    return _to_reads(session, ctx, [project])[0]
+    read = _to_reads(session, ctx, [project])[0]
+    recorded.record(session, ctx, "create", "project", after=read, scope=project_scope(project))
+    return read
 
 
 def list_projects(session: Session, ctx: RequestContext, params: ListParams) -> Page[ProjectRead]:
@@ -180,10 +184,15 @@ def partial_update_project(
     session: Session, ctx: RequestContext, project_id: int, patch: ProjectPatch
 ) -> ProjectRead:
     project = get_project(session, project_id, for_update=True)
+    before = _to_reads(session, ctx, [project])[0]
+    old_scope = project_scope(project)
     resource = project_resource(project)
     fields = patch.model_fields_set
-    # CVAT: a PATCH that names no field is checked as a description update.
-    if fields & {"name", "bug_tracker", "labels"} or not fields:
+    moves = "organization_id" in fields and patch.organization_id != project.organization_id
+    # CVAT: a PATCH that names no field with a scope of its own (or only fields that keep
+    # their value) is checked as a description update.
+    scoped = fields & {"source_storage", "target_storage", "owner_id", "assignee_id"}
+    if fields & {"name", "bug_tracker", "labels"} or not (scoped or moves):
         authorize(ctx.principal, ctx.org, "update:desc", resource)
     if fields & {"source_storage", "target_storage"}:
         authorize(ctx.principal, ctx.org, "update:associated_storage", resource)
@@ -221,7 +230,19 @@ def partial_update_project(
         )
     project.updated_date = utcnow()
     session.flush()
-    return _to_reads(session, ctx, [project])[0]
+    read = _to_reads(session, ctx, [project])[0]
+    new_scope = project_scope(project)
+    moved = new_scope.org_id != old_scope.org_id
+    if moved:
+        # moved between workspaces, as CVAT tells it: gone from the old organization,
+        # created in the new one (the organizations' webhooks only)
+        old_org, new_org = Scope(org_id=old_scope.org_id), Scope(org_id=new_scope.org_id)
+        recorded.record(session, ctx, "delete", "project", before=before, scope=old_org)
+        recorded.record(session, ctx, "create", "project", after=read, scope=new_org)
+    # a move is an update for the project's own webhooks only
+    scope = Scope(project_id=project.id) if moved else new_scope
+    recorded.record(session, ctx, "update", "project", after=read, before=before, scope=scope)
+    return read
 
 
 def move_to_organization(
@@ -240,10 +261,31 @@ def move_to_organization(
         )
 
 
-def delete_project(session: Session, ctx: RequestContext, project_id: int) -> None:
-    """Deletes the project with its tasks, their jobs and labels; nothing else."""
+def project_scope(project: Project) -> Scope:
+    return Scope(org_id=project.organization_id, project_id=project.id)
+
+
+def delete_project(
+    session: Session,
+    ctx: RequestContext,
+    project_id: int,
+    on_delete: Callable[[Session, RequestContext, Project], None] | None = None,
+) -> None:
+    """Deletes the project with its tasks, their jobs and labels; nothing else.
+    ``on_delete`` runs once it is authorized, before anything is deleted (the tasks service
+    records the tasks that go with it: :func:`cvat_ray.storage.services.tasks.delete_project`)."""
     project = get_project(session, project_id, for_update=True)
     authorize(ctx.principal, ctx.org, "delete", project_resource(project))
+    if on_delete is not None:
+        on_delete(session, ctx, project)
+    recorded.record(
+        session,
+        ctx,
+        "delete",
+        "project",
+        before=_to_reads(session, ctx, [project])[0],
+        scope=project_scope(project),
+    )
     data_ids = [
         d for d in session.scalars(select(Task.data_id).where(Task.project_id == project.id)) if d
     ]

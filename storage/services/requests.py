@@ -19,8 +19,11 @@ from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.errors import Conflict, NotFound
 from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage.changes import Actor
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.db import after_commit
+from cvat_ray.storage.events import outbox
+from cvat_ray.storage.events.rows import exception_row
 from cvat_ray.storage.models import BackgroundRequest, Organization, User, utcnow
 from cvat_ray.storage.query import (
     ListParams,
@@ -91,7 +94,8 @@ def new_request(
     target: str,
     **fields: Any,
 ) -> BackgroundRequest:
-    """A queued request of the caller, in the caller's organization context."""
+    """A queued request of the caller, in the caller's organization context (``request_id``
+    among ``fields`` picks its id: CVAT's deprecated events export names its query)."""
     return add_request(
         session,
         operation_type,
@@ -115,10 +119,11 @@ def add_request(
     format: str | None = None,
     function_id: str | None = None,
     params: dict[str, Any] | None = None,
+    request_id: str | None = None,
 ) -> BackgroundRequest:
     """A queued request row (work started by an operator has no caller)."""
     row = BackgroundRequest(
-        id=str(uuid.uuid4()),
+        id=request_id or str(uuid.uuid4()),
         operation_type=operation_type,
         target=target,
         project_id=project_id,
@@ -236,8 +241,11 @@ def transition(
     progress: float | None = None,
     result_url: str | None = None,
     result_id: int | None = None,
+    report: bool = True,
 ) -> BackgroundRequest:
-    """Move a request to ``status``; raises Conflict for an illegal transition."""
+    """Move a request to ``status``; raises Conflict for an illegal transition. A request
+    that fails becomes a ``send:exception`` analytics event (unless ``report`` is False: a
+    cancellation is no failure)."""
     row = session.scalar(
         select(BackgroundRequest).where(BackgroundRequest.id == request_id).with_for_update()
     )
@@ -246,8 +254,11 @@ def transition(
     if status != row.status and status not in _TRANSITIONS[row.status]:
         raise Conflict(f"A {row.status} request cannot become {status}.")
     now = utcnow()
+    completed = status in ("finished", "failed") and status != row.status
     if status == "started" and row.started_date is None:
         row.started_date = now
+    if status == "failed" and row.status != "failed" and report and outbox.enabled():
+        outbox.add_rows(session, [_failure_event(row, message)])
     if status in ("finished", "failed"):
         row.finished_date = now
         if status == "finished":
@@ -261,7 +272,58 @@ def transition(
         row.result_url = result_url
     if result_id is not None:
         row.result_id = result_id
+    if completed:
+        _record_completed(session, row)
     return row
+
+
+def _failure_event(row: BackgroundRequest, message: str | None) -> dict[str, Any]:
+    return exception_row(
+        message=message or row.message or "The request failed.",
+        status_code=None,
+        actor=Actor(user_id=row.owner_id, org_id=row.organization_id),
+        request={
+            "rq_id": row.id,
+            "operation": row.operation_type,
+            "target": row.target,
+            "worker": row.worker,
+        },
+        project_id=row.project_id,
+        task_id=row.task_id,
+        job_id=row.job_id,
+        org_id=row.organization_id,
+    )
+
+
+def _record_completed(session: Session, row: BackgroundRequest) -> None:
+    """``completed:request[<operation>]`` when a request finishes or fails (the request as
+    ``GET /api/requests/{id}`` shows it; imports send none, as in CVAT)."""
+    from cvat_ray.storage.changes import Actor, Scope
+    from cvat_ray.storage.services import recorded
+
+    if row.operation_type.startswith("import:"):
+        return
+    session.flush()
+    owner = session.get(User, row.owner_id) if row.owner_id else None
+    recorded.record(
+        session,
+        None,
+        "completed",
+        "request",
+        after=_to_reads(session, [row])[0],
+        scope=Scope(
+            org_id=row.organization_id,
+            project_id=row.project_id,
+            task_id=row.task_id,
+            job_id=row.job_id,
+        ),
+        extra={"operation": row.operation_type, "status": row.status},
+        actor=Actor(
+            user_id=row.owner_id,
+            username=owner.username if owner else None,
+            org_id=row.organization_id,
+        ),
+    )
 
 
 def _to_reads(session: Session, rows: list[BackgroundRequest]) -> list[RequestRead]:
@@ -332,8 +394,14 @@ def list_requests(session: Session, ctx: RequestContext, params: ListParams) -> 
     return Page(count=count, results=_to_reads(session, [r[0] for r in rows]))
 
 
+# Started requests of these types may be cancelled too (they change nothing: CVAT's rule
+# for exports); their worker notices at its next progress report and stops.
+CANCELLABLE_STARTED = ("export:",)
+
+
 def cancel_request(session: Session, ctx: RequestContext, request_id: str) -> None:
     row = _get(session, ctx, request_id)
-    if row.status != "queued":
-        raise Conflict("Only a queued request can be cancelled.")
-    transition(session, request_id, "failed", message="Cancelled by the user.")
+    started_ok = row.status == "started" and row.operation_type.startswith(CANCELLABLE_STARTED)
+    if row.status != "queued" and not started_ok:
+        raise Conflict("Only a queued request, or a running export, can be cancelled.")
+    transition(session, request_id, "failed", message="Cancelled by the user.", report=False)

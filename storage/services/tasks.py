@@ -9,13 +9,17 @@ from sqlalchemy.orm import Session, aliased
 
 from cvat_ray.cluster.errors import InvalidInput, NotFound
 from cvat_ray.iam.authz import Resource, authorize, list_filter
+from cvat_ray.storage.changes import Scope
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.models import Data, Job, Project, Task, User, utcnow
 from cvat_ray.storage.query import ListParams, ListSpec, apply_list_params, compile_policy, paginate
 from cvat_ray.storage.schemas.common import BasicUser, Link, Page
 from cvat_ray.storage.schemas.tasks import JobsSummary, TaskPatch, TaskRead, TaskWrite
 from cvat_ray.storage.services import labels as label_service
+from cvat_ray.storage.services import projects as project_service
+from cvat_ray.storage.services import recorded
 from cvat_ray.storage.services.guides import task_guide_id
+from cvat_ray.storage.services.jobs import record_deleted_jobs
 from cvat_ray.storage.services.projects import (
     check_assignee,
     move_to_organization,
@@ -263,7 +267,32 @@ def create_task(session: Session, ctx: RequestContext, data: TaskWrite) -> TaskR
         label_service.create_labels(session, label_service.LabelOwner(task_id=task.id), data.labels)
     else:
         project.updated_date = now
-    return _read_one(session, ctx, task.id)
+    read = _read_one(session, ctx, task.id)
+    recorded.record(session, ctx, "create", "task", after=read, scope=task_scope(task))
+    return read
+
+
+def task_scope(task: Task) -> Scope:
+    return Scope(org_id=task.organization_id, project_id=task.project_id, task_id=task.id)
+
+
+def task_reads(session: Session, ctx: RequestContext, tasks: list[Task]) -> list[TaskRead]:
+    return [_read_one(session, ctx, t.id) for t in tasks]
+
+
+def _record_project_tasks(session: Session, ctx: RequestContext, project: Project) -> None:
+    """The tasks deleted with their project, each as ``delete:task`` (CVAT signals the
+    cascade)."""
+    tasks = list(session.scalars(select(Task).where(Task.project_id == project.id)))
+    for read, task in zip(task_reads(session, ctx, tasks), tasks, strict=True):
+        record_deleted_jobs(session, ctx, task)
+        recorded.record(session, ctx, "delete", "task", before=read, scope=task_scope(task))
+
+
+def delete_project(session: Session, ctx: RequestContext, project_id: int) -> None:
+    """``DELETE /api/projects/{id}``: the project and its tasks, each task's deletion
+    recorded as a domain change too."""
+    project_service.delete_project(session, ctx, project_id, on_delete=_record_project_tasks)
 
 
 def list_tasks(session: Session, ctx: RequestContext, params: ListParams) -> Page[TaskRead]:
@@ -284,10 +313,17 @@ def partial_update_task(
     session: Session, ctx: RequestContext, task_id: int, patch: TaskPatch
 ) -> TaskRead:
     task = get_task(session, task_id, for_update=True)
+    before = _read_one(session, ctx, task.id)
+    old_scope = task_scope(task)
     resource = task_resource(session, task)
     fields = patch.model_fields_set
-    # CVAT: a PATCH that names no field is checked as a description update.
-    if fields & {"name", "bug_tracker", "labels", "subset"} or not fields:
+    moves = ("project_id" in fields and patch.project_id != task.project_id) or (
+        "organization_id" in fields and patch.organization_id != task.organization_id
+    )
+    # CVAT: a PATCH that names no field with a scope of its own (or only fields that keep
+    # their value) is checked as a description update.
+    scoped = fields & {"source_storage", "target_storage", "owner_id", "assignee_id"}
+    if fields & {"name", "bug_tracker", "labels", "subset"} or not (scoped or moves):
         authorize(ctx.principal, ctx.org, "update:desc", resource)
     if fields & {"source_storage", "target_storage"}:
         authorize(ctx.principal, ctx.org, "update:associated_storage", resource)
@@ -326,7 +362,16 @@ def partial_update_task(
         task.target_storage = storage_json(patch.target_storage)
     task.updated_date = utcnow()
     session.flush()
-    return _read_one(session, ctx, task.id)
+    read = _read_one(session, ctx, task.id)
+    new_scope = task_scope(task)
+    moved = new_scope.org_id != old_scope.org_id
+    if moved:  # as CVAT tells a move: gone from the old organization, new in the other
+        old_org, new_org = Scope(org_id=old_scope.org_id), Scope(org_id=new_scope.org_id)
+        recorded.record(session, ctx, "delete", "task", before=before, scope=old_org)
+        recorded.record(session, ctx, "create", "task", after=read, scope=new_org)
+    scope = Scope(project_id=task.project_id, task_id=task.id) if moved else new_scope
+    recorded.record(session, ctx, "update", "task", after=read, before=before, scope=scope)
+    return read
 
 
 def _move_to_project(
@@ -352,6 +397,15 @@ def delete_task(session: Session, ctx: RequestContext, task_id: int) -> None:
     """Deletes the task with its data record, segments, jobs and labels."""
     task = get_task(session, task_id, for_update=True)
     authorize(ctx.principal, ctx.org, "delete", task_resource(session, task))
+    record_deleted_jobs(session, ctx, task)
+    recorded.record(
+        session,
+        ctx,
+        "delete",
+        "task",
+        before=_read_one(session, ctx, task.id),
+        scope=task_scope(task),
+    )
     data_id = task.data_id
     session.delete(task)
     session.flush()

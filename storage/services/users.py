@@ -257,10 +257,35 @@ def retrieve_self(session: Session, ctx: RequestContext) -> UserRead:
     return _to_read(ctx, user, groups_of(session, [user.id])[user.id])
 
 
+def _record(
+    session: Session,
+    ctx: RequestContext,
+    action: str,
+    *,
+    after: UserRead | None = None,
+    before: UserRead | None = None,
+) -> None:
+    from cvat_ray.storage.services import recorded  # (recorded imports nothing of ours)
+
+    recorded.record(session, ctx, action, "user", after=after, before=before)
+
+
+def record_new_user(session: Session, user: User, base_url: str) -> None:
+    """``create:user`` for an account made by registering (the user is its own sender)."""
+    from cvat_ray.storage.services import recorded
+
+    session.flush()
+    ctx = recorded.background_context(session, user.id, base_url)
+    if ctx is not None:
+        groups = groups_of(session, [user.id]).get(user.id, [])
+        _record(session, ctx, "create", after=_to_read(ctx, user, groups))
+
+
 def partial_update_user(
     session: Session, ctx: RequestContext, user_id: int, patch: UserPatch
 ) -> UserRead | BasicUser:
     user = _get(session, user_id)
+    before = _to_read(ctx, user, groups_of(session, [user.id]).get(user.id, []))
     fields = patch.model_fields_set
     resource = Resource(kind="user", id=user.id)
     personal = fields & {"first_name", "last_name"}
@@ -281,10 +306,14 @@ def partial_update_user(
     if "groups" in fields:
         set_groups(session, user.id, patch.groups or [])
     session.flush()
+    after = _to_read(ctx, user, groups_of(session, [user.id]).get(user.id, []))
+    _record(session, ctx, "update", after=after, before=before)
     return _present(session, ctx, [user], full_for_self=False)[0]
 
 
 def delete_user(session: Session, ctx: RequestContext, user_id: int) -> None:
     user = _get(session, user_id)
     authorize(ctx.principal, ctx.org, "delete", Resource(kind="user", id=user.id))
+    before = _to_read(ctx, user, groups_of(session, [user.id]).get(user.id, []))
+    _record(session, ctx, "delete", before=before)
     session.delete(user)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -32,10 +33,18 @@ from cvat_ray.cluster.settings import Settings
 from cvat_ray.serve_apps.app import build_app
 from cvat_ray.storage.db import Database
 from cvat_ray.storage.models import BackgroundRequest, utcnow
-from cvat_ray.storage.services import lambda_functions
+from cvat_ray.storage.services import backups, datasets, lambda_functions
 from cvat_ray.storage.services.data_upload import CREATE_TASK, upload_area
 from tests.conftest import Account
-from tests.factories import colour_spec, colour_task, crashing_spec, marked_scenes, new_task, scenes
+from tests.factories import (
+    add_frames,
+    colour_spec,
+    colour_task,
+    crashing_spec,
+    marked_scenes,
+    new_task,
+    scenes,
+)
 from tests.media_files import image_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,10 +152,125 @@ async def _autoannotate_request(api: httpx.AsyncClient, db: Database, settings: 
     return str(r.json()["id"])
 
 
+async def _export_backup_request(api: httpx.AsyncClient, db: Database, settings: Settings) -> str:
+    """A queued ``export:backup`` row of a task."""
+    from cvat_ray.storage.services import requests as request_service
+
+    task_id = await new_task(api)
+    with db.session() as session:
+        row = request_service.add_request(
+            session,
+            backups.EXPORT,
+            "task",
+            owner_id=None,
+            organization_id=None,
+            task_id=task_id,
+            params={"filename": "t.zip", "base_url": "http://testserver"},
+        )
+        return row.id
+
+
+async def _export_events_request(api: httpx.AsyncClient, db: Database, settings: Settings) -> str:
+    """A queued ``export:events`` row (an export of everything, into the embedded store)."""
+    from cvat_ray.storage.services import requests as request_service
+    from cvat_ray.storage.services.events import EXPORT_EVENTS
+
+    with db.session() as session:
+        row = request_service.add_request(
+            session,
+            EXPORT_EVENTS,
+            "events",
+            owner_id=None,
+            organization_id=None,
+            params={
+                "filter": {"from_ms": 0, "to_ms": 2**41},
+                "filename": "events.csv",
+                "base_url": "http://testserver",
+            },
+        )
+        return row.id
+
+
+async def _import_backup_request(api: httpx.AsyncClient, db: Database, settings: Settings) -> str:
+    """A queued ``import:backup`` row with its uploaded zip in place."""
+    from cvat_ray.storage.services import requests as request_service
+
+    with db.session() as session:
+        row = request_service.add_request(
+            session, backups.IMPORT, "task", owner_id=None, organization_id=None
+        )
+        request_id = row.id
+    path = backups.restores_dir(settings) / f"{request_id}.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("task.json", json.dumps({"name": "t", "version": "1.0", "labels": []}))
+        zf.writestr("annotations.json", "[]")
+    return request_id
+
+
+def _dataset_request(
+    operation: str,
+) -> Callable[[httpx.AsyncClient, Database, Settings], Awaitable[str]]:
+    """A queued export or import row for a task with frames (an import's file in place)."""
+
+    async def make(api: httpx.AsyncClient, db: Database, settings: Settings) -> str:
+        from cvat_ray.storage.services import requests as request_service
+
+        task_id = await new_task(api)
+        add_frames(db, task_id, 2)
+        importing = operation.startswith("import:")
+        with db.session() as session:
+            row = request_service.add_request(
+                session,
+                operation,
+                "project" if operation == datasets.IMPORT_DATASET else "task",
+                owner_id=None,
+                organization_id=None,
+                task_id=task_id,
+                format="CVAT 1.1" if importing else "COCO 1.0",
+                params={"file": "a.xml"} if importing else {"location": "local"},
+            )
+            if operation == datasets.IMPORT_DATASET:
+                from cvat_ray.storage.models import Task
+
+                task = session.get(Task, task_id)
+                assert task is not None
+                project = await_project(session, task)
+                row.project_id = project
+            rid = row.id
+        if importing:
+            folder = settings.imports_dir / rid
+            folder.mkdir(parents=True)
+            (folder / "a.xml").write_bytes(
+                b"<annotations><image id='0' name='img_000.jpg'><tag label='cat'/></image>"
+                b"</annotations>"
+            )
+        return rid
+
+    return make
+
+
+def await_project(session: Any, task: Any) -> int:
+    """Put the task into a new project with its labels (a project import's target)."""
+    from cvat_ray.storage.models import Label, Project
+
+    project = Project(name="p", owner_id=task.owner_id)
+    session.add(project)
+    session.flush()
+    task.project_id = project.id
+    for label in session.scalars(select(Label).where(Label.task_id == task.id)):
+        label.task_id, label.project_id = None, project.id
+    return project.id
+
+
 # How to make a queued request of each registered type: adding a type means adding it here.
 NEW_REQUEST: dict[str, Callable[[httpx.AsyncClient, Database, Settings], Awaitable[str]]] = {
     CREATE_TASK: _create_task_request,
     lambda_functions.OPERATION: _autoannotate_request,
+    backups.EXPORT: _export_backup_request,
+    backups.IMPORT: _import_backup_request,
+    **{op: _dataset_request(op) for op in (*datasets.EXPORTS, *datasets.IMPORTS)},
+    "export:events": _export_events_request,
 }
 
 
@@ -380,3 +504,17 @@ async def test_a_dataset_job_killed_mid_run(
         runners.close()
     assert _row(db, request_id).status == "failed"
     assert _row(db, request_id).message == AUTOANNOTATE.lost_reason
+
+
+def test_default_actors_leave_room_for_a_run_on_two_cpus() -> None:
+    """`cvat-ray up` on a 2-CPU head (the default local cluster here) must start every
+    runner and service and still schedule a whole-task run: one function replica and its two
+    decode tasks. Every new family or service takes its CPUs from this budget (adding four of
+    them at 0.1-0.5 each once made `up` wait forever for its actors)."""
+    settings = Settings()
+    registry = default_registry()
+    reserved = settings.api.num_cpus + settings.functions.driver_num_cpus
+    reserved += sum(f.count(settings) * f.num_cpus(settings) for f in registry.families())
+    reserved += sum(s.num_cpus(settings) for s in registry.services())
+    run = 0.25 + 2 * settings.functions.decode_num_cpus  # a built-in replica and its decoding
+    assert reserved + run <= 2.0, (reserved, run)

@@ -83,13 +83,15 @@ def _own(node: ast.expr) -> bool:
 
 
 def test_storage_builds_no_path_from_an_outside_name() -> None:
-    """Outside names (request names, bucket keys, archive members, upload names) must go
-    through ``safe_join``: in the media and service modules, ``/`` joins only constants,
+    """Outside names (request names, bucket keys, archive members, upload names, backup
+    entries) must go through ``safe_join``: in the media, service and backup modules, ``/`` joins only constants,
     f-strings and ids, and nothing uses ``os.path.join`` or ``joinpath``."""
     offenders = []
     modules = [
         *(ROOT / "storage" / "media").glob("*.py"),
         *(ROOT / "storage" / "services").glob("*.py"),
+        *(ROOT / "storage" / "backups").glob("*.py"),
+        ROOT / "storage" / "instance_backup.py",
     ]
     for path in sorted(modules):
         tree = ast.parse(path.read_text(), filename=str(path))

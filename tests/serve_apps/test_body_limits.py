@@ -95,7 +95,11 @@ BIG = 64 * MIB  # under the 1 GiB annotation cap: only authentication can stop i
         ("PATCH", "/api/tasks/1/annotations/"),
         ("POST", "/api/projects"),
         ("POST", "/api/lambda/requests"),
+        ("POST", "/api/lambda/runs"),
+        ("POST", "/api/lambda/functions/colour-detector"),
         ("POST", "/api/cloudstorages"),
+        ("PATCH", "/api/cloudstorages/1"),
+        ("POST", "/api/assets"),
         ("POST", "/api/tasks/1/data"),
         ("POST", "/api/invitations"),
     ],
@@ -156,6 +160,10 @@ async def test_authenticated_bodies_are_capped_per_endpoint(app: FastAPI, alice:
         app, "PATCH", "/api/cloudstorages/1", size=4 * MIB, declare=False, headers=auth
     )
     assert r.status == 413 and r.handed_out <= 256 * 1024 + BLOCK
+    # Guide assets: an image of up to 10 MiB and the form around it.
+    r = await send_raw(app, "POST", "/api/assets", size=12 * MIB, headers=auth)
+    assert (r.status, r.handed_out) == (413, 0)
+    assert "larger than 11 MiB" in r.json()["detail"]
 
 
 async def test_public_endpoints_have_a_small_cap(app: FastAPI) -> None:

@@ -367,3 +367,24 @@ async def test_trailing_slashes_reach_the_same_handlers(client_for, alice: Accou
     assert r.status_code == 200
     r = await api.get("/api/schema/")
     assert r.status_code == 200 and "/api/tasks" in r.json()["paths"]
+
+
+async def test_a_patch_that_changes_nothing_scoped_is_a_description_update(
+    client_for, alice: Account, bob: Account
+) -> None:
+    """A PATCH naming only fields that keep their value (the task's own project, the
+    project's own organization) is checked as CVAT checks an empty one: ``update:desc``."""
+    api, other = client_for(alice), client_for(bob)
+    project = (await api.post("/api/projects", json={"name": "p", "labels": LABELS})).json()
+    task = (await api.post("/api/tasks", json={"name": "t", "project_id": project["id"]})).json()
+    same_project = {"project_id": project["id"]}
+    same_org = {"organization_id": None}
+    for url, body in (
+        (f"/api/tasks/{task['id']}", same_project),
+        (f"/api/tasks/{task['id']}", same_org),
+        (f"/api/projects/{project['id']}", same_org),
+    ):
+        r = await api.patch(url, json=body)
+        assert r.status_code == 200, (url, body, r.text)
+        r = await other.patch(url, json=body)
+        assert r.status_code in (403, 404), (url, body, r.text)

@@ -116,7 +116,7 @@ async def test_about_logo_plugins_and_agreements(
 
     r = await anon.get("/api/server/plugins")
     assert r.status_code == 200
-    assert r.json() == {"ANALYTICS": False, "MODELS": True}
+    assert r.json() == {"ANALYTICS": True, "MODELS": True}  # the built-in /analytics page
 
     r = await anon.get("/api/user-agreements")
     assert r.status_code == 200 and r.json() == []

@@ -1,0 +1,199 @@
+"""The files of a dataset: an uploaded archive (or single file) being imported, and the ZIP
+an export is written into.
+
+Imports read members straight from the ZIP, never unpacking them to disk. Every member name
+goes through the path guard's check (:func:`cvat_ray.storage.media.archives.safe_member_path`:
+no absolute path, no ``..``, no drive letter) before anything is read, so an archive with a
+zip-slip member is refused whole; links and devices are refused; the bytes read are counted
+against the server's unpack caps (a member's declared size can lie).
+
+Exports write members one after another into a ``zipfile.ZipFile`` on disk: annotation files
+through a streaming member writer (deflated), images stored as they are (already compressed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import stat
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.cluster.paths import relative_parts
+from cvat_ray.storage.media.archives import UnpackBudget, safe_member_path
+
+
+class _Capped:
+    """A member's stream that fails once more than its share of the budget was read."""
+
+    def __init__(self, raw: IO[bytes], budget: UnpackBudget, packed: int, name: str) -> None:
+        self.raw = raw
+        self.budget = budget
+        self.packed = max(packed, 1)
+        self.name = name
+        self.read_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.read_bytes += len(data)
+        self.budget.written += len(data)
+        if self.budget.written > self.budget.max_bytes:
+            raise InvalidInput(f"The upload unpacks to more than {self.budget.max_bytes} bytes.")
+        if self.read_bytes > 1 << 20 and self.read_bytes / self.packed > self.budget.max_ratio:
+            raise InvalidInput(f"{self.name}: compressed too much (a decompression bomb?).")
+        return data
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> _Capped:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Archive:
+    """An uploaded dataset: a ZIP, or one annotation file (its name is its only member)."""
+
+    def __init__(self, path: Path, budget: UnpackBudget, display_name: str = "") -> None:
+        self.path = path
+        self.budget = budget
+        self.display = display_name or path.name
+        self.zip: zipfile.ZipFile | None = None
+        self._members: dict[str, zipfile.ZipInfo] = {}
+        # members the reader took as annotation files (read, or claimed as their companions):
+        # never an item's image
+        self.consumed: set[str] = set()
+        size = path.stat().st_size
+        if size == 0:
+            raise InvalidInput(f"{self.display}: the uploaded file is empty.")
+        with path.open("rb") as f:
+            head = f.read(4)
+        if head.startswith(b"PK"):
+            try:
+                self.zip = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, OSError, ValueError) as exc:
+                raise InvalidInput(f"{self.display}: not a readable ZIP archive ({exc}).") from exc
+            self._scan()
+        elif path.suffix.lower() == ".zip":
+            raise InvalidInput(f"{self.display}: not a readable ZIP archive.")
+
+    def _scan(self) -> None:
+        assert self.zip is not None
+        infos = self.zip.infolist()
+        if len(infos) > self.budget.max_members:
+            raise InvalidInput(
+                f"{self.display}: {len(infos)} entries; at most {self.budget.max_members} "
+                "are allowed."
+            )
+        for info in infos:
+            mode = (info.external_attr >> 16) & 0o170000
+            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise InvalidInput(
+                    f"{self.display}: {info.filename!r} is a link or a device, not a file."
+                )
+            rel = safe_member_path(info.filename, self.display)
+            if rel is not None:
+                self._members[str(rel)] = info
+
+    def close(self) -> None:
+        if self.zip is not None:
+            self.zip.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def is_zip(self) -> bool:
+        return self.zip is not None
+
+    def names(self, *suffixes: str) -> list[str]:
+        """Member paths (sorted), those ending with one of ``suffixes`` when given."""
+        if self.zip is None:
+            names = [self.display]
+        else:
+            names = sorted(self._members)
+        if suffixes:
+            lowered = tuple(s.lower() for s in suffixes)
+            names = [n for n in names if n.lower().endswith(lowered)]
+        return names
+
+    def claim(self, *names: str) -> None:
+        """Mark members as annotation files the reader skips (a mask's other renderings)."""
+        self.consumed.update(names)
+
+    def open(self, name: str) -> _Capped:
+        self.consumed.add(name)
+        if self.zip is None:
+            if name != self.display:
+                raise InvalidInput(f"{self.display}: no member {name!r}.")
+            raw: IO[bytes] = self.path.open("rb")
+            return _Capped(raw, self.budget, self.path.stat().st_size, name)
+        info = self._members.get(name)
+        if info is None:
+            raise InvalidInput(f"{self.display}: no member {name!r}.")
+        try:
+            raw = self.zip.open(info)
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+            raise InvalidInput(f"{self.display}: cannot read {name!r} ({exc}).") from exc
+        return _Capped(raw, self.budget, info.compress_size, name)
+
+    def read(self, name: str) -> bytes:
+        with self.open(name) as stream:
+            try:
+                return stream.read()
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise InvalidInput(f"{self.display}: {name!r} is corrupt ({exc}).") from exc
+
+    def text(self, name: str) -> str:
+        data = self.read(name)
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"{self.display}: {name!r} is not UTF-8 text.") from exc
+
+
+class ZipOut:
+    """The export archive being written."""
+
+    def __init__(self, path: Path) -> None:
+        self.zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
+        self.names: set[str] = set()
+
+    def _name(self, name: str) -> str:
+        clean = str(relative_parts(name))
+        if clean in self.names:
+            raise ValueError(f"{clean} written twice")
+        self.names.add(clean)
+        return clean
+
+    @contextlib.contextmanager
+    def open(self, name: str) -> Iterator[IO[bytes]]:
+        info = zipfile.ZipInfo(self._name(name))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with self.zip.open(info, "w", force_zip64=True) as stream:
+            yield stream
+
+    def write(self, name: str, data: bytes, compress: bool = False) -> None:
+        clean = str(PurePosixPath(name))
+        if clean in self.names:
+            # two items with one name (project exports): keep the first
+            return
+        info = zipfile.ZipInfo(self._name(name))
+        info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        self.zip.writestr(info, data)
+
+    def close(self) -> None:
+        self.zip.close()
+
+    def __enter__(self) -> ZipOut:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,268 @@
+"""COCO 1.0 (instances): ``annotations/instances_<subset>.json`` (+ ``images/<subset>/``).
+
+Export: rectangles as boxes (empty ``segmentation``), polygons as polygons, masks as
+uncompressed RLE over the image (``iscrowd: 1``); tracks' shapes per frame. Points,
+polylines, ellipses, cuboids, skeletons and tags are not COCO instances and are dropped
+(COCO Keypoints carries skeletons). ``attributes`` keeps ``occluded``, ``rotation``,
+``z_order``, ``track_id``/``keyframe`` and the label's attributes, as CVAT writes them.
+The JSON is written object by object into the archive: images from the frames, then
+annotations page by page.
+
+Import: a JSON file or a ZIP of them, read incrementally (ijson): categories, images, then
+annotations one at a time. Polygons (one shape per polygon of an instance), RLE masks (list
+or compressed) and boxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+from typing import Any
+
+import ijson
+import msgspec
+
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.storage.formats import masks
+from cvat_ray.storage.formats.archive import Archive, ZipOut
+from cvat_ray.storage.formats.model import Dataset, Item, LabelDef, Parsed, Shape
+
+_SPECIAL = ("occluded", "rotation", "z_order", "track_id", "keyframe")
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _dumps(obj: Any) -> bytes:
+    return _encode(obj)
+
+
+def _bbox(points: list[float]) -> list[float]:
+    xs, ys = points[0::2], points[1::2]
+    x0, y0 = min(xs), min(ys)
+    return [x0, y0, max(xs) - x0, max(ys) - y0]
+
+
+def _polygon_area(p: list[float]) -> float:
+    xs, ys = p[0::2], p[1::2]
+    n = len(xs)
+    return abs(sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))) / 2
+
+
+def _annotation(
+    s: Shape, item: Item, ann_id: int, image_id: int, cat: int
+) -> dict[str, Any] | None:
+    attrs: dict[str, Any] = {"occluded": s.occluded}
+    if s.type == "rectangle":
+        x1, y1, x2, y2 = s.points
+        segmentation: Any = []
+        bbox = [x1, y1, x2 - x1, y2 - y1]
+        area = bbox[2] * bbox[3]
+        attrs["rotation"] = s.rotation
+        crowd = 0
+    elif s.type == "polygon":
+        segmentation = [list(s.points)]
+        bbox = _bbox(s.points)
+        area = _polygon_area(s.points)
+        crowd = 0
+    elif s.type == "mask":
+        bitmap = masks.cvat_to_bitmap(s.points, item.width, item.height)
+        segmentation = {"counts": masks.coco_counts(bitmap), "size": [item.height, item.width]}
+        *_, left, top, right, bottom = s.points
+        bbox = [left, top, right - left + 1, bottom - top + 1]
+        area = float(bitmap.sum())
+        crowd = 1
+    else:
+        return None
+    if s.z_order:
+        attrs["z_order"] = s.z_order
+    if s.track_id is not None:
+        attrs["track_id"] = s.track_id
+        attrs["keyframe"] = s.keyframe
+    attrs.update(s.attributes)
+    out = {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": cat,
+        "segmentation": segmentation,
+        "area": area,
+        "bbox": bbox,
+        "iscrowd": crowd,
+        "attributes": attrs,
+    }
+    if s.score != 1.0:
+        out["score"] = s.score
+    return out
+
+
+def _write_subset(ds: Dataset, out: ZipOut, subset: str, categories: dict[str, int]) -> None:
+    with out.open(f"annotations/instances_{subset}.json") as f:
+        f.write(b'{"licenses":[{"name":"","id":0,"url":""}],"info":{"contributor":"",')
+        f.write(b'"date_created":"","description":"","url":"","version":"","year":""},')
+        f.write(b'"categories":')
+        f.write(_dumps([{"id": i, "name": n, "supercategory": ""} for n, i in categories.items()]))
+        f.write(b',"images":[')
+        for n, item in enumerate(ds.frames(subset)):
+            image = {
+                "id": n + 1,
+                "width": item.width,
+                "height": item.height,
+                "file_name": _file_name(item),
+                "license": 0,
+                "flickr_url": "",
+                "coco_url": "",
+                "date_captured": 0,
+            }
+            f.write((b"," if n else b"") + _dumps(image))
+        f.write(b'],"annotations":[')
+        ann_id = 0
+        for n, item in enumerate(ds.items(subset)):
+            chunk = []
+            for s in item.shapes:
+                cat = categories.get(s.label)
+                if cat is None:
+                    continue
+                ann = _annotation(s, item, ann_id + 1, n + 1, cat)
+                if ann is not None:
+                    ann_id += 1
+                    chunk.append(_dumps(ann))
+            if chunk:
+                f.write((b"," if ann_id > len(chunk) else b"") + b",".join(chunk))
+        f.write(b"]}")
+
+
+def _file_name(item: Item) -> str:
+    return item.name if "." in item.name.rpartition("/")[2] else item.name + ".jpg"
+
+
+def write(ds: Dataset, out: ZipOut, fmt: str, save_images: bool) -> None:
+    categories = {label.name: i + 1 for i, label in enumerate(ds.meta.labels)}
+    for subset in ds.meta.subsets:
+        _write_subset(ds, out, subset, categories)
+        if save_images:
+            for item, data, ext in ds.images(subset):
+                name = item.name if "." in item.name.rpartition("/")[2] else item.name + ext
+                out.write(f"images/{subset}/{name}", data)
+
+
+# ---------------------------------------------------------------------------------- import
+
+
+def _items(stream: Any, prefix: str) -> Iterator[Any]:
+    return ijson.items(stream, prefix, use_float=True)  # type: ignore[no-any-return]
+
+
+def _bad(name: str, exc: Exception) -> InvalidInput:
+    return InvalidInput(f"{name}: not a valid COCO file ({type(exc).__name__}: {exc}).")
+
+
+def _header(archive: Archive, name: str) -> tuple[dict[int, str], dict[int, Item]]:
+    """The file's categories and images (small next to its annotations)."""
+    try:
+        with archive.open(name) as f:
+            categories = {int(c["id"]): str(c["name"]) for c in _items(f, "categories.item")}
+        images: dict[int, Item] = {}
+        with archive.open(name) as f:
+            for im in _items(f, "images.item"):
+                images[int(im["id"])] = Item(
+                    -1, str(im["file_name"]), int(im.get("width") or 0), int(im.get("height") or 0)
+                )
+    except (ijson.JSONError, ValueError, KeyError, TypeError) as exc:
+        raise _bad(name, exc) from exc
+    return categories, images
+
+
+def _subset(name: str) -> str:
+    """``annotations/instances_train.json`` holds the subset ``train``."""
+    return PurePosixPath(name).stem.partition("_")[2] or "default"
+
+
+def _stream(archive: Archive, names: list[str], parsed: Parsed) -> Iterator[Item]:
+    """One item per annotation, read one at a time (the sink matches each to its frame),
+    then an empty item for each listed image without annotations (a project import makes
+    tasks of them). The categories go to ``parsed.labels``."""
+    for name in names:
+        categories, images = _header(archive, name)
+        subset = _subset(name)
+        known = {lb.name for lb in parsed.labels}
+        parsed.labels.extend(LabelDef(c) for c in categories.values() if c not in known)
+        annotated: set[str] = set()
+        try:
+            with archive.open(name) as f:
+                for ann in _items(f, "annotations.item"):
+                    one = _annotation_in(ann, categories, images, name)
+                    if one is not None:
+                        one.subset = subset
+                        annotated.add(one.name)
+                        yield one
+        except InvalidInput:
+            raise
+        except (ijson.JSONError, ValueError, KeyError, TypeError) as exc:
+            raise _bad(name, exc) from exc
+        for image in images.values():
+            if image.name not in annotated:
+                yield Item(-1, image.name, image.width, image.height, subset)
+
+
+def _annotation_in(
+    ann: dict[str, Any], cats: dict[int, str], images: dict[int, Item], name: str
+) -> Item | None:
+    """An item of the annotation's image holding the annotation's shapes."""
+    image = images.get(int(ann["image_id"]))
+    if image is None:
+        raise InvalidInput(f"{name}: annotation {ann.get('id')} names an image that is not listed.")
+    item = Item(-1, image.name, image.width, image.height)
+    label = cats.get(int(ann["category_id"]))
+    if label is None:
+        raise InvalidInput(f"{name}: annotation {ann.get('id')} has an unknown category.")
+    raw = dict(ann.get("attributes") or {})
+    special = {k: raw.pop(k) for k in _SPECIAL if k in raw}
+    attrs = {k: _text(v) for k, v in raw.items()}
+    common = {
+        "attributes": attrs,
+        "occluded": bool(special.get("occluded", False)),
+        "z_order": int(special.get("z_order", 0) or 0),
+        "group": 0,
+        "source": "manual",
+        "score": float(ann.get("score", 1.0)),
+    }
+    seg = ann.get("segmentation")
+    if isinstance(seg, dict):
+        h, w = (int(v) for v in seg["size"])
+        bitmap = masks.coco_to_bitmap(seg["counts"], h, w)
+        points = masks.bitmap_to_cvat(bitmap)
+        if points is not None:
+            item.shapes.append(Shape("mask", label, points, **common))  # type: ignore[arg-type]
+    elif seg:
+        group = len(seg) > 1
+        for polygon in seg:
+            pts = [float(v) for v in polygon]
+            shape = Shape("polygon", label, pts, **common)  # type: ignore[arg-type]
+            if group:
+                shape.group = int(ann.get("id", 0)) or 0
+            item.shapes.append(shape)
+    else:
+        x, y, bw, bh = (float(v) for v in ann["bbox"])
+        shape = Shape("rectangle", label, [x, y, x + bw, y + bh], **common)  # type: ignore[arg-type]
+        shape.rotation = float(special.get("rotation", 0) or 0)
+        item.shapes.append(shape)
+    return item if item.shapes else None
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def read(archive: Archive, fmt: str = "") -> Parsed:
+    names = archive.names(".json")
+    if archive.is_zip:
+        names = [n for n in names if "annotations/" in n or n.count("/") == 0] or names
+    if not names:
+        raise InvalidInput("The upload holds no COCO JSON file.")
+    parsed = Parsed()
+    parsed.more = _stream(archive, names, parsed)
+    return parsed

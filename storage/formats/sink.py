@@ -1,0 +1,376 @@
+"""Imported items -> ``LabeledData`` for a task (or one job): frames matched by name, labels
+and attributes by name.
+
+An item is matched to a frame by its name: the media file's path, that path without its
+extension, or its base name (with or without extension); a video's frames are also known as
+``frame_000012``. A parsed dataset marked ``by_frame`` (CVAT for video) uses frame numbers.
+A label, sublabel or attribute name the task does not have, or an item that matches no
+frame, fails the whole import with a message naming it; the exceptions are a parsed
+dataset's ``soft_attributes`` (attributes a format always writes, left out where the label
+lacks them, as CVAT does). A skeleton's unnamed points take its sublabels in order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.storage.formats.model import Item, Parsed, Shape, Tag, Track, TrackKey
+from cvat_ray.storage.formats.source import video_frame_name
+from cvat_ray.storage.models import AttributeSpec, Data, DataFrame, Label, Task
+from cvat_ray.storage.schemas.annotations import (
+    AttributeVal,
+    LabeledData,
+    LabeledImage,
+    LabeledShape,
+    LabeledTrack,
+    SubLabeledShape,
+    SubLabeledTrack,
+    TrackedShape,
+)
+
+
+@dataclass
+class _LabelRef:
+    id: int
+    name: str
+    specs: dict[str, AttributeSpec] = field(default_factory=dict)
+    children: dict[str, _LabelRef] = field(default_factory=dict)
+
+
+class LabelIndex:
+    """The target's labels by name (a project task's are its project's)."""
+
+    def __init__(self, session: Session, task: Task) -> None:
+        owner = (
+            Label.project_id == task.project_id
+            if task.project_id is not None
+            else Label.task_id == task.id
+        )
+        rows = list(session.scalars(select(Label).where(owner).order_by(Label.id)))
+        refs = {r.id: _LabelRef(r.id, r.name) for r in rows}
+        if rows:
+            for a in session.scalars(
+                select(AttributeSpec).where(AttributeSpec.label_id.in_(list(refs)))
+            ):
+                refs[a.label_id].specs[a.name] = a
+        self.top: dict[str, _LabelRef] = {}
+        for r in rows:
+            if r.parent_id is None:
+                self.top[r.name] = refs[r.id]
+            elif r.parent_id in refs:
+                refs[r.parent_id].children[r.name] = refs[r.id]
+
+    def label(self, name: str, parent: _LabelRef | None = None) -> _LabelRef:
+        pool = parent.children if parent is not None else self.top
+        ref = pool.get(name)
+        if ref is None:
+            where = f"label '{parent.name}'" if parent is not None else "the task"
+            known = ", ".join(sorted(pool)) or "none"
+            raise InvalidInput(
+                f"Label '{name}' is not in {where} (its labels: {known}); add it first or "
+                "fix the dataset."
+            )
+        return ref
+
+    def attrs(
+        self,
+        ref: _LabelRef,
+        values: dict[str, str],
+        *,
+        mutable: bool | None = None,
+        soft: frozenset[str] = frozenset(),
+    ) -> list[AttributeVal]:
+        out = []
+        for name, value in values.items():
+            spec = ref.specs.get(name)
+            if spec is None and name in soft:
+                continue
+            if spec is None:
+                known = ", ".join(sorted(ref.specs)) or "none"
+                raise InvalidInput(
+                    f"Attribute '{name}' is not an attribute of label '{ref.name}' "
+                    f"(its attributes: {known})."
+                )
+            if mutable is not None and spec.mutable != mutable:
+                continue
+            out.append(AttributeVal(spec_id=spec.id, value=_value(spec, value)))
+        return out
+
+
+def _value(spec: AttributeSpec, value: str) -> str:
+    if spec.input_type == "checkbox":
+        return "true" if value.strip().lower() in ("true", "1", "yes") else "false"
+    return value
+
+
+class FrameIndex:
+    """The task's frames by name."""
+
+    def __init__(self, session: Session, task: Task, frames: Iterable[int] | None = None) -> None:
+        self.names: dict[str, int] = {}
+        self.frames: set[int] = set()
+        self.sizes: dict[int, tuple[int, int]] = {}
+        data = session.get(Data, task.data_id) if task.data_id is not None else None
+        if data is None:
+            raise InvalidInput("The task has no data yet: upload its images before importing.")
+        video = data.original_chunk_type == "video"
+        wanted = set(frames) if frames is not None else None
+        deleted = set(data.deleted_frames or ())
+        for frame, path, width, height in session.execute(
+            select(DataFrame.frame, DataFrame.path, DataFrame.width, DataFrame.height).where(
+                DataFrame.data_id == data.id
+            )
+        ):
+            if (wanted is not None and frame not in wanted) or frame in deleted:
+                continue
+            self.frames.add(frame)
+            self.sizes[frame] = (width, height)
+            if video:
+                self.names[video_frame_name(frame)] = frame
+                continue
+            p = PurePosixPath(path)
+            for key in (path, str(p.with_suffix("")), p.name, p.stem):
+                self.names.setdefault(key, frame)
+
+    def match(self, item: Item, *, by_frame: bool = False) -> int:
+        if by_frame:
+            if item.frame in self.frames:
+                return item.frame
+            raise InvalidInput(f"Frame {item.frame} is not a frame of the task.")
+        name = item.name.replace("\\", "/")
+        p = PurePosixPath(name)
+        for key in (name, str(p.with_suffix("")), p.name, p.stem):
+            if key in self.names:
+                return self.names[key]
+        # CVAT XML names items; an item without a matching name falls back to its id
+        if item.frame >= 0 and item.frame in self.frames and not name:
+            return item.frame
+        raise InvalidInput(f"'{item.name}' matches no frame of the task.")
+
+
+def _elements(labels: LabelIndex, s: Shape, ref: _LabelRef, frame: int) -> list[SubLabeledShape]:
+    """A skeleton's points; an element without a name is the sublabel at its position
+    (positions past the label's points must be outside: padding up to the largest
+    skeleton)."""
+    order = list(ref.children)
+    positional = any(not e.label for e in s.elements)
+    if positional and len(s.elements) < len(order):
+        raise InvalidInput(
+            f"Label '{ref.name}' has {len(order)} points; the dataset gives "
+            f"{len(s.elements)} per skeleton."
+        )
+    out = []
+    for k, e in enumerate(s.elements):
+        if not e.label:
+            if k >= len(order):
+                if e.outside:
+                    continue
+                raise InvalidInput(
+                    f"Label '{ref.name}' has {len(order)} points; the dataset gives point "
+                    f"{k + 1} of a skeleton."
+                )
+            e.label = order[k]
+        out.append(_shape(labels, e, frame, ref))
+    return out
+
+
+def _shape(
+    labels: LabelIndex,
+    s: Shape,
+    frame: int,
+    parent: _LabelRef | None = None,
+    soft: frozenset[str] = frozenset(),
+) -> SubLabeledShape:
+    ref = labels.label(s.label, parent)
+    common = {
+        "type": s.type,
+        "occluded": s.occluded,
+        "outside": s.outside,
+        "z_order": s.z_order,
+        "rotation": s.rotation % 360,
+        "points": list(s.points),
+        "label_id": ref.id,
+        "group": s.group,
+        "source": s.source if s.source in ("manual", "auto", "semi-auto", "file") else "file",
+        "frame": frame,
+        "attributes": labels.attrs(ref, s.attributes, soft=soft),
+        "score": min(1.0, max(0.0, s.score)),
+    }
+    if parent is not None:
+        return SubLabeledShape(**common)  # type: ignore[arg-type]
+    return LabeledShape(
+        **common,  # type: ignore[arg-type]
+        elements=_elements(labels, s, ref, frame),
+    )
+
+
+def _tag(
+    labels: LabelIndex, t: Tag, frame: int, soft: frozenset[str] = frozenset()
+) -> LabeledImage:
+    ref = labels.label(t.label)
+    return LabeledImage(
+        label_id=ref.id,
+        group=t.group,
+        source=t.source if t.source in ("manual", "auto", "semi-auto", "file") else "file",
+        frame=frame,
+        attributes=labels.attrs(ref, t.attributes, soft=soft),
+    )
+
+
+def _keys(labels: LabelIndex, ref: _LabelRef, keys: list[TrackKey]) -> list[TrackedShape]:
+    """The keyframes (outside ones included) of a track, in frame order."""
+    out: list[TrackedShape] = []
+    for k in sorted(keys, key=lambda k: k.frame):
+        if not k.keyframe and not (k.outside and out and not out[-1].outside):
+            continue
+        out.append(
+            TrackedShape(
+                type=k.type,  # type: ignore[arg-type]
+                occluded=k.occluded,
+                outside=k.outside,
+                z_order=k.z_order,
+                rotation=k.rotation % 360,
+                points=list(k.points),
+                attributes=labels.attrs(ref, k.attributes, mutable=True),
+                frame=k.frame,
+            )
+        )
+    return out
+
+
+def _track(
+    labels: LabelIndex, t: Track, frames: FrameIndex, parent: _LabelRef | None = None
+) -> SubLabeledTrack | None:
+    ref = labels.label(t.label, parent)
+    last = max(frames.frames, default=-1)
+    # an outside key just past the task's last frame ends the track: nothing to keep
+    t.keys = [k for k in t.keys if not (k.outside and k.frame > last)]
+    for k in t.keys:
+        if k.frame not in frames.frames:
+            raise InvalidInput(f"Track '{t.label}': frame {k.frame} is not a frame of the task.")
+    shapes = _keys(labels, ref, t.keys)
+    if not shapes and not t.elements:
+        return None
+    first = t.keys[0].attributes if t.keys else {}
+    track_attrs = labels.attrs(ref, {**first, **t.attributes}, mutable=False)
+    common = {
+        "label_id": ref.id,
+        "group": t.group,
+        "source": t.source if t.source in ("manual", "auto", "semi-auto", "file") else "file",
+        "frame": min((s.frame for s in shapes), default=0),
+        "attributes": track_attrs,
+        "shapes": shapes,
+    }
+    if parent is not None:
+        return SubLabeledTrack(**common)  # type: ignore[arg-type]
+    elements = [e for e in (_track(labels, e, frames, ref) for e in t.elements) if e is not None]
+    if elements and not shapes:
+        common["frame"] = min(e.frame for e in elements)
+    return LabeledTrack(**common, elements=elements)  # type: ignore[arg-type]
+
+
+def corners_to_box(corners: list[float]) -> tuple[list[float], float]:
+    """A rotated rectangle (its corners before rotation, and the rotation in degrees) from
+    its four corners in order (an oriented bounding box)."""
+    xs, ys = corners[0::2], corners[1::2]
+    cx, cy = sum(xs) / 4, sum(ys) / 4
+    width = math.dist((xs[0], ys[0]), (xs[1], ys[1]))
+    height = math.dist((xs[1], ys[1]), (xs[2], ys[2]))
+    rotation = math.degrees(math.atan2(ys[1] - ys[0], xs[1] - xs[0])) % 360
+    return [cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2], rotation
+
+
+def masks_to_polygons(parsed: Parsed) -> None:
+    """CVAT's ``conv_mask_to_poly`` (on by default for imports): every mask becomes the
+    polygons of its blobs (as the items stream by)."""
+    from cvat_ray.storage.formats.masks import cvat_to_polygons
+
+    def converted(items: Iterator[Item]) -> Iterator[Item]:
+        for item in items:
+            if any(s.type == "mask" for s in item.shapes):
+                shapes: list[Shape] = []
+                for s in item.shapes:
+                    if s.type != "mask":
+                        shapes.append(s)
+                        continue
+                    for polygon in cvat_to_polygons(s.points):
+                        shapes.append(
+                            msgspec.structs.replace(s, type="polygon", points=polygon, elements=[])
+                        )
+                item.shapes = shapes
+            yield item
+
+    items, more = parsed.items, parsed.more
+
+    def source() -> Iterator[Item]:
+        yield from items
+        if more is not None:
+            yield from more
+
+    parsed.more = converted(source())
+    parsed.items = []
+
+
+# objects converted and written at once by an import
+CHUNK = 50_000
+
+
+def iter_labeled_data(
+    parsed: Parsed, labels: LabelIndex, frames: FrameIndex, chunk: int | None = None
+) -> Iterator[LabeledData]:
+    """The parsed dataset as ``LabeledData`` in chunks of about ``chunk`` objects (tracks in
+    the last one), so an import holds one chunk at a time."""
+    chunk = chunk or CHUNK
+    data = LabeledData()
+    count = 0
+    for item in parsed.all_items():
+        if not item.tags and not item.shapes:
+            # an image without annotations: nothing to match (CVAT lists every image)
+            continue
+        frame = frames.match(item, by_frame=parsed.by_frame)
+        if parsed.normalized:
+            width, height = frames.sizes[frame]
+            for shape in item.shapes:
+                if shape.type == "mask":  # masks are in pixels already
+                    continue
+                for part in (shape, *shape.elements):
+                    part.points = [
+                        v * (width if k % 2 == 0 else height) for k, v in enumerate(part.points)
+                    ]
+        for shape in item.shapes:
+            if shape.type == "rectangle" and len(shape.points) == 8:
+                shape.points, shape.rotation = corners_to_box(shape.points)
+        soft = parsed.soft_attributes
+        data.tags.extend(_tag(labels, t, frame, soft) for t in item.tags)
+        data.shapes.extend(
+            _shape(labels, s, frame, soft=soft)  # type: ignore[misc]
+            for s in item.shapes
+        )
+        count += len(item.tags) + len(item.shapes)
+        if count >= chunk:
+            yield data
+            data = LabeledData()
+            count = 0
+    for track in parsed.tracks:
+        converted = _track(labels, track, frames)
+        if converted is not None:
+            data.tracks.append(converted)  # type: ignore[arg-type]
+    yield data
+
+
+def to_labeled_data(parsed: Parsed, labels: LabelIndex, frames: FrameIndex) -> LabeledData:
+    """The whole parsed dataset as one ``LabeledData``."""
+    out = LabeledData()
+    for data in iter_labeled_data(parsed, labels, frames):
+        out.tags.extend(data.tags)
+        out.shapes.extend(data.shapes)
+        out.tracks.extend(data.tracks)
+    return out

@@ -1,0 +1,203 @@
+"""The webhooks' consumer of domain changes: the outbox writer.
+
+For every :class:`~cvat_ray.storage.changes.Change` whose event key (``update:task``,
+``completed:request[create:task]``) is one of CVAT's, the active webhooks that subscribe to
+it get one delivery row each, in the change's own transaction: server webhooks for every
+event, organization webhooks for their organization's, project webhooks for their
+project's (both fire for the same event, as in CVAT). The row holds the exact body to send
+(CVAT's payload shape, serialized once, so every retry sends, and signs, the same bytes).
+After commit the sender is woken (:func:`set_waker`); a rolled-back change leaves no row and
+wakes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from cvat_ray.storage import changes
+from cvat_ray.storage.changes import Change
+from cvat_ray.storage.db import after_commit
+from cvat_ray.storage.models import User, Webhook, WebhookDelivery, utcnow
+from cvat_ray.storage.webhooks.events import ALL_EVENTS, request_event
+
+logger = logging.getLogger("cvat_ray.webhooks")
+
+CONSUMER = "webhooks"
+
+# database (its URL) -> how to wake the sender that works on it
+_wakers: dict[str, Callable[[], None]] = {}
+_lock = threading.Lock()
+
+
+def db_key(bind: Any) -> str:
+    """The key of a database (an Engine or a Connection) for :func:`set_waker`."""
+    engine = getattr(bind, "engine", bind)
+    return str(engine.url.render_as_string(hide_password=True))
+
+
+def set_waker(key: str, wake: Callable[[], None] | None) -> None:
+    """Who is woken after a commit that wrote deliveries to the database ``key``
+    (:func:`db_key`); None removes it. The sender also sweeps periodically, so a missing
+    waker delays deliveries, never loses them."""
+    with _lock:
+        if wake is None:
+            _wakers.pop(key, None)
+        else:
+            _wakers[key] = wake
+
+
+def wake(key: str) -> None:
+    with _lock:
+        waker = _wakers.get(key)
+    if waker is not None:
+        waker()
+
+
+def event_key(change: Change) -> str:
+    if change.action == "completed" and change.resource == "request":
+        operation = change.extra.get("operation")
+        if not operation and change.after is not None:
+            operation = (change.after.get("operation") or {}).get("type")
+        return request_event(str(operation))
+    return change.scope
+
+
+def _attname(name: str, value: Any) -> tuple[str, Any]:
+    """CVAT's ``before_update`` names database columns: a nested object (``assignee``)
+    becomes its id column (``assignee_id``)."""
+    if isinstance(value, Mapping) and "id" in value:
+        return f"{name}_id", value.get("id")
+    return name, value
+
+
+def update_fields(change: Change) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(``before_update``, ``changes``) of an update, CVAT-shaped."""
+    before: dict[str, Any] = {}
+    diff: dict[str, dict[str, Any]] = {}
+    if change.before is None or change.after is None:
+        return before, diff
+    for name, old in change.changed_fields().items():
+        new = change.after.get(name)
+        shape = old if isinstance(old, Mapping) else new
+        if isinstance(shape, Mapping) and "id" in shape:
+            key = f"{name}_id"
+            old_v = old.get("id") if isinstance(old, Mapping) else old
+            new_v = new.get("id") if isinstance(new, Mapping) else new
+        else:
+            key, old_v, new_v = name, old, new
+        if old_v == new_v:  # a nested object that changed but kept its id (e.g. a count)
+            continue
+        before[key] = old_v
+        diff[key] = {"from": old_v, "to": new_v}
+    return before, diff
+
+
+def _sender(session: Session, change: Change) -> dict[str, Any] | None:
+    user_id = change.actor.user_id
+    if user_id is None:
+        return None
+    user = session.get(User, user_id)
+    if user is None:
+        return None
+    base = ""
+    subject = change.subject or {}
+    url = subject.get("url") if isinstance(subject, Mapping) else None
+    if isinstance(url, str) and "/api/" in url:
+        base = url.split("/api/", 1)[0]
+    return {
+        "url": f"{base}/api/users/{user.id}",
+        "id": user.id,
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+    }
+
+
+def matching_webhooks(session: Session, change: Change, key: str) -> list[Webhook]:
+    scope = change.scope_ids
+    targets = [Webhook.type == "server"]
+    if scope.org_id is not None:
+        targets.append((Webhook.type == "organization") & (Webhook.organization_id == scope.org_id))
+    if scope.project_id is not None:
+        targets.append((Webhook.type == "project") & (Webhook.project_id == scope.project_id))
+    rows = session.scalars(
+        select(Webhook).where(Webhook.is_active.is_(True), or_(*targets)).order_by(Webhook.id)
+    )
+    return [w for w in rows if key in (w.events or [])]
+
+
+def encode(payload: Mapping[str, Any]) -> str:
+    """The body as sent: ``json.dumps`` with its default separators, as CVAT sends it."""
+    return json.dumps(payload, default=str)
+
+
+def new_delivery(
+    session: Session,
+    webhook: Webhook,
+    event: str,
+    payload: Mapping[str, Any],
+    *,
+    changed_fields: str = "",
+    redelivery: bool = False,
+    status: str = "pending",
+) -> WebhookDelivery:
+    now = utcnow()
+    row = WebhookDelivery(
+        uid=str(uuid.uuid4()),
+        webhook_id=webhook.id,
+        event=event,
+        status=status,
+        redelivery=redelivery,
+        attempt=0,
+        next_attempt_at=now,
+        body=encode(payload),
+        changed_fields=changed_fields[:4096],
+        response="",
+        created_date=now,
+        updated_date=now,
+    )
+    session.add(row)
+    return row
+
+
+def consume(session: Session, change: Change) -> None:
+    """The consumer (see the module's docstring)."""
+    key = event_key(change)
+    if key not in ALL_EVENTS:
+        return
+    webhooks = matching_webhooks(session, change, key)
+    if not webhooks:
+        return
+    subject = dict(change.subject or {})
+    common: dict[str, Any] = {"event": key}
+    changed = ""
+    if change.resource == "request":
+        common["request"] = subject
+    else:
+        common[change.resource] = subject
+        if change.action == "update":
+            before, diff = update_fields(change)
+            common["before_update"] = before
+            common["changes"] = diff
+            changed = ",".join(before)
+        common["sender"] = _sender(session, change)
+    for webhook in webhooks:
+        new_delivery(
+            session, webhook, key, {**common, "webhook_id": webhook.id}, changed_fields=changed
+        )
+    session.flush()
+    key_db = db_key(session.get_bind())
+    after_commit(session, lambda: wake(key_db))
+
+
+def install() -> None:
+    """Register the consumer (idempotent; the API app and the background workers call it)."""
+    changes.register(CONSUMER, consume)

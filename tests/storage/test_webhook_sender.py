@@ -1,0 +1,92 @@
+"""The sender's claim: two senders on one outbox (two API processes, or a restarted actor
+next to its replacement) send every delivery once, each webhook's in order; SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from cvat_ray.cluster.settings import Settings
+from cvat_ray.storage.changes import Actor, Change, Scope, record
+from cvat_ray.storage.db import Database
+from cvat_ray.storage.models import Organization, User, Webhook, WebhookDelivery, utcnow
+from cvat_ray.storage.webhooks import outbox
+from cvat_ray.storage.webhooks.sender import WebhookSender
+from tests.webhook_receiver import Receiver, receiver
+
+HOOKS = 4
+PER_HOOK = 40
+
+
+@pytest.fixture
+def sink() -> Iterator[Receiver]:
+    yield from receiver()
+
+
+def test_two_senders_send_each_delivery_once_in_order(
+    db: Database, settings: Settings, sink: Receiver
+) -> None:
+    outbox.install()
+    settings.outbound.allowlist = "127.0.0.1/32"
+    settings.webhooks.batch_size = 5
+    settings.webhooks.sweep_interval_s = 0.05
+    with db.session() as session:
+        user = User(username=f"s{uuid.uuid4().hex[:6]}", email="", password_hash="")
+        session.add(user)
+        session.flush()
+        orgs = []
+        for i in range(HOOKS):
+            org = Organization(slug=f"s{i}{uuid.uuid4().hex[:4]}", name="o", owner_id=user.id)
+            session.add(org)
+            session.flush()
+            orgs.append(org.id)
+            session.add(
+                Webhook(
+                    target_url=f"{sink.url}/{i}",
+                    events=["update:task"],
+                    type="organization",
+                    organization_id=org.id,
+                    owner_id=user.id,
+                    created_date=utcnow(),
+                    updated_date=utcnow(),
+                )
+            )
+    senders = [WebhookSender(db, settings, f"sender-{n}") for n in range(2)]
+    for sender in senders:
+        sender.start()
+    try:
+        for n in range(PER_HOOK):
+            with db.session() as session:  # each change its own commit, all hooks at once
+                for org_id in orgs:
+                    record(
+                        session,
+                        Change(
+                            "update",
+                            "task",
+                            after={"id": 1, "name": f"n{n}"},
+                            before={"id": 1, "name": "old"},
+                            scope_ids=Scope(org_id=org_id),
+                            actor=Actor(),
+                        ),
+                    )
+            for sender in senders:
+                sender.wake()
+        hits = sink.wait_for(HOOKS * PER_HOOK, timeout=60)
+        time.sleep(0.3)  # a duplicate would arrive by now
+    finally:
+        for sender in senders:
+            sender.stop()
+    ids = [h.headers["x-webhook-delivery"] for h in sink.hits]
+    assert len(ids) == len(set(ids)) == HOOKS * PER_HOOK
+    for i in range(HOOKS):
+        names = [h.payload["task"]["name"] for h in hits if h.path == f"/hook/{i}"]
+        assert names == [f"n{n}" for n in range(PER_HOOK)]
+    with db.session() as session:
+        statuses = set(session.scalars(select(WebhookDelivery.status)))
+    assert statuses == {"delivered"}
+    assert sum(s.stats.sent for s in senders) == len(ids)  # no attempt was repeated
