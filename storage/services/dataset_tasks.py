@@ -86,11 +86,11 @@ class _ImageFinder:
         return min(found, key=len) if found else None
 
 
-def has_images(archive: Archive, parsed: Parsed) -> bool:
-    """Whether the dataset brings its images (then a project import makes tasks of it): an
-    item's image is in the archive."""
-    finder = _ImageFinder(archive_images(archive))
-    return any(finder.find(item) is not None for item in parsed.all_items())
+def has_images(archive: Archive) -> bool:
+    """Whether the dataset brings its images (then a project import makes tasks of it): the
+    archive holds images besides the annotation files the reader took (masks are PNGs too).
+    Reads only member names, so a streamed ``Parsed.more`` stays unread."""
+    return bool(archive_images(archive))
 
 
 def _used(parsed: Parsed, items: list[Item]) -> list[str]:

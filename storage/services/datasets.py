@@ -705,7 +705,7 @@ def run_import(db: Database, settings: Settings, request_id: str, worker: str) -
                 project = session.get(Project, row.project_id)
                 if project is None:
                     raise NotFound("The project was deleted.")
-                if dataset_tasks.has_images(archive, parsed):
+                if dataset_tasks.has_images(archive):
                     owner = recorded.background_context(
                         session, row.owner_id, str(params.get("base_url") or "")
                     )
