@@ -569,16 +569,26 @@ def add_model_annotations(
 
 
 def write_imported(
-    session: Session, task: Task, jobs: Sequence[JobRange], data: LabeledData, *, replace: bool
+    session: Session,
+    task: Task,
+    jobs: Sequence[JobRange],
+    data: LabeledData,
+    actor: changes.Actor,
+    *,
+    replace: bool,
+    job_id: int | None = None,
 ) -> None:
-    """Write a chunk of an imported dataset into ``jobs`` (a task's, or one job), the first
-    with ``replace`` (the jobs' annotations are cleared), the others added: validated as a
-    PUT is, written through the bulk path in the caller's transaction, so a failing import
-    changes nothing (authorized when the import was requested)."""
+    """Write a chunk of an imported dataset into ``jobs`` (a task's, or one job ``job_id``),
+    the first with ``replace`` (the jobs' annotations are cleared), the others added:
+    validated as a PUT is, written through the bulk path in the caller's transaction, so a
+    failing import changes nothing (authorized when the import was requested). The chunk
+    makes the annotation events of a PUT (``create:tags|shapes|tracks`` per shape type),
+    named after ``actor``, the import's owner."""
     with gc_paused():
         Validator(_task_scope(session, task, jobs)).payload(data)
         _check_frames_in_jobs(data, jobs)
         _write_task(session, task, jobs, data, replace=replace)
+        _record_changes(session, actor, "create", data, task, job_id)
 
 
 def require_no_format(fmt: str | None) -> None:

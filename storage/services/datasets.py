@@ -42,6 +42,7 @@ from cvat_ray.cluster.errors import AppError, Conflict, InvalidInput, NotFound
 from cvat_ray.cluster.paths import safe_join
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.iam.authz import Resource, authorize
+from cvat_ray.storage import changes
 from cvat_ray.storage.annotations import reads
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.db import Database
@@ -544,7 +545,11 @@ def import_finish(
         raise Conflict(f"An import into this {kind} is in progress (request {running}).")
     source = query.get("location") or ""
     # base_url: the links of the payloads of the tasks a project import makes
-    params: dict[str, Any] = {"conv_mask_to_poly": conv_mask_to_poly, "base_url": ctx.base_url}
+    params: dict[str, Any] = {
+        "conv_mask_to_poly": conv_mask_to_poly,
+        "base_url": ctx.base_url,
+        recorded.ORIGIN: recorded.origin_of(ctx),
+    }
     row = request_service.new_request(
         session, ctx, op, kind, format=fmt, params=dict(params), **_ids(target)
     )
@@ -592,16 +597,23 @@ def _archive(settings: Settings, path: Path) -> Archive:
     return Archive(path, budget, path.name)
 
 
-def _write_task(session: Session, task: Task, jobs: list[Any], parsed: Parsed) -> int:
+def _write_task(
+    session: Session,
+    task: Task,
+    jobs: list[Any],
+    parsed: Parsed,
+    actor: changes.Actor,
+    job_id: int | None = None,
+) -> int:
     """Write the dataset chunk by chunk (the first clears the jobs) in the caller's
-    transaction."""
+    transaction, each chunk's annotation events recorded under ``actor``."""
     frames = FrameIndex(
         session, task, [f for j in jobs for f in range(j.start, j.stop + 1) if j.holds(f)]
     )
     total = 0
     first = True
     for data in iter_labeled_data(parsed, LabelIndex(session, task), frames):
-        write_imported(session, task, jobs, data, replace=first)
+        write_imported(session, task, jobs, data, actor, replace=first, job_id=job_id)
         first = False
         total += _count(data)
     return total
@@ -611,7 +623,7 @@ def _count(data: LabeledData) -> int:
     return len(data.tags) + len(data.shapes) + len(data.tracks)
 
 
-def _write_project(session: Session, project: Project, parsed: Any) -> int:
+def _write_project(session: Session, project: Project, parsed: Any, actor: changes.Actor) -> int:
     """Items go to the project's tasks whose frames they name (first task by id wins)."""
     tasks = list(
         session.scalars(
@@ -650,13 +662,17 @@ def _write_project(session: Session, project: Project, parsed: Any) -> int:
             normalized=parsed.normalized,
             soft_attributes=parsed.soft_attributes,
         )
-        total += _write_task(session, task, task_job_ranges(session, task.id), sub)
+        total += _write_task(session, task, task_job_ranges(session, task.id), sub, actor)
     return total
 
 
-def _write_new_task(session: Session, task: Task, parsed: Parsed) -> int:
-    """A new task's annotations (a project import that made the task)."""
-    return _write_task(session, task, task_job_ranges(session, task.id), parsed)
+def _new_task_writer(actor: changes.Actor) -> Callable[[Session, Task, Parsed], int]:
+    """How a project import that made a task writes the task's annotations."""
+
+    def write(session: Session, task: Task, parsed: Parsed) -> int:
+        return _write_task(session, task, task_job_ranges(session, task.id), parsed, actor)
+
+    return write
 
 
 def run_import(db: Database, settings: Settings, request_id: str, worker: str) -> None:
@@ -699,6 +715,7 @@ def run_import(db: Database, settings: Settings, request_id: str, worker: str) -
         module = registry.importer(fmt)
         with _archive(settings, path) as archive, db.session() as session:
             parsed = module.read(archive, fmt)
+            actor = recorded.background_actor(session, row, params.get(recorded.ORIGIN))
             if params.get("conv_mask_to_poly", True):
                 masks_to_polygons(parsed)
             if kind == "project":
@@ -711,22 +728,24 @@ def run_import(db: Database, settings: Settings, request_id: str, worker: str) -
                     )
                     count, created = dataset_tasks.create_tasks(
                         session, settings, project, archive, parsed, staging, progress,
-                        _write_new_task, owner,
+                        _new_task_writer(actor), owner,
                     )  # fmt: skip
                 else:
-                    count = _write_project(session, project, parsed)
+                    count = _write_project(session, project, parsed, actor)
             else:
                 task = session.get(Task, row.task_id)
                 if task is None:
                     raise NotFound("The task was deleted.")
+                job_id = None
                 if kind == "job":
                     job = session.get(Job, row.job_id)
                     if job is None:
                         raise NotFound("The job was deleted.")
                     jobs = [job_range(session, job)]
+                    job_id = job.id
                 else:
                     jobs = task_job_ranges(session, task.id)
-                count = _write_task(session, task, jobs, parsed)
+                count = _write_task(session, task, jobs, parsed, actor, job_id)
             request_service.transition(
                 session, request_id, "finished", message=f"Imported {count} objects."
             )

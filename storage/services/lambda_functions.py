@@ -45,11 +45,10 @@ from cvat_ray.storage.schemas.lambda_ import (
 from cvat_ray.storage.services import requests as request_service
 from cvat_ray.storage.services.annotations import task_size
 from cvat_ray.storage.services.data_access import frames_plan, job_frames
+from cvat_ray.storage.services.recorded import ORIGIN, origin_of
 from cvat_ray.storage.services.resources import get_job, get_task, job_resource, task_resource
 
 OPERATION = "autoannotate:task"
-# the key of a run's params that keeps who asked for it (see origin_of)
-ORIGIN = "origin"
 APP_PREFIX = "cvat-fn-"
 _LAMBDA = Resource(kind="lambda")
 
@@ -331,16 +330,6 @@ def create_request(
         {"threshold": body.threshold, "cleanup": body.cleanup, "rq_id": row.id},
     )
     return _to_call(row)
-
-
-def origin_of(ctx: RequestContext) -> dict[str, Any]:
-    """What a run keeps of the request that asked for it (in its params, under ``origin``),
-    for the events it records later: CVAT's events of background work carry the request."""
-    return {
-        "request_id": ctx.request_id or None,
-        "access_token_id": ctx.principal.access_token_id,
-        "remote_addr": ctx.remote_addr or None,
-    }
 
 
 def _record_call(

@@ -41,11 +41,11 @@ from cvat_ray.storage.services import requests as request_service
 from cvat_ray.storage.services.data_access import deleted_frames, frames_plan
 from cvat_ray.storage.services.lambda_functions import (
     OPERATION,
-    ORIGIN,
     get_spec,
     running_for_task,
     task_labels,
 )
+from cvat_ray.storage.services.recorded import ORIGIN, background_actor
 from cvat_ray.storage.services.resources import task_resource
 
 
@@ -113,19 +113,7 @@ def load_run(session: Session, settings: Settings, request_id: str) -> RunPlan:
         roi=body.roi,
         jobs=tuple(jobs),
         replaces=replaces,
-        actor=_owner(session, row, origin),
-    )
-
-
-def _owner(session: Session, row: BackgroundRequest, origin: dict[str, Any]) -> changes.Actor:
-    owner = session.get(User, row.owner_id) if row.owner_id is not None else None
-    return changes.Actor(
-        user_id=row.owner_id,
-        username=owner.username if owner is not None else None,
-        org_id=row.organization_id,
-        access_token_id=origin.get("access_token_id"),
-        request_id=origin.get("request_id"),
-        remote_addr=origin.get("remote_addr"),
+        actor=background_actor(session, row, origin),
     )
 
 

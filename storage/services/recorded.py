@@ -13,9 +13,12 @@ from cvat_ray.iam.principal import OrgContext, Principal
 from cvat_ray.storage import changes
 from cvat_ray.storage.changes import Actor, Change, Scope
 from cvat_ray.storage.context import RequestContext
-from cvat_ray.storage.models import User
+from cvat_ray.storage.models import BackgroundRequest, User
 
 Payload = BaseModel | Mapping[str, Any] | None
+
+# the key of a background request's params that keeps who asked for it (see origin_of)
+ORIGIN = "origin"
 
 
 def as_json(value: Payload) -> dict[str, Any] | None:
@@ -70,3 +73,30 @@ def background_context(
         auth="token",
     )
     return RequestContext(principal=principal, org=OrgContext(), base_url=base_url)
+
+
+def origin_of(ctx: RequestContext) -> dict[str, Any]:
+    """What a background request keeps of the request that asked for it (in its params,
+    under :data:`ORIGIN`): CVAT's events of background work carry the request."""
+    return {
+        "request_id": ctx.request_id or None,
+        "access_token_id": ctx.principal.access_token_id,
+        "remote_addr": ctx.remote_addr or None,
+    }
+
+
+def background_actor(
+    session: Session, row: BackgroundRequest, origin: Mapping[str, Any] | None
+) -> Actor:
+    """Who the changes of a background request are recorded under: its owner, its org and
+    the request that asked for it (``origin``, see :func:`origin_of`)."""
+    origin = origin or {}
+    owner = session.get(User, row.owner_id) if row.owner_id is not None else None
+    return Actor(
+        user_id=row.owner_id,
+        username=owner.username if owner is not None else None,
+        org_id=row.organization_id,
+        access_token_id=origin.get("access_token_id"),
+        request_id=origin.get("request_id"),
+        remote_addr=origin.get("remote_addr"),
+    )

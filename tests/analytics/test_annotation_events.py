@@ -17,7 +17,7 @@ from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.db import Database
 from tests.analytics.test_events_api import pending_rows
 from tests.conftest import Account
-from tests.factories import colour_task, make_task, poll, scenes
+from tests.factories import colour_task, make_task, poll, scenes, wait
 
 SCOPES = ("tags", "shapes", "tracks")
 
@@ -153,3 +153,75 @@ async def test_function_runs_make_the_events_of_a_save(
     later = annotation_rows(db)[len(rows) :]
     assert later and all(row["job_id"] == job_id for row in later)
     assert {row["scope"] for row in later} == {"create:shapes"}
+
+
+async def _import(api: Any, path: str, data: bytes, rid: str) -> dict[str, Any]:
+    r = await api.post(
+        path,
+        params={"format": "CVAT 1.1"},
+        files={"annotation_file": ("annotations.zip", data)},
+        headers={"X-Request-Id": rid},
+    )
+    assert r.status_code == 202, r.text
+    return await wait(api, r.json()["rq_id"])
+
+
+async def test_dataset_imports_make_the_events_of_a_save(
+    client_for: Any, alice: Account, db: Database
+) -> None:
+    api = client_for(alice)
+    task = await make_task(api, db, frames=4)
+    cat = task["labels_by_name"]["cat"]["id"]
+    job_id = task["job_ids"][0]
+    box = {"type": "rectangle", "label_id": cat, "points": [1, 2, 3, 4]}
+    body = {
+        "tags": [{"frame": 1, "label_id": cat}],
+        "shapes": [
+            {**box, "frame": 0},
+            {**box, "frame": 1},
+            {**box, "frame": 2, "type": "ellipse"},
+        ],
+    }
+    r = await api.put(f"/api/tasks/{task['id']}/annotations", json=body)
+    assert r.status_code == 200, r.text
+    r = await api.post(
+        f"/api/tasks/{task['id']}/dataset/export", params={"format": "CVAT for images 1.1"}
+    )
+    assert r.status_code == 202, r.text
+    done = await wait(api, r.json()["rq_id"])
+    assert done["status"] == "finished", done
+    archive = (await api.get(done["result_url"])).content
+
+    # a task import: the events of a PUT, under the import's owner and request
+    before = len(annotation_rows(db))
+    rid = str(uuid.uuid4())
+    done = await _import(api, f"/api/tasks/{task['id']}/annotations/", archive, rid)
+    assert done["status"] == "finished", done
+    shapes = (await api.get(f"/api/tasks/{task['id']}/annotations")).json()["shapes"]
+    rows = annotation_rows(db)[before:]
+    got = sorted((row["scope"], row["obj_name"], row["count"]) for row in rows)
+    assert got == [
+        ("create:shapes", "ellipse", 1),
+        ("create:shapes", "rectangle", 2),
+        ("create:tags", None, 1),
+    ]
+    listed = sorted(i for row in rows if row["scope"] == "create:shapes" for i in _ids(row))
+    assert listed == sorted(s["id"] for s in shapes)
+    for row in rows:
+        assert (row["task_id"], row["job_id"]) == (task["id"], None)
+        assert (row["user_id"], row["user_name"]) == (alice.id, "alice")
+        assert json.loads(row["payload"])["request"] == {"id": rid}
+
+    # a job import names the job
+    before = len(annotation_rows(db))
+    done = await _import(api, f"/api/jobs/{job_id}/annotations/", archive, str(uuid.uuid4()))
+    assert done["status"] == "finished", done
+    rows = annotation_rows(db)[before:]
+    assert rows and {row["job_id"] for row in rows} == {job_id}
+    assert sum(row["count"] for row in rows) == 4
+
+    # a failed import records nothing
+    before = len(annotation_rows(db))
+    done = await _import(api, f"/api/tasks/{task['id']}/annotations/", b"not a zip", "x")
+    assert done["status"] == "failed", done
+    assert len(annotation_rows(db)) == before
