@@ -258,8 +258,39 @@ def request_export(
         session, ctx, op, kind, format=fmt, params=params, **_ids(target)
     )
     row.organization_id = target.organization_id
+    _record_io(session, ctx, "export", target, fmt, dest.cloud_storage_id, save_images=save_images)
     request_service.launch_after_commit(session, row, submit)
     return RqId(rq_id=row.id)
+
+
+def _record_io(
+    session: Session,
+    ctx: RequestContext,
+    action: str,
+    target: Target,
+    fmt: str,
+    cloud_storage_id: int | None,
+    **fields: Any,
+) -> None:
+    """CVAT's ``export:dataset`` / ``import:dataset`` event of a request made (annotations
+    or a whole dataset, a project, task or job): ``payload.format``, ``cloud_storage.id``
+    when one is used, and ``save_images`` for an export."""
+    payload: dict[str, Any] = {"format": fmt, **fields}
+    if cloud_storage_id is not None:
+        payload["cloud_storage"] = {"id": cloud_storage_id}
+    recorded.record(
+        session,
+        ctx,
+        action,
+        "dataset",
+        scope=changes.Scope(
+            org_id=target.organization_id,
+            project_id=target.project_id,
+            task_id=target.task_id,
+            job_id=target.job_id,
+        ),
+        extra={"event": {"payload": payload}},
+    )
 
 
 def result_path(request_id: str, settings: Settings) -> Path:
@@ -584,6 +615,7 @@ def import_finish(
         area.clear()
         params["file"] = wanted
     row.params = dict(params)
+    _record_io(session, ctx, "import", target, fmt, params.get("cloud_storage_id"))
     request_service.launch_after_commit(session, row, submit)
     return RqId(rq_id=row.id)
 

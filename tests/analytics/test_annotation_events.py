@@ -166,7 +166,7 @@ async def _import(api: Any, path: str, data: bytes, rid: str) -> dict[str, Any]:
     return await wait(api, r.json()["rq_id"])
 
 
-async def test_dataset_imports_make_the_events_of_a_save(
+async def test_dataset_exports_and_imports_make_cvats_events(
     client_for: Any, alice: Account, db: Database
 ) -> None:
     api = client_for(alice)
@@ -184,10 +184,20 @@ async def test_dataset_imports_make_the_events_of_a_save(
     }
     r = await api.put(f"/api/tasks/{task['id']}/annotations", json=body)
     assert r.status_code == 200, r.text
+    rid = str(uuid.uuid4())
     r = await api.post(
-        f"/api/tasks/{task['id']}/dataset/export", params={"format": "CVAT for images 1.1"}
+        f"/api/tasks/{task['id']}/dataset/export",
+        params={"format": "CVAT for images 1.1"},
+        headers={"X-Request-Id": rid},
     )
     assert r.status_code == 202, r.text
+    (export,) = [row for row in pending_rows(db) if row["scope"] == "export:dataset"]
+    assert (export["task_id"], export["job_id"], export["user_id"]) == (task["id"], None, alice.id)
+    assert json.loads(export["payload"]) == {
+        "format": "CVAT for images 1.1",
+        "save_images": False,
+        "request": {"id": rid},
+    }
     done = await wait(api, r.json()["rq_id"])
     assert done["status"] == "finished", done
     archive = (await api.get(done["result_url"])).content
@@ -198,6 +208,9 @@ async def test_dataset_imports_make_the_events_of_a_save(
     done = await _import(api, f"/api/tasks/{task['id']}/annotations/", archive, rid)
     assert done["status"] == "finished", done
     shapes = (await api.get(f"/api/tasks/{task['id']}/annotations")).json()["shapes"]
+    (imported,) = [row for row in pending_rows(db) if row["scope"] == "import:dataset"]
+    assert (imported["task_id"], imported["user_id"]) == (task["id"], alice.id)
+    assert json.loads(imported["payload"]) == {"format": "CVAT 1.1", "request": {"id": rid}}
     rows = annotation_rows(db)[before:]
     got = sorted((row["scope"], row["obj_name"], row["count"]) for row in rows)
     assert got == [
@@ -218,6 +231,8 @@ async def test_dataset_imports_make_the_events_of_a_save(
     assert done["status"] == "finished", done
     rows = annotation_rows(db)[before:]
     assert rows and {row["job_id"] for row in rows} == {job_id}
+    jobs = [row["job_id"] for row in pending_rows(db) if row["scope"] == "import:dataset"]
+    assert jobs == [None, job_id]
     assert sum(row["count"] for row in rows) == 4
 
     # a failed import records nothing
