@@ -127,6 +127,9 @@ _BUILT_EXPORT: dict[str, str] = {
     "Cityscapes 1.0": "cityscapes",
     "KITTI 1.0": "kitti",
     "Open Images V6 1.0": "open_images",
+    "ICDAR Localization 1.0": "icdar",
+    "ICDAR Recognition 1.0": "icdar",
+    "ICDAR Segmentation 1.0": "icdar",
 }
 _BUILT_IMPORT: dict[str, str] = {
     "CVAT 1.1": "cvat_xml",
@@ -150,6 +153,9 @@ _BUILT_IMPORT: dict[str, str] = {
     "Cityscapes 1.0": "cityscapes",
     "KITTI 1.0": "kitti",
     "Open Images V6 1.0": "open_images",
+    "ICDAR Localization 1.0": "icdar",
+    "ICDAR Recognition 1.0": "icdar",
+    "ICDAR Segmentation 1.0": "icdar",
 }
 
 
