@@ -130,6 +130,8 @@ _BUILT_EXPORT: dict[str, str] = {
     "ICDAR Localization 1.0": "icdar",
     "ICDAR Recognition 1.0": "icdar",
     "ICDAR Segmentation 1.0": "icdar",
+    "VGGFace2 1.0": "vggface2",
+    "LFW 1.0": "lfw",
 }
 _BUILT_IMPORT: dict[str, str] = {
     "CVAT 1.1": "cvat_xml",
@@ -156,6 +158,8 @@ _BUILT_IMPORT: dict[str, str] = {
     "ICDAR Localization 1.0": "icdar",
     "ICDAR Recognition 1.0": "icdar",
     "ICDAR Segmentation 1.0": "icdar",
+    "VGGFace2 1.0": "vggface2",
+    "LFW 1.0": "lfw",
 }
 
 
