@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import zipfile
 from typing import Any
 
 import cv2
@@ -447,3 +448,39 @@ async def import_file(
     r = await api.post(path, params=params, files={field: (name, data)})
     assert r.status_code == 202, r.text
     return await wait(api, r.json()["rq_id"])
+
+
+# ------------------------------------------------------------------ dataset format tests
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    """A ZIP archive of these members, in memory."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+async def task_annotations(api: httpx.AsyncClient, task: dict[str, Any]) -> dict[str, Any]:
+    r = await api.get(f"/api/tasks/{task['id']}/annotations/")
+    assert r.status_code == 200, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def attr_id(task: dict[str, Any], label: str, name: str) -> int:
+    """The id of a label's attribute (``task`` as :func:`labelled_task` returns it)."""
+    attrs = task["labels_by_name"][label]["attributes"]
+    return int(next(a["id"] for a in attrs if a["name"] == name))
+
+
+async def bad_import(
+    api: httpx.AsyncClient, task: dict[str, Any], fmt: str, data: bytes, reason: str
+) -> None:
+    """The import fails with ``reason`` in its message and leaves the annotations as they were."""
+    before = await task_annotations(api, task)
+    body = await import_file(api, "task", task["id"], fmt, "bad.zip", data)
+    assert body["status"] == "failed", body
+    assert reason in str(body["message"]), body["message"]
+    assert await task_annotations(api, task) == before

@@ -14,30 +14,24 @@ import pytest
 import yaml
 
 from tests.conftest import Account
-from tests.factories import export_dataset, images, import_file, labelled_task
+from tests.factories import (
+    attr_id,
+    bad_import,
+    export_dataset,
+    images,
+    import_file,
+    labelled_task,
+    task_annotations,
+    zip_bytes,
+)
 from tests.media_files import image_bytes
 
 W, H = 64, 48  # the size of factories.images()
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 async def _put(api: httpx.AsyncClient, task: dict[str, Any], body: dict[str, Any]) -> None:
     r = await api.put(f"/api/tasks/{task['id']}/annotations/", json=body)
     assert r.status_code == 200, r.text
-
-
-async def _annotations(api: httpx.AsyncClient, task: dict[str, Any]) -> dict[str, Any]:
-    r = await api.get(f"/api/tasks/{task['id']}/annotations/")
-    assert r.status_code == 200
-    data: dict[str, Any] = r.json()
-    return data
 
 
 def _names(task: dict[str, Any]) -> dict[int, str]:
@@ -51,22 +45,6 @@ def _names(task: dict[str, Any]) -> dict[int, str]:
 
 def _attr_names(task: dict[str, Any]) -> dict[int, str]:
     return {a["id"]: a["name"] for lb in task["labels_by_name"].values() for a in lb["attributes"]}
-
-
-def _spec(task: dict[str, Any], label: str, name: str) -> int:
-    return int(
-        next(a["id"] for a in task["labels_by_name"][label]["attributes"] if a["name"] == name)
-    )
-
-
-async def _bad_import(
-    api: httpx.AsyncClient, task: dict[str, Any], fmt: str, data: bytes, reason: str
-) -> None:
-    before = await _annotations(api, task)
-    body = await import_file(api, "task", task["id"], fmt, "bad.zip", data)
-    assert body["status"] == "failed", body
-    assert reason in str(body["message"]), body["message"]
-    assert await _annotations(api, task) == before
 
 
 async def test_the_four_formats_are_listed_enabled(client_for: Any, alice: Account) -> None:
@@ -159,7 +137,7 @@ async def test_pose_round_trip(client_for: Any, alice: Account) -> None:
     fresh = await labelled_task(api, images(3))
     body = await import_file(api, "task", fresh["id"], "Ultralytics YOLO Pose 1.0", "p.zip", data)
     assert body["status"] == "finished", body
-    before, after = await _annotations(api, task), await _annotations(api, fresh)
+    before, after = await task_annotations(api, task), await task_annotations(api, fresh)
     na, nb = _names(task), _names(fresh)
     expected = sorted(
         (s["frame"], _elements(s, na)) for s in before["shapes"] if s["type"] == "skeleton"
@@ -195,7 +173,7 @@ async def test_pose_keeps_skeleton_tracks_per_frame(client_for: Any, alice: Acco
     fresh = await labelled_task(api, images(3))
     body = await import_file(api, "task", fresh["id"], "Ultralytics YOLO Pose 1.0", "p.zip", data)
     assert body["status"] == "finished", body
-    after = await _annotations(api, fresh)
+    after = await task_annotations(api, fresh)
     assert after["tracks"] == []
     names = _names(fresh)
     got = sorted((s["frame"], _elements(s, names)) for s in after["shapes"])
@@ -210,23 +188,23 @@ async def test_pose_bad_imports(client_for: Any, alice: Account) -> None:
     api = client_for(alice)
     task = await _pose_task(api)
     line = b"0 0.5 0.5 0.2 0.2 0.1 0.1 2 0.2 0.2 2\n"
-    unknown = _zip({
+    unknown = zip_bytes({
         "data.yaml": b"names: {0: unicorn}\nkpt_shape: [2, 3]\npath: .\n",
         "labels/train/img_00.txt": line,
     })  # fmt: skip
-    await _bad_import(api, task, "Ultralytics YOLO Pose 1.0", unknown, "Label 'unicorn' is not")
-    no_shape = _zip({"data.yaml": b"names: {0: person}\n", "labels/train/img_00.txt": line})
-    await _bad_import(api, task, "Ultralytics YOLO Pose 1.0", no_shape, "kpt_shape")
-    too_many = _zip({
+    await bad_import(api, task, "Ultralytics YOLO Pose 1.0", unknown, "Label 'unicorn' is not")
+    no_shape = zip_bytes({"data.yaml": b"names: {0: person}\n", "labels/train/img_00.txt": line})
+    await bad_import(api, task, "Ultralytics YOLO Pose 1.0", no_shape, "kpt_shape")
+    too_many = zip_bytes({
         "data.yaml": b"names: {0: person}\nkpt_shape: [3, 3]\n",
         "labels/train/img_00.txt": b"0 0.5 0.5 0.2 0.2 0.1 0.1 2 0.2 0.2 2 0.3 0.3 2\n",
     })  # fmt: skip
-    await _bad_import(api, task, "Ultralytics YOLO Pose 1.0", too_many, "has 2 points")
-    too_few = _zip({
+    await bad_import(api, task, "Ultralytics YOLO Pose 1.0", too_many, "has 2 points")
+    too_few = zip_bytes({
         "data.yaml": b"names: {0: person}\nkpt_shape: [1, 3]\n",
         "labels/train/img_00.txt": b"0 0.5 0.5 0.2 0.2 0.1 0.1 2\n",
     })  # fmt: skip
-    await _bad_import(api, task, "Ultralytics YOLO Pose 1.0", too_few, "gives 1 per skeleton")
+    await bad_import(api, task, "Ultralytics YOLO Pose 1.0", too_few, "gives 1 per skeleton")
 
 
 # ---------------------------------------------------------------------- Classification
@@ -279,32 +257,32 @@ async def test_classification_round_trips(client_for: Any, alice: Account) -> No
     api = client_for(alice)
     task = await _tagged_task(api)
     fmt = "Ultralytics YOLO Classification 1.0"
-    expected = _tags(await _annotations(api, task), _names(task))
+    expected = _tags(await task_annotations(api, task), _names(task))
     for save_images in (False, True):
         data = await export_dataset(api, "task", task["id"], fmt, save_images=save_images)
         fresh = await labelled_task(api, images(3))
         body = await import_file(api, "task", fresh["id"], fmt, "c.zip", data)
         assert body["status"] == "finished", body
-        after = await _annotations(api, fresh)
+        after = await task_annotations(api, fresh)
         assert _tags(after, _names(fresh)) == expected
         assert after["shapes"] == []
     # folders alone (a plain Ultralytics dataset, no labels.json)
     fresh = await labelled_task(api, images(3))
-    plain = _zip({"val/dog/img_02.jpg": b"x", "val/no_label/img_00.jpg": b"x"})
+    plain = zip_bytes({"val/dog/img_02.jpg": b"x", "val/no_label/img_00.jpg": b"x"})
     body = await import_file(api, "task", fresh["id"], fmt, "c.zip", plain)
     assert body["status"] == "finished", body
-    assert _tags(await _annotations(api, fresh), _names(fresh)) == [(2, "dog")]
+    assert _tags(await task_annotations(api, fresh), _names(fresh)) == [(2, "dog")]
 
 
 async def test_classification_bad_imports(client_for: Any, alice: Account) -> None:
     api = client_for(alice)
     task = await _tagged_task(api)
     fmt = "Ultralytics YOLO Classification 1.0"
-    await _bad_import(
-        api, task, fmt, _zip({"train/unicorn/img_00.jpg": b"x"}), "Label 'unicorn' is not"
+    await bad_import(
+        api, task, fmt, zip_bytes({"train/unicorn/img_00.jpg": b"x"}), "Label 'unicorn' is not"
     )
-    await _bad_import(api, task, fmt, _zip({"train/labels.json": b"{not json"}), "labels.json")
-    await _bad_import(api, task, fmt, _zip({"../train/cat/img_00.jpg": b"x"}), "unsafe path")
+    await bad_import(api, task, fmt, zip_bytes({"train/labels.json": b"{not json"}), "labels.json")
+    await bad_import(api, task, fmt, zip_bytes({"../train/cat/img_00.jpg": b"x"}), "unsafe path")
 
 
 # ---------------------------------------------------------------------- Market-1501
@@ -338,9 +316,9 @@ def _market_tag(task: dict[str, Any], frame: int, pid: str, cam: str, query: str
         "frame": frame,
         "label_id": task["labels_by_name"]["market-1501"]["id"],
         "attributes": [
-            {"spec_id": _spec(task, "market-1501", "person_id"), "value": pid},
-            {"spec_id": _spec(task, "market-1501", "camera_id"), "value": cam},
-            {"spec_id": _spec(task, "market-1501", "query"), "value": query},
+            {"spec_id": attr_id(task, "market-1501", "person_id"), "value": pid},
+            {"spec_id": attr_id(task, "market-1501", "camera_id"), "value": cam},
+            {"spec_id": attr_id(task, "market-1501", "query"), "value": query},
         ],
     }
 
@@ -396,8 +374,8 @@ async def test_market1501_round_trip(client_for: Any, alice: Account) -> None:
     fresh = await _market_task(api, names)
     body = await import_file(api, "task", fresh["id"], "Market-1501 1.0", "m.zip", data)
     assert body["status"] == "finished", body
-    expected = _market_tags(task, await _annotations(api, task))
-    got = _market_tags(fresh, await _annotations(api, fresh))
+    expected = _market_tags(task, await task_annotations(api, task))
+    got = _market_tags(fresh, await task_annotations(api, fresh))
     assert got == expected
     assert {f: a["query"] for f, a in got} == {at[names[0]]: "false", at[names[1]]: "true"}
 
@@ -406,12 +384,12 @@ async def test_market1501_bad_imports(client_for: Any, alice: Account) -> None:
     api = client_for(alice)
     task = await labelled_task(api, {MARKET_NAMES[0]: image_bytes(W, H, (0, 50, 50))})
     listing = b"bounding_box_default/0001_c1s1_000101_00.jpg\n"
-    await _bad_import(
-        api, task, "Market-1501 1.0", _zip({"images_default.txt": listing}),
+    await bad_import(
+        api, task, "Market-1501 1.0", zip_bytes({"images_default.txt": listing}),
         "Label 'market-1501' is not in the task",
     )  # fmt: skip
-    await _bad_import(
-        api, task, "Market-1501 1.0", _zip({"readme.txt": b"x"}), "images_<subset>.txt"
+    await bad_import(
+        api, task, "Market-1501 1.0", zip_bytes({"readme.txt": b"x"}), "images_<subset>.txt"
     )
 
 
@@ -434,7 +412,7 @@ async def _wider_task(api: httpx.AsyncClient) -> dict[str, Any]:
     task = await labelled_task(api, images(3), WIDER_LABELS)
     by = task["labels_by_name"]
     face, cat = by["face"]["id"], by["cat"]["id"]
-    blur, invalid = _spec(task, "face", "blur"), _spec(task, "face", "invalid")
+    blur, invalid = attr_id(task, "face", "blur"), attr_id(task, "face", "invalid")
 
     def face_box(frame: int, points: list[float], b: str, inv: str, occluded: bool) -> Any:
         return {"type": "rectangle", "frame": frame, "label_id": face, "points": points,
@@ -512,7 +490,7 @@ async def test_widerface_round_trip(client_for: Any, alice: Account) -> None:
     fresh = await labelled_task(api, images(3), WIDER_LABELS)
     body = await import_file(api, "task", fresh["id"], "WiderFace 1.0", "w.zip", data)
     assert body["status"] == "finished", body
-    before, after = await _annotations(api, task), await _annotations(api, fresh)
+    before, after = await task_annotations(api, task), await task_annotations(api, fresh)
 
     def boxes(data: dict[str, Any], t: dict[str, Any]) -> list[Any]:
         names, attrs = _names(t), _attr_names(t)
@@ -554,7 +532,7 @@ async def test_widerface_bad_imports(
 ) -> None:
     api = client_for(alice)
     task = await _wider_task(api)
-    await _bad_import(api, task, "WiderFace 1.0", _zip(files), reason)
+    await bad_import(api, task, "WiderFace 1.0", zip_bytes(files), reason)
 
 
 async def test_widerface_attributes_the_label_lacks_are_left_out(
@@ -565,10 +543,10 @@ async def test_widerface_attributes_the_label_lacks_are_left_out(
     api = client_for(alice)
     task = await labelled_task(api, images(1), [{"name": "face"}])
     text = b"no_label/img_00.jpg\n2\n1 2 3 4 1 0 0 True 1 0\n5 6 7 8 0 0 0 False 0 0\n"
-    data = _zip({"wider_face_split/wider_face_val_bbx_gt.txt": text})
+    data = zip_bytes({"wider_face_split/wider_face_val_bbx_gt.txt": text})
     body = await import_file(api, "task", task["id"], "WiderFace 1.0", "w.zip", data)
     assert body["status"] == "finished", body
-    shapes = (await _annotations(api, task))["shapes"]
+    shapes = (await task_annotations(api, task))["shapes"]
     assert sorted((s["points"], s["occluded"], s["attributes"]) for s in shapes) == [
         ([1, 2, 4, 6], True, []),
         ([5, 6, 12, 14], False, []),

@@ -14,7 +14,15 @@ from PIL import Image
 
 from cvat_ray.storage.formats import masks
 from tests.conftest import Account
-from tests.factories import export_dataset, images, import_file, labelled_task
+from tests.factories import (
+    bad_import,
+    export_dataset,
+    images,
+    import_file,
+    labelled_task,
+    task_annotations,
+    zip_bytes,
+)
 
 W, H = 64, 48  # the size of factories.images()
 REC, LOC, SEG = "ICDAR Recognition 1.0", "ICDAR Localization 1.0", "ICDAR Segmentation 1.0"
@@ -32,14 +40,6 @@ LABELS: list[dict[str, Any]] = [
 TEXT_ONLY: list[dict[str, Any]] = [{"name": "icdar", "attributes": [_text_attr("text")]}]
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 def _bmp(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="BMP")
@@ -49,13 +49,6 @@ def _bmp(array: np.ndarray) -> bytes:
 async def _put(api: httpx.AsyncClient, task: dict[str, Any], body: dict[str, Any]) -> None:
     r = await api.put(f"/api/tasks/{task['id']}/annotations/", json=body)
     assert r.status_code == 200, r.text
-
-
-async def _annotations(api: httpx.AsyncClient, task: dict[str, Any]) -> dict[str, Any]:
-    r = await api.get(f"/api/tasks/{task['id']}/annotations/")
-    assert r.status_code == 200
-    data: dict[str, Any] = r.json()
-    return data
 
 
 def _attrs(task: dict[str, Any], values: dict[str, str]) -> list[dict[str, Any]]:
@@ -76,16 +69,6 @@ def _shape(
     return {"type": kind, "frame": frame, "label_id": task["labels_by_name"][label]["id"],
             "points": points, "attributes": _attrs(task, attrs) if attrs else [],
             **extra}  # fmt: skip
-
-
-async def _bad_import(
-    api: httpx.AsyncClient, task: dict[str, Any], fmt: str, data: bytes, reason: str
-) -> None:
-    before = await _annotations(api, task)
-    body = await import_file(api, "task", task["id"], fmt, "bad.zip", data)
-    assert body["status"] == "failed", body
-    assert reason in str(body["message"]), body["message"]
-    assert await _annotations(api, task) == before
 
 
 async def _annotated(api: httpx.AsyncClient) -> dict[str, Any]:
@@ -149,7 +132,7 @@ async def test_recognition_round_trip(client_for: Any, alice: Account) -> None:
     fresh = await labelled_task(api, images(3), TEXT_ONLY)
     body = await import_file(api, "task", fresh["id"], REC, "r.zip", data)
     assert body["status"] == "finished", body
-    after = await _annotations(api, fresh)
+    after = await task_annotations(api, fresh)
     assert after["shapes"] == []
     got = sorted((t["frame"], _values(fresh, t)["text"]) for t in after["tags"])
     assert got == [(0, "hello world"), (1, "box"), (1, 'say "hi"')]
@@ -160,14 +143,14 @@ async def test_recognition_round_trip(client_for: Any, alice: Account) -> None:
 async def test_recognition_bad_imports(client_for: Any, alice: Account) -> None:
     api = client_for(alice)
     task = await _annotated(api)
-    await _bad_import(api, task, REC, _zip({"readme.md": b"x"}), "<subset>/gt.txt")
-    await _bad_import(
-        api, task, REC, _zip({"default/gt.txt": b"img_00.jpg\n"}), "default/gt.txt:1: expected"
+    await bad_import(api, task, REC, zip_bytes({"readme.md": b"x"}), "<subset>/gt.txt")
+    await bad_import(
+        api, task, REC, zip_bytes({"default/gt.txt": b"img_00.jpg\n"}), "default/gt.txt:1: expected"
     )
     plain = await labelled_task(api, images(1), [{"name": "cat"}])
     await _put(api, plain, {"shapes": [_shape(plain, "rectangle", 0, [1, 1, 5, 5], label="cat")]})
-    await _bad_import(
-        api, plain, REC, _zip({"default/gt.txt": b'img_00.jpg, "a"\n'}), "Label 'icdar'"
+    await bad_import(
+        api, plain, REC, zip_bytes({"default/gt.txt": b'img_00.jpg, "a"\n'}), "Label 'icdar'"
     )
 
 
@@ -216,7 +199,7 @@ async def test_localization_round_trip(client_for: Any, alice: Account) -> None:
     fresh = await labelled_task(api, images(3), TEXT_ONLY)
     body = await import_file(api, "task", fresh["id"], LOC, "l.zip", data)
     assert body["status"] == "finished", body
-    after = await _annotations(api, fresh)
+    after = await task_annotations(api, fresh)
     got = sorted(
         (s["frame"], s["type"], [round(p) for p in s["points"]], _values(fresh, s).get("text"))
         for s in after["shapes"]
@@ -234,9 +217,11 @@ async def test_localization_reads_icdar15_lines(client_for: Any, alice: Account)
     api = client_for(alice)
     task = await labelled_task(api, images(1), TEXT_ONLY)
     gt = b"1,2,30,2,30,20,1,20,Genaxis Theatre\n4,5,6,7,###\n\n"
-    body = await import_file(api, "task", task["id"], LOC, "l.zip", _zip({"gt_img_00.txt": gt}))
+    body = await import_file(
+        api, "task", task["id"], LOC, "l.zip", zip_bytes({"gt_img_00.txt": gt})
+    )
     assert body["status"] == "finished", body
-    shapes = (await _annotations(api, task))["shapes"]
+    shapes = (await task_annotations(api, task))["shapes"]
     got = sorted((s["type"], s["points"], _values(task, s)["text"]) for s in shapes)
     assert got == [
         ("polygon", [1, 2, 30, 2, 30, 20, 1, 20], "Genaxis Theatre"),
@@ -247,15 +232,15 @@ async def test_localization_reads_icdar15_lines(client_for: Any, alice: Account)
 async def test_localization_bad_imports(client_for: Any, alice: Account) -> None:
     api = client_for(alice)
     task = await _annotated(api)
-    await _bad_import(api, task, LOC, _zip({"default/images/a.jpg": b"x"}), "gt_<image>.txt")
-    await _bad_import(
-        api, task, LOC, _zip({"default/gt_img_00.txt": b'1 2 3 "t"\n'}), "got 3 coordinates"
+    await bad_import(api, task, LOC, zip_bytes({"default/images/a.jpg": b"x"}), "gt_<image>.txt")
+    await bad_import(
+        api, task, LOC, zip_bytes({"default/gt_img_00.txt": b'1 2 3 "t"\n'}), "got 3 coordinates"
     )
-    await _bad_import(
-        api, task, LOC, _zip({"default/gt_img_00.txt": b'1 2 x 4 "t"\n'}), "'x' is not"
+    await bad_import(
+        api, task, LOC, zip_bytes({"default/gt_img_00.txt": b'1 2 x 4 "t"\n'}), "'x' is not"
     )
-    await _bad_import(
-        api, task, LOC, _zip({"default/gt_nothing.txt": b"1 2 3 4\n"}), "matches no frame"
+    await bad_import(
+        api, task, LOC, zip_bytes({"default/gt_nothing.txt": b"1 2 3 4\n"}), "matches no frame"
     )
 
 
@@ -319,7 +304,7 @@ async def test_segmentation_round_trip(client_for: Any, alice: Account) -> None:
     fresh = await labelled_task(api, images(3), LABELS)
     body = await import_file(api, "task", fresh["id"], SEG, "s.zip", data)
     assert body["status"] == "finished", body
-    shapes = (await _annotations(api, fresh))["shapes"]
+    shapes = (await task_annotations(api, fresh))["shapes"]
     assert {s["type"] for s in shapes} == {"mask"}
     by_text = {(s["frame"], _values(fresh, s).get("text", "")): s for s in shapes}
     assert sorted(by_text) == [(0, "!"), (0, "H"), (0, "i"), (1, "")]
@@ -336,7 +321,7 @@ async def test_segmentation_round_trip(client_for: Any, alice: Account) -> None:
     plain = await labelled_task(api, images(3), TEXT_ONLY)
     body = await import_file(api, "task", plain["id"], SEG, "s.zip", data, conv_mask_to_poly=True)
     assert body["status"] == "finished", body
-    shapes = (await _annotations(api, plain))["shapes"]
+    shapes = (await task_annotations(api, plain))["shapes"]
     assert {s["type"] for s in shapes} == {"polygon"}
     assert sorted(_values(plain, s).get("text", "") for s in shapes) == ["", "!", "H", "i"]
 
@@ -365,20 +350,22 @@ async def test_segmentation_bad_imports(client_for: Any, alice: Account) -> None
     red[:4, :4] = (255, 0, 0)
     green = red.copy()
     green[10:12, 10:12] = (0, 255, 0)
-    await _bad_import(api, task, SEG, _zip({"readme.md": b"x"}), "<image>_GT.txt")
-    await _bad_import(api, task, SEG, _zip({"default/img_00_GT.txt": note}), "the mask is missing")
-    await _bad_import(
+    await bad_import(api, task, SEG, zip_bytes({"readme.md": b"x"}), "<image>_GT.txt")
+    await bad_import(
+        api, task, SEG, zip_bytes({"default/img_00_GT.txt": note}), "the mask is missing"
+    )
+    await bad_import(
         api, task, SEG,
-        _zip({"default/img_00_GT.txt": note, "default/img_00_GT.bmp": _bmp(green)}),
+        zip_bytes({"default/img_00_GT.txt": note, "default/img_00_GT.bmp": _bmp(green)}),
         "the colour (0, 255, 0) is not listed",
     )  # fmt: skip
-    await _bad_import(
+    await bad_import(
         api, task, SEG,
-        _zip({"default/img_00_GT.txt": b"255 0 0 1 2\n", "default/img_00_GT.bmp": _bmp(red)}),
+        zip_bytes({"default/img_00_GT.txt": b"255 0 0 1 2\n", "default/img_00_GT.bmp": _bmp(red)}),
         "expected 'R G B cx cy x1 y1 x2 y2",
     )  # fmt: skip
-    await _bad_import(
+    await bad_import(
         api, task, SEG,
-        _zip({"default/img_00_GT.txt": note, "default/img_00_GT.bmp": b"not an image"}),
+        zip_bytes({"default/img_00_GT.txt": note, "default/img_00_GT.bmp": b"not an image"}),
         "img_00_GT.bmp",
     )  # fmt: skip

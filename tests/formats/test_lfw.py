@@ -11,7 +11,15 @@ from typing import Any
 import httpx
 
 from tests.conftest import Account
-from tests.factories import export_dataset, import_file, labelled_task
+from tests.factories import (
+    attr_id,
+    bad_import,
+    export_dataset,
+    import_file,
+    labelled_task,
+    task_annotations,
+    zip_bytes,
+)
 from tests.media_files import image_bytes
 
 FMT = "LFW 1.0"
@@ -28,31 +36,11 @@ FILES = {n: image_bytes(48, 40, (i * 30, 60, 90)) for i, n in enumerate(NAMES)}
 ANN = "default/annotations"
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-async def _annotations(api: httpx.AsyncClient, task: dict[str, Any]) -> dict[str, Any]:
-    r = await api.get(f"/api/tasks/{task['id']}/annotations/")
-    assert r.status_code == 200, r.text
-    data: dict[str, Any] = r.json()
-    return data
-
-
 async def _task(api: httpx.AsyncClient) -> dict[str, Any]:
     task = await labelled_task(api, FILES, LABELS)
     meta = (await api.get(f"/api/tasks/{task['id']}/data/meta")).json()
     task["frame_of"] = {f["name"].rpartition("/")[2]: i for i, f in enumerate(meta["frames"])}
     return task
-
-
-def _spec(task: dict[str, Any], label: str, name: str) -> int:
-    attrs = task["labels_by_name"][label]["attributes"]
-    return int(next(a["id"] for a in attrs if a["name"] == name))
 
 
 async def _people_task(api: httpx.AsyncClient) -> dict[str, Any]:
@@ -63,8 +51,8 @@ async def _people_task(api: httpx.AsyncClient) -> dict[str, Any]:
 
     def tag(name: str, label: str, positive: str = "", negative: str = "") -> Any:
         return {"frame": at[name], "label_id": by[label]["id"], "attributes": [
-            {"spec_id": _spec(task, label, "positive_pairs"), "value": positive},
-            {"spec_id": _spec(task, label, "negative_pairs"), "value": negative},
+            {"spec_id": attr_id(task, label, "positive_pairs"), "value": positive},
+            {"spec_id": attr_id(task, label, "negative_pairs"), "value": negative},
         ]}  # fmt: skip
 
     r = await api.put(f"/api/tasks/{task['id']}/annotations/", json={
@@ -128,7 +116,7 @@ async def test_lfw_export_layout(client_for: Any, alice: Account) -> None:
 async def test_lfw_round_trip(client_for: Any, alice: Account) -> None:
     api = client_for(alice)
     task = await _people_task(api)
-    expected = _summary(task, await _annotations(api, task))
+    expected = _summary(task, await task_annotations(api, task))
     at = task["frame_of"]
     assert expected[0][0] == (
         at["Alice_A_0001.jpg"], "Alice_A",
@@ -139,7 +127,7 @@ async def test_lfw_round_trip(client_for: Any, alice: Account) -> None:
         fresh = await _task(api)
         body = await import_file(api, "task", fresh["id"], FMT, "l.zip", data)
         assert body["status"] == "finished", body
-        assert _summary(fresh, await _annotations(api, fresh)) == expected
+        assert _summary(fresh, await task_annotations(api, fresh)) == expected
 
 
 async def test_lfw_reads_original_layout(client_for: Any, alice: Account) -> None:
@@ -153,10 +141,10 @@ async def test_lfw_reads_original_layout(client_for: Any, alice: Account) -> Non
     task = await labelled_task(api, FILES, labels)
     pairs = b"1\t3\nAlice_A\t1\t2\nAlice_A\t1\t-\timg_03\nBob_B\t1\tAlice_A\t2\n"
     body = await import_file(
-        api, "task", task["id"], FMT, "o.zip", _zip({"annotations/pairs.txt": pairs})
+        api, "task", task["id"], FMT, "o.zip", zip_bytes({"annotations/pairs.txt": pairs})
     )
     assert body["status"] == "finished", body
-    tags, shapes = _summary(task, await _annotations(api, task))
+    tags, shapes = _summary(task, await task_annotations(api, task))
     frames = {n: i for i, n in enumerate(sorted(NAMES))}
     assert shapes == []
     assert tags == sorted([
@@ -167,32 +155,24 @@ async def test_lfw_reads_original_layout(client_for: Any, alice: Account) -> Non
     ])  # fmt: skip
 
 
-async def _bad_import(
-    api: httpx.AsyncClient, task: dict[str, Any], data: bytes, reason: str
-) -> None:
-    before = await _annotations(api, task)
-    body = await import_file(api, "task", task["id"], FMT, "bad.zip", data)
-    assert body["status"] == "failed", body
-    assert reason in str(body["message"]), body["message"]
-    assert await _annotations(api, task) == before
-
-
 async def test_lfw_bad_imports(client_for: Any, alice: Account) -> None:
     api = client_for(alice)
     task = await _people_task(api)
     ok = b"Alice_A\t1\t2\n"
-    await _bad_import(api, task, _zip({"people.txt": b"Alice_A\t1\n"}), "annotations/pairs.txt")
-    await _bad_import(
-        api, task, _zip({f"{ANN}/pairs.txt": b"Alice_A\t1\t2\t3\t4\n"}), "tab-separated"
+    await bad_import(
+        api, task, FMT, zip_bytes({"people.txt": b"Alice_A\t1\n"}), "annotations/pairs.txt"
     )
-    await _bad_import(
-        api, task,
-        _zip({f"{ANN}/pairs.txt": ok, f"{ANN}/landmarks.txt": b"Bob_B/Bob_B_0001.jpg\t1\tx\n"}),
+    await bad_import(
+        api, task, FMT, zip_bytes({f"{ANN}/pairs.txt": b"Alice_A\t1\t2\t3\t4\n"}), "tab-separated"
+    )
+    await bad_import(
+        api, task, FMT,
+        zip_bytes({f"{ANN}/pairs.txt": ok, f"{ANN}/landmarks.txt": b"Bob_B/Bob_B_0001.jpg\t1\tx\n"}),
         "must be numbers",
     )  # fmt: skip
-    await _bad_import(
-        api, task,
-        _zip({f"{ANN}/pairs.txt": ok, f"{ANN}/landmarks.txt": b"Bob_B_0001.jpg\t1\t2\n"}),
+    await bad_import(
+        api, task, FMT,
+        zip_bytes({f"{ANN}/pairs.txt": ok, f"{ANN}/landmarks.txt": b"Bob_B_0001.jpg\t1\t2\n"}),
         "have no person",
     )  # fmt: skip
-    await _bad_import(api, task, _zip({f"{ANN}/pairs.txt": b"Carol_C\t1\t2\n"}), "Carol_C")
+    await bad_import(api, task, FMT, zip_bytes({f"{ANN}/pairs.txt": b"Carol_C\t1\t2\n"}), "Carol_C")

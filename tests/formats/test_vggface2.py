@@ -12,7 +12,15 @@ from typing import Any
 import httpx
 
 from tests.conftest import Account
-from tests.factories import export_dataset, images, import_file, labelled_task
+from tests.factories import (
+    bad_import,
+    export_dataset,
+    images,
+    import_file,
+    labelled_task,
+    task_annotations,
+    zip_bytes,
+)
 
 FMT = "VGGFace2 1.0"
 LABELS: list[dict[str, Any]] = [{"name": "n000001"}, {"name": "n000002"}]
@@ -20,21 +28,6 @@ FIVE = [10, 12, 20, 12, 15, 18, 11, 24, 19, 24]  # eyes, nose, mouth corners
 CSV_LANDMARKS = "bb_landmark/loose_landmark_default.csv"
 CSV_BOXES = "bb_landmark/loose_bb_default.csv"
 LANDMARK_HEADER = "NAME_ID,P1X,P1Y,P2X,P2Y,P3X,P3Y,P4X,P4Y,P5X,P5Y"
-
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-async def _annotations(api: httpx.AsyncClient, task: dict[str, Any]) -> dict[str, Any]:
-    r = await api.get(f"/api/tasks/{task['id']}/annotations/")
-    assert r.status_code == 200, r.text
-    data: dict[str, Any] = r.json()
-    return data
 
 
 async def _face_task(api: httpx.AsyncClient) -> dict[str, Any]:
@@ -100,14 +93,14 @@ async def test_vggface2_export_layout(client_for: Any, alice: Account) -> None:
 async def test_vggface2_round_trip(client_for: Any, alice: Account) -> None:
     api = client_for(alice)
     task = await _face_task(api)
-    expected = _summary(task, await _annotations(api, task))
+    expected = _summary(task, await task_annotations(api, task))
     assert expected[0] and expected[1]
     for save_images in (False, True):
         data = await export_dataset(api, "task", task["id"], FMT, save_images)
         fresh = await labelled_task(api, images(3), LABELS)
         body = await import_file(api, "task", fresh["id"], FMT, "v.zip", data)
         assert body["status"] == "finished", body
-        assert _summary(fresh, await _annotations(api, fresh)) == expected
+        assert _summary(fresh, await task_annotations(api, fresh)) == expected
 
 
 async def test_vggface2_reads_handmade_archive(client_for: Any, alice: Account) -> None:
@@ -115,7 +108,7 @@ async def test_vggface2_reads_handmade_archive(client_for: Any, alice: Account) 
     whose first folder is the label."""
     api = client_for(alice)
     task = await labelled_task(api, images(2), LABELS)
-    archive = _zip({
+    archive = zip_bytes({
         "bb_landmark/loose_bb_train.csv": b"NAME_ID,X,Y,W,H\nn000002/img_01,4,5,10,20\n",
         "bb_landmark/loose_landmark_train.csv": (
             LANDMARK_HEADER + "\nn000001/img_00,,,,,,,,,,\n"
@@ -123,39 +116,29 @@ async def test_vggface2_reads_handmade_archive(client_for: Any, alice: Account) 
     })  # fmt: skip
     body = await import_file(api, "task", task["id"], FMT, "h.zip", archive)
     assert body["status"] == "finished", body
-    shapes, tags = _summary(task, await _annotations(api, task))
+    shapes, tags = _summary(task, await task_annotations(api, task))
     assert shapes == [(1, "rectangle", "n000002", [4.0, 5.0, 14.0, 25.0])]
     assert tags == [(0, "n000001")]
-
-
-async def _bad_import(
-    api: httpx.AsyncClient, task: dict[str, Any], data: bytes, reason: str
-) -> None:
-    before = await _annotations(api, task)
-    body = await import_file(api, "task", task["id"], FMT, "bad.zip", data)
-    assert body["status"] == "failed", body
-    assert reason in str(body["message"]), body["message"]
-    assert await _annotations(api, task) == before
 
 
 async def test_vggface2_bad_imports(client_for: Any, alice: Account) -> None:
     api = client_for(alice)
     task = await _face_task(api)
     head = LANDMARK_HEADER + "\n"
-    await _bad_import(api, task, _zip({"readme.txt": b"x"}), "bb_landmark/loose_landmark_")
-    await _bad_import(
-        api, task, _zip({CSV_LANDMARKS: (head + "no_label/img_00" + ",1" * 10).encode()}),
+    await bad_import(api, task, FMT, zip_bytes({"readme.txt": b"x"}), "bb_landmark/loose_landmark_")
+    await bad_import(
+        api, task, FMT, zip_bytes({CSV_LANDMARKS: (head + "no_label/img_00" + ",1" * 10).encode()}),
         "have no label",
     )  # fmt: skip
-    await _bad_import(
-        api, task, _zip({CSV_LANDMARKS: (head + "n000001/img_00" + ",x" * 10).encode()}),
+    await bad_import(
+        api, task, FMT, zip_bytes({CSV_LANDMARKS: (head + "n000001/img_00" + ",x" * 10).encode()}),
         "must be numbers",
     )  # fmt: skip
-    await _bad_import(api, task, _zip({CSV_BOXES: b"X,Y,W,H\n1,2,3,4\n"}), "NAME_ID")
-    await _bad_import(
-        api, task, _zip({CSV_BOXES: b"NAME_ID,X,Y,W,H\nn000001/img_00,1,2,3,4,5\n"}),
+    await bad_import(api, task, FMT, zip_bytes({CSV_BOXES: b"X,Y,W,H\n1,2,3,4\n"}), "NAME_ID")
+    await bad_import(
+        api, task, FMT, zip_bytes({CSV_BOXES: b"NAME_ID,X,Y,W,H\nn000001/img_00,1,2,3,4,5\n"}),
         "more values",
     )  # fmt: skip
-    await _bad_import(
-        api, task, _zip({CSV_LANDMARKS: (head + "unicorn/img_00").encode()}), "unicorn"
+    await bad_import(
+        api, task, FMT, zip_bytes({CSV_LANDMARKS: (head + "unicorn/img_00").encode()}), "unicorn"
     )
