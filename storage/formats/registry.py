@@ -132,6 +132,8 @@ _BUILT_EXPORT: dict[str, str] = {
     "ICDAR Segmentation 1.0": "icdar",
     "VGGFace2 1.0": "vggface2",
     "LFW 1.0": "lfw",
+    "MOTS PNG 1.0": "mots",
+    "Ultralytics YOLO Detection Track 1.0": "ultralytics",
 }
 _BUILT_IMPORT: dict[str, str] = {
     "CVAT 1.1": "cvat_xml",
@@ -160,6 +162,7 @@ _BUILT_IMPORT: dict[str, str] = {
     "ICDAR Segmentation 1.0": "icdar",
     "VGGFace2 1.0": "vggface2",
     "LFW 1.0": "lfw",
+    "MOTS PNG 1.0": "mots",
 }
 
 
@@ -183,7 +186,12 @@ def _lookup(display: str | None, side: str, built: dict[str, str]) -> str:
             f"Give the {side} format; available: {', '.join(names)}.", field="format"
         )
     if display not in built:
-        known = "is not available yet" if display in listed else "is not a known format"
+        if display in listed:
+            known = "is not available yet"
+        elif display in _BUILT_EXPORT or display in _BUILT_IMPORT:
+            known = "cannot be used"  # an export-only format, or the import-only CVAT 1.1
+        else:
+            known = "is not a known format"
         raise InvalidInput(
             f"'{display}' {known} for {side}; available: {', '.join(names)}.", field="format"
         )

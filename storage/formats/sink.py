@@ -8,10 +8,16 @@ A label, sublabel or attribute name the task does not have, or an item that matc
 frame, fails the whole import with a message naming it; the exceptions are a parsed
 dataset's ``soft_attributes`` (attributes a format always writes, left out where the label
 lacks them, as CVAT does). A skeleton's unnamed points take its sublabels in order.
+
+An item's shape with ``track_id`` set (MOTS PNG: its instance id) is a track's keyframe:
+once the items' frames are matched, the shapes of one id and label become one track (as
+CVAT's MOTS importer builds them), ending (``outside``) on the task's next frame after each
+run of frames it is on; a second shape of the id on one frame is a track of its own.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -277,6 +283,39 @@ def _track(
     return LabeledTrack(**common, elements=elements)  # type: ignore[arg-type]
 
 
+def _shape_tracks(
+    tracked: dict[tuple[int, str], list[tuple[int, Shape]]], frames: FrameIndex
+) -> list[Track]:
+    """The tracks of the imported shapes with a ``track_id`` (their matched frames)."""
+    order = sorted(frames.frames)
+    after = dict(itertools.pairwise(order))
+    runs: list[list[tuple[int, Shape]]] = []
+    for _, shapes in sorted(tracked.items(), key=lambda kv: kv[0]):
+        shapes.sort(key=lambda fs: fs[0])
+        main: list[tuple[int, Shape]] = []
+        for frame, s in shapes:
+            if main and main[-1][0] == frame:
+                runs.append([(frame, s)])  # CVAT: another track of its own
+            else:
+                main.append((frame, s))
+        runs.append(main)
+    out: list[Track] = []
+    for run in sorted(runs, key=lambda r: r[0][0]):
+        keys: list[TrackKey] = []
+        for n, (frame, s) in enumerate(run):
+            keys.append(
+                TrackKey(frame, s.type, list(s.points), occluded=s.occluded,
+                         z_order=s.z_order, rotation=s.rotation, attributes=s.attributes)
+            )  # fmt: skip
+            nxt = after.get(frame)
+            if nxt is not None and (n + 1 == len(run) or run[n + 1][0] != nxt):
+                keys.append(TrackKey(nxt, s.type, list(s.points), outside=True,
+                                     z_order=s.z_order, rotation=s.rotation))  # fmt: skip
+        first = run[0][1]
+        out.append(Track(first.label, keys, source=first.source))
+    return out
+
+
 def corners_to_box(corners: list[float]) -> tuple[list[float], float]:
     """A rotated rectangle (its corners before rotation, and the rotation in degrees) from
     its four corners in order (an oriented bounding box)."""
@@ -331,6 +370,7 @@ def iter_labeled_data(
     chunk = chunk or CHUNK
     data = LabeledData()
     count = 0
+    tracked: dict[tuple[int, str], list[tuple[int, Shape]]] = {}
     for item in parsed.all_items():
         if not item.tags and not item.shapes:
             # an image without annotations: nothing to match (CVAT lists every image)
@@ -348,6 +388,11 @@ def iter_labeled_data(
         for shape in item.shapes:
             if shape.type == "rectangle" and len(shape.points) == 8:
                 shape.points, shape.rotation = corners_to_box(shape.points)
+        if any(s.track_id is not None for s in item.shapes):
+            for s in item.shapes:
+                if s.track_id is not None:
+                    tracked.setdefault((s.track_id, s.label), []).append((frame, s))
+            item.shapes = [s for s in item.shapes if s.track_id is None]
         soft = parsed.soft_attributes
         data.tags.extend(_tag(labels, t, frame, soft) for t in item.tags)
         data.shapes.extend(
@@ -359,7 +404,7 @@ def iter_labeled_data(
             yield data
             data = LabeledData()
             count = 0
-    for track in parsed.tracks:
+    for track in [*parsed.tracks, *_shape_tracks(tracked, frames)]:
         converted = _track(labels, track, frames)
         if converted is not None:
             data.tracks.append(converted)  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""Ultralytics YOLO Detection / Segmentation / Oriented Bounding Boxes / Pose 1.0.
+"""Ultralytics YOLO Detection (and Detection Track) / Segmentation / Oriented Bounding Boxes /
+Pose 1.0.
 
 Layout (as CVAT writes it): ``data.yaml`` (``names``: class index -> label, ``path: .``,
 one ``<subset>: <subset>.txt`` per subset; the default subset is ``train``),
@@ -17,6 +18,15 @@ and ``images/<subset>/`` with images. Lines, relative to the image size:
 Everything else (attributes, tags, other shapes, occluded, z_order) is dropped. Import reads
 the same lines back (an OBB's corners become a rotated rectangle; a pose line's points are
 the skeleton's sublabels by position, ``kpt_shape`` ``[n, 2]`` meaning all visible).
+
+Ultralytics YOLO Detection Track 1.0 (export only; CVAT has no importer for it) is Detection
+with the track id as a sixth column, ``class cx cy w h track_id``. Confirmed from CVAT (its
+exporter is datumaro's Ultralytics Detection converter with ``write_track_id``): the same
+layout and ``data.yaml``; the id is appended only to a track's boxes, a plain box keeps its
+five columns (no ``-1``); a track's box is written on every frame where it is visible,
+interpolated frames included, and on none from an ``outside`` key to the next key. Chosen
+here: the id is the track's id in this server's API (as MOT 1.1 and Datumaro 1.0 write it);
+CVAT writes the track's 0-based index among the exported tracks instead.
 """
 
 from __future__ import annotations
@@ -82,7 +92,11 @@ def _pose_line(s: Shape, cls: int, w: int, h: int, order: list[str], slots: int)
 
 
 def _lines(
-    item: Item, variant: str, index: dict[str, int], points: dict[str, list[str]]
+    item: Item,
+    variant: str,
+    index: dict[str, int],
+    points: dict[str, list[str]],
+    track_ids: bool = False,
 ) -> list[str]:
     rows: list[str] = []
     w, h = item.width or 1, item.height or 1
@@ -99,6 +113,8 @@ def _lines(
             x1, y1, x2, y2 = s.points
             rows.append(f"{cls} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
                         f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")  # fmt: skip
+            if track_ids and s.track_id is not None:
+                rows[-1] += f" {s.track_id}"
         elif variant == "obb" and s.type == "rectangle":
             corners = _corners(s.points, s.rotation)
             rows.append(f"{cls} " + " ".join(f"{x / w:.6f} {y / h:.6f}" for x, y in corners))
@@ -130,7 +146,8 @@ def write(ds: Dataset, out: ZipOut, fmt: str, save_images: bool) -> None:
         for item in ds.items(subset):
             listing.append(f"images/{part}/{_image_name(item)}")
             stem = _image_name(item).rpartition(".")[0]
-            body = "".join(r + "\n" for r in _lines(item, variant, index, points)).encode()
+            rows = _lines(item, variant, index, points, track_ids="Track" in fmt)
+            body = "".join(r + "\n" for r in rows).encode()
             out.write(f"labels/{part}/{stem}.txt", body, compress=True)
         out.write(f"{part}.txt", "".join(x + "\n" for x in listing).encode(), compress=True)
         if save_images:
