@@ -8,6 +8,7 @@ offers; ``.ci/run`` installs it). It is older than CVAT's DDL needs (no ``DateTi
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ class ClickHouse:
         deadline = time.monotonic() + 60
         while True:
             try:
+                # the port first: the driver logs a traceback for every refused connection
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 Client("127.0.0.1", port=self.port, connect_timeout=1).execute("SELECT 1")
                 return
             except Exception:
