@@ -16,10 +16,13 @@ is its own:
 
 The API runs in the measuring process (the app over ASGI, the export on its worker thread),
 so wall time and peak RSS growth (sampled from /proc every 20 ms) cover the whole export.
-datumaro itself is not the baseline here: it does not install next to this project's
-packages (it would downgrade Pillow).
+With ``--datumaro-python`` (a Python whose own venv has ``datumaro``: it pins an older
+Pillow, so it does not install next to this project) datumaro's own COCO export of the same
+annotations and its COCO import of our export run too (``bench/datumaro_baseline.py``), and the
+ratios against them are printed.
 
     python bench/export.py [--scale 0.01] [--pg-url URL | --sqlite] [--json out.json]
+                           [--datumaro-python /path/to/datumaro-venv/bin/python]
 """
 
 from __future__ import annotations
