@@ -17,7 +17,8 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, select, text
+from sqlalchemy import Table, bindparam, cast, delete, func, select, text
+from sqlalchemy.dialects.postgresql import JSON as PG_JSON
 from sqlalchemy.orm import Session
 
 from cvat_ray.storage.models import LabeledShape, LabeledTag, LabeledTrack
@@ -270,6 +271,38 @@ def clear_jobs(session: Session, job_ids: Sequence[int]) -> None:
         return
     for table in ALL_TABLES:
         session.execute(delete(table).where(table.c.job_id.in_(list(job_ids))))
+
+
+# (section, shape type or None) -> (how many top-level objects, the ids of up to ``listed``)
+Summary = dict[tuple[str, str | None], tuple[int, list[int]]]
+
+
+def summary(session: Session, job_ids: Sequence[int], listed: int = 1000) -> Summary:
+    """What the jobs hold, per section and shape type (a track's: its first keyframe's), counted
+    in SQL with the first ``listed`` ids of each: the annotation events of a clear."""
+    if not job_ids:
+        return {}
+    jobs = list(job_ids)
+    out: Summary = {}
+
+    def first_ids(where: Any, table: Table) -> list[int]:
+        stmt = select(table.c.id).where(where).order_by(table.c.id).limit(listed)
+        return list(session.scalars(stmt).all())
+
+    tags = TAGS.c.job_id.in_(jobs)
+    count = int(session.scalar(select(func.count()).select_from(TAGS).where(tags)) or 0)
+    if count:
+        out[("tags", None)] = (count, first_ids(tags, TAGS))
+    if session.get_bind().dialect.name == "sqlite":
+        first_type: Any = func.json_extract(TRACKS.c.shapes, "$[0].type")
+    else:
+        first_type = func.json_extract_path_text(cast(TRACKS.c.shapes, PG_JSON), "0", "type")
+    for section, table, kind in (("shapes", SHAPES, SHAPES.c.type), ("tracks", TRACKS, first_type)):
+        where = table.c.job_id.in_(jobs) & table.c.parent_id.is_(None)
+        for value, n in session.execute(select(kind, func.count()).where(where).group_by(kind)):
+            ids = first_ids(where & (kind == value), table)
+            out[(section, None if value is None else str(value))] = (int(n), ids)
+    return out
 
 
 def delete_ids(session: Session, table: Table, ids: Sequence[int]) -> None:

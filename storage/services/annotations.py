@@ -302,11 +302,40 @@ def _record_changes(
         kind = str(track.shapes[0].type) if track.shapes else None
         entry = {"id": track.id, "shapes": [{"id": s.id} for s in track.shapes if s.id]}
         groups.setdefault(("tracks", kind), []).append(entry)
+    counted = {
+        key: (len(objects), [o for o in objects if o["id"] is not None][:_LISTED])
+        for key, objects in groups.items()
+    }
+    _emit(session, actor, action, counted, task, job_id)
+
+
+# how many objects' ids an annotation event lists (CVAT's payload keeps them all; the count
+# is always the whole number)
+_LISTED = 1000
+
+
+def _record_cleared(
+    session: Session, actor: changes.Actor, task: Task, job_ids: Sequence[int], job_id: int | None
+) -> None:
+    """CVAT's ``delete:tags|shapes|tracks`` events of what a PUT, an import or a DELETE is about
+    to clear from ``job_ids`` (counted in SQL, not read back)."""
+    found = bulk.summary(session, job_ids, listed=_LISTED)
+    listed = {key: (n, [{"id": i} for i in ids]) for key, (n, ids) in found.items()}
+    _emit(session, actor, "delete", listed, task, job_id)
+
+
+def _emit(
+    session: Session,
+    actor: changes.Actor,
+    action: str,
+    groups: dict[tuple[str, str | None], tuple[int, list[dict[str, Any]]]],
+    task: Task,
+    job_id: int | None,
+) -> None:
     scope_ids = changes.Scope(
         org_id=task.organization_id, project_id=task.project_id, task_id=task.id, job_id=job_id
     )
-    for (section, kind), objects in groups.items():
-        listed = [o for o in objects if o["id"] is not None][:1000]
+    for (section, kind), (count, listed) in groups.items():
         changes.record(
             session,
             changes.Change(
@@ -317,7 +346,7 @@ def _record_changes(
                 extra={
                     "event": {
                         "obj_name": kind,
-                        "count": min(len(objects), 65535),
+                        "count": min(count, 65535),
                         "payload": {section: listed},
                     }
                 },
@@ -342,11 +371,12 @@ def put_job_annotations(
         scope, _ = _job_scope(session, job)
         Validator(scope).payload(data)
         _lock(session, [job.id], job.task_id)
+        task = get_task(session, job.task_id)
+        actor = changes.Actor.of(ctx)
+        _record_cleared(session, actor, task, [job.id], job.id)
         bulk.clear_jobs(session, [job.id])
         _insert(session, {job.id: data})
-        _record_changes(
-            session, changes.Actor.of(ctx), "create", data, get_task(session, job.task_id), job.id
-        )
+        _record_changes(session, actor, "create", data, task, job.id)
     return data
 
 
@@ -392,6 +422,9 @@ def delete_job_annotations(session: Session, ctx: RequestContext, job_id: int) -
     """CVAT ``DELETE /api/jobs/{id}/annotations``."""
     job = _job_for_write(session, ctx, job_id, "delete:annotations")
     _lock(session, [job.id], job.task_id)
+    _record_cleared(
+        session, changes.Actor.of(ctx), get_task(session, job.task_id), [job.id], job.id
+    )
     bulk.clear_jobs(session, [job.id])
 
 
@@ -425,11 +458,22 @@ def _check_frames_in_jobs(data: LabeledData, jobs: Sequence[JobRange]) -> None:
 
 
 def _write_task(
-    session: Session, task: Task, jobs: Sequence[JobRange], data: LabeledData, *, replace: bool
+    session: Session,
+    task: Task,
+    jobs: Sequence[JobRange],
+    data: LabeledData,
+    *,
+    replace: bool,
+    cleared_by: changes.Actor | None = None,
+    job_id: int | None = None,
 ) -> None:
+    """Write ``data`` into the jobs by frame; ``replace``: clear them first (with the
+    ``delete`` events of what is cleared, under ``cleared_by``, when given)."""
     split = split_for_jobs(data, jobs)
     _lock(session, [j.id for j in jobs], task.id)
     if replace:
+        if cleared_by is not None:
+            _record_cleared(session, cleared_by, task, [j.id for j in jobs], job_id)
         bulk.clear_jobs(session, [j.id for j in jobs])
     _insert(session, {k: v for k, v in split.per_job.items() if v.tags or v.shapes or v.tracks})
     split.copy_track_ids()
@@ -445,8 +489,9 @@ def put_task_annotations(
         require_no_ids(data)
         Validator(_task_scope(session, task, jobs)).payload(data)
         _check_frames_in_jobs(data, jobs)
-        _write_task(session, task, jobs, data, replace=True)
-        _record_changes(session, changes.Actor.of(ctx), "create", data, task)
+        actor = changes.Actor.of(ctx)
+        _write_task(session, task, jobs, data, replace=True, cleared_by=actor)
+        _record_changes(session, actor, "create", data, task)
     return data
 
 
@@ -514,6 +559,7 @@ def delete_task_annotations(session: Session, ctx: RequestContext, task_id: int)
     task, jobs = _task_for_write(session, ctx, task_id, "delete:annotations")
     if jobs:
         _lock(session, [j.id for j in jobs], task.id)
+        _record_cleared(session, changes.Actor.of(ctx), task, [j.id for j in jobs], None)
         bulk.clear_jobs(session, [j.id for j in jobs])
 
 
@@ -587,7 +633,7 @@ def write_imported(
     with gc_paused():
         Validator(_task_scope(session, task, jobs)).payload(data)
         _check_frames_in_jobs(data, jobs)
-        _write_task(session, task, jobs, data, replace=replace)
+        _write_task(session, task, jobs, data, replace=replace, cleared_by=actor, job_id=job_id)
         _record_changes(session, actor, "create", data, task, job_id)
 
 

@@ -213,11 +213,16 @@ async def test_dataset_exports_and_imports_make_cvats_events(
     assert json.loads(imported["payload"]) == {"format": "CVAT 1.1", "request": {"id": rid}}
     rows = annotation_rows(db)[before:]
     got = sorted((row["scope"], row["obj_name"], row["count"]) for row in rows)
+    # what the import replaced, then what it wrote (as CVAT's PUT)
     assert got == [
         ("create:shapes", "ellipse", 1),
         ("create:shapes", "rectangle", 2),
         ("create:tags", None, 1),
+        ("delete:shapes", "ellipse", 1),
+        ("delete:shapes", "rectangle", 2),
+        ("delete:tags", None, 1),
     ]
+    rows = [row for row in rows if row["scope"].startswith("create:")]
     listed = sorted(i for row in rows if row["scope"] == "create:shapes" for i in _ids(row))
     assert listed == sorted(s["id"] for s in shapes)
     for row in rows:
@@ -233,10 +238,73 @@ async def test_dataset_exports_and_imports_make_cvats_events(
     assert rows and {row["job_id"] for row in rows} == {job_id}
     jobs = [row["job_id"] for row in pending_rows(db) if row["scope"] == "import:dataset"]
     assert jobs == [None, job_id]
-    assert sum(row["count"] for row in rows) == 4
+    created = [row for row in rows if row["scope"].startswith("create:")]
+    assert sum(row["count"] for row in created) == 4
 
     # a failed import records nothing
     before = len(annotation_rows(db))
     done = await _import(api, f"/api/tasks/{task['id']}/annotations/", b"not a zip", "x")
     assert done["status"] == "failed", done
+    assert len(annotation_rows(db)) == before
+
+
+async def test_what_a_put_or_a_delete_clears_makes_delete_events(
+    client_for: Any, alice: Account, db: Database
+) -> None:
+    """As CVAT's PUT (delete events of what it replaces, then create events) and DELETE."""
+    api = client_for(alice)
+    task = await make_task(api, db, frames=4)
+    cat = task["labels_by_name"]["cat"]["id"]
+    job_id = task["job_ids"][0]
+    box = {"type": "rectangle", "label_id": cat, "points": [1, 2, 3, 4]}
+    poly = {"type": "polygon", "label_id": cat, "points": [1, 1, 5, 1, 5, 5], "frame": 0}
+    body = {
+        "tags": [{"frame": 0, "label_id": cat}, {"frame": 1, "label_id": cat}],
+        "shapes": [
+            {**box, "frame": 0},
+            {**box, "frame": 1},
+            {"type": "points", "label_id": cat, "points": [1, 2], "frame": 2},
+        ],
+        "tracks": [{"frame": 0, "label_id": cat, "shapes": [poly]}],
+    }
+    r = await api.put(f"/api/jobs/{job_id}/annotations", json=body)
+    assert r.status_code == 200, r.text
+    first = r.json()
+
+    before = len(annotation_rows(db))
+    rid = str(uuid.uuid4())
+    r = await api.put(
+        f"/api/jobs/{job_id}/annotations",
+        json={"shapes": [{**box, "frame": 3}]},
+        headers={"X-Request-Id": rid},
+    )
+    assert r.status_code == 200, r.text
+    rows = annotation_rows(db)[before:]
+    assert [(row["scope"], row["obj_name"], row["count"]) for row in rows] == [
+        ("delete:tags", None, 2),
+        ("delete:shapes", "points", 1),
+        ("delete:shapes", "rectangle", 2),
+        ("delete:tracks", "polygon", 1),
+        ("create:shapes", "rectangle", 1),
+    ]
+    by_scope = {(row["scope"], row["obj_name"]): row for row in rows}
+    old_boxes = sorted(s["id"] for s in first["shapes"] if s["type"] == "rectangle")
+    assert _ids(by_scope[("delete:shapes", "rectangle")]) == old_boxes
+    assert _ids(by_scope[("delete:tracks", "polygon")]) == [first["tracks"][0]["id"]]
+    for row in rows:
+        assert (row["job_id"], row["task_id"], row["user_id"]) == (job_id, task["id"], alice.id)
+        assert json.loads(row["payload"])["request"] == {"id": rid}
+
+    # a task's DELETE names what its jobs held, at the task's level
+    before = len(annotation_rows(db))
+    r = await api.delete(f"/api/tasks/{task['id']}/annotations")
+    assert r.status_code == 204, r.text
+    rows = annotation_rows(db)[before:]
+    assert [(row["scope"], row["obj_name"], row["count"], row["job_id"]) for row in rows] == [
+        ("delete:shapes", "rectangle", 1, None)
+    ]
+    # nothing left: nothing recorded
+    before = len(annotation_rows(db))
+    r = await api.delete(f"/api/jobs/{job_id}/annotations")
+    assert r.status_code == 204, r.text
     assert len(annotation_rows(db)) == before
