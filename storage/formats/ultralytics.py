@@ -20,7 +20,9 @@ the same lines back (an OBB's corners become a rotated rectangle; a pose line's 
 the skeleton's sublabels by position, ``kpt_shape`` ``[n, 2]`` meaning all visible).
 
 Ultralytics YOLO Detection Track 1.0 (export only; CVAT has no importer for it) is Detection
-with the track id as a sixth column, ``class cx cy w h track_id``. Confirmed from CVAT (its
+with the track id as a sixth column, ``class cx cy w h track_id``; the Detection importer reads
+such lines (as CVAT's does): the boxes of one id and label become a track (a keyframe per
+frame, ending on the frame after each run of frames). Confirmed from CVAT (its
 exporter is datumaro's Ultralytics Detection converter with ``write_track_id``): the same
 layout and ``data.yaml``; the id is appended only to a track's boxes, a plain box keeps its
 five columns (no ``-1``); a track's box is written on every frame where it is visible,
@@ -199,10 +201,16 @@ def _skeleton(label: str, values: list[float], kpt: tuple[int, int], where: str)
 
 def _shape(variant: str, label: str, values: list[float], where: str) -> Shape:
     if variant == "detection":
-        if len(values) != 4:
-            raise InvalidInput(f"{where}: expected 'class cx cy w h'.")
-        cx, cy, w, h = values
-        return Shape("rectangle", label, [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+        if len(values) not in (4, 5):
+            raise InvalidInput(f"{where}: expected 'class cx cy w h' (and a track id).")
+        cx, cy, w, h = values[:4]
+        box = Shape("rectangle", label, [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+        if len(values) == 5:  # a Detection Track line: the boxes of one id become a track
+            track = values[4]
+            if track < 0 or track != int(track):
+                raise InvalidInput(f"{where}: the track id {track:g} is not a whole number >= 0.")
+            box.track_id = int(track)
+        return box
     if variant == "segmentation":
         if len(values) < 6 or len(values) % 2:
             raise InvalidInput(f"{where}: a polygon needs at least 3 points.")

@@ -12,9 +12,18 @@ import httpx
 import yaml
 
 from tests.conftest import Account
-from tests.factories import export_dataset, images, labelled_task, task_annotations
+from tests.factories import (
+    bad_import,
+    export_dataset,
+    images,
+    import_file,
+    labelled_task,
+    task_annotations,
+    zip_bytes,
+)
 
 FMT = "Ultralytics YOLO Detection Track 1.0"
+DETECTION = "Ultralytics YOLO Detection 1.0"
 W, H = 64, 48  # the size of factories.images()
 FRAMES = 6
 
@@ -132,3 +141,33 @@ async def test_import_is_refused(client_for: Any, alice: Account) -> None:
     assert f"'{FMT}' cannot be used for import" in r.text, r.text
     assert "Ultralytics YOLO Detection 1.0" in r.text  # the importers it can use are listed
     assert await task_annotations(api, task) == before
+
+
+async def test_detection_import_makes_tracks_of_track_ids(client_for: Any, alice: Account) -> None:
+    """As CVAT's: the Detection importer reads the sixth column; one id's boxes become a track
+    (a keyframe per frame it is on, outside on the frame after a run)."""
+    api = client_for(alice)
+    task = await _tracked(api)
+    data = await export_dataset(api, "task", task["id"], FMT)
+    fresh = await labelled_task(api, images(FRAMES))
+    body = await import_file(api, "task", fresh["id"], DETECTION, "t.zip", data)
+    assert body["status"] == "finished", body
+    got = await task_annotations(api, fresh)
+    names = {lb["id"]: name for name, lb in fresh["labels_by_name"].items()}
+    assert [(names[s["label_id"]], s["frame"], s["type"]) for s in got["shapes"]] == [
+        ("dog", 1, "rectangle")
+    ]
+    tracks = {names[t["label_id"]]: t for t in got["tracks"]}
+    assert sorted(tracks) == ["cat", "dog"]
+    cat = [(s["frame"], s["outside"]) for s in tracks["cat"]["shapes"]]
+    assert cat == [(0, False), (1, False), (2, False), (3, False), (4, True)]
+    assert [round(v) for v in tracks["cat"]["shapes"][1]["points"]] == [8, 6, 24, 18]
+    dog = [(s["frame"], s["outside"]) for s in tracks["dog"]["shapes"]]
+    assert dog == [(4, False), (5, False)]
+
+    # a track id that is not a whole number >= 0 fails the import and changes nothing
+    bad = zip_bytes({
+        "data.yaml": b"names:\n  0: cat\n  1: dog\npath: .\ntrain: train.txt\n",
+        "labels/train/img_0.txt": b"0 0.5 0.5 0.2 0.2 -3\n",
+    })  # fmt: skip
+    await bad_import(api, fresh, DETECTION, bad, "track id -3")
