@@ -484,3 +484,19 @@ async def bad_import(
     assert body["status"] == "failed", body
     assert reason in str(body["message"]), body["message"]
     assert await task_annotations(api, task) == before
+
+
+async def import_into_new_project(
+    api: httpx.AsyncClient, labels: list[dict[str, Any]], fmt: str, data: bytes
+) -> list[dict[str, Any]]:
+    """A new project with ``labels``, ``data`` imported into it as a dataset (the import must
+    finish); the project's tasks."""
+    r = await api.post("/api/projects", json={"name": "imported", "labels": labels})
+    assert r.status_code == 201, r.text
+    project = r.json()["id"]
+    body = await import_file(api, "project", project, fmt, "dataset.zip", data)
+    assert body["status"] == "finished", body
+    tasks: list[dict[str, Any]] = (
+        await api.get("/api/tasks", params={"project_id": project})
+    ).json()["results"]
+    return tasks

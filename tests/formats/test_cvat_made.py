@@ -4,13 +4,11 @@ documented layouts, into a task whose frames they name."""
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from typing import Any
 
 from tests.conftest import Account
-from tests.factories import images, import_file, labelled_task
+from tests.factories import images, import_file, labelled_task, zip_bytes
 
 CVAT_IMAGES_XML = b"""<?xml version="1.0" encoding="utf-8"?>
 <annotations>
@@ -83,14 +81,6 @@ CVAT_COCO = {
 }  # fmt: skip
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 LABELS: list[dict[str, Any]] = [
     {"name": "cat"},
     {"name": "dog", "attributes": [{"name": "color", "mutable": False, "input_type": "select",
@@ -110,7 +100,7 @@ async def _imported(api: Any, fmt: str, name: str, data: bytes) -> dict[str, Any
 
 async def test_cvat_xml_for_images(client_for: Any, alice: Account) -> None:
     got = await _imported(
-        client_for(alice), "CVAT 1.1", "ann.zip", _zip({"annotations.xml": CVAT_IMAGES_XML})
+        client_for(alice), "CVAT 1.1", "ann.zip", zip_bytes({"annotations.xml": CVAT_IMAGES_XML})
     )
     names = got["names"]
     shapes = {(s["frame"], s["type"], names[s["label_id"]]): s for s in got["shapes"]}
@@ -129,7 +119,7 @@ async def test_cvat_xml_for_video_keeps_the_track(client_for: Any, alice: Accoun
 
 
 async def test_cvat_coco(client_for: Any, alice: Account) -> None:
-    data = _zip({"annotations/instances_default.json": json.dumps(CVAT_COCO).encode()})
+    data = zip_bytes({"annotations/instances_default.json": json.dumps(CVAT_COCO).encode()})
     got = await _imported(client_for(alice), "COCO 1.0", "coco.zip", data)
     names = got["names"]
     kinds = sorted((s["type"], names[s["label_id"]]) for s in got["shapes"])
@@ -142,7 +132,7 @@ async def test_cvat_coco(client_for: Any, alice: Account) -> None:
 
 
 async def test_cvat_yolo(client_for: Any, alice: Account) -> None:
-    data = _zip({
+    data = zip_bytes({
         "obj.names": b"cat\ndog\n",
         "obj.data": b"classes = 2\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n",
         "train.txt": b"data/obj_train_data/img_00.jpg\ndata/obj_train_data/img_01.jpg\n",

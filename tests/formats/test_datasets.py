@@ -17,7 +17,16 @@ from pycocotools.coco import COCO
 
 from cvat_ray.storage.formats import masks
 from tests.conftest import Account
-from tests.factories import export_dataset, images, import_file, labelled_task, upload, wait
+from tests.factories import (
+    export_dataset,
+    images,
+    import_file,
+    labelled_task,
+    task_annotations,
+    upload,
+    wait,
+    zip_bytes,
+)
 
 W, H = 64, 48  # the size of factories.images()
 
@@ -126,13 +135,6 @@ def _canon_shape(
     )  # fmt: skip
 
 
-async def _annotations(api: httpx.AsyncClient, task: dict[str, Any]) -> dict[str, Any]:
-    r = await api.get(f"/api/tasks/{task['id']}/annotations/")
-    assert r.status_code == 200
-    data: dict[str, Any] = r.json()
-    return data
-
-
 async def test_formats_list_cvats_names(client_for: Any, alice: Account) -> None:
     api = client_for(alice)
     r = await api.get("/api/server/annotation/formats")
@@ -198,7 +200,7 @@ async def test_round_trip_into_a_fresh_task(
     fresh = await labelled_task(api, images(3))
     body = await import_file(api, "task", fresh["id"], import_fmt, "dataset.zip", data)
     assert body["status"] == "finished", body
-    before, after = await _annotations(api, task), await _annotations(api, fresh)
+    before, after = await task_annotations(api, task), await task_annotations(api, fresh)
     na, nb = _names(task), _names(fresh)
     aa, ab = _attr_names(task), _attr_names(fresh)
     if export_fmt == "CVAT for video 1.1":
@@ -234,20 +236,12 @@ async def test_yolo_round_trip(client_for: Any, alice: Account) -> None:
     fresh = await labelled_task(api, images(3))
     body = await import_file(api, "task", fresh["id"], "YOLO 1.1", "y.zip", data)
     assert body["status"] == "finished", body
-    got = (await _annotations(api, fresh))["shapes"]
+    got = (await task_annotations(api, fresh))["shapes"]
     assert len(got) == 5  # 2 boxes + 3 track boxes
     assert any(s["frame"] == 0 and [round(p) for p in s["points"]] == [1, 2, 30, 40] for s in got)
 
 
 # ---------------------------------------------------------------------- bad input
-
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
 
 
 _COCO_UNKNOWN = json.dumps({
@@ -273,7 +267,7 @@ _LAUGHS = b"""<?xml version="1.0"?>
         ("CVAT 1.1", "a.xml", _XXE, "DTDs and entity declarations are not allowed"),
         ("CVAT 1.1", "a.xml", _LAUGHS, "DTDs and entity declarations are not allowed"),
         ("COCO 1.0", "a.json", _COCO_UNKNOWN, "Label 'unicorn' is not in the task"),
-        ("COCO 1.0", "a.zip", _zip({"../../evil.json": _COCO_UNKNOWN}), "unsafe path"),
+        ("COCO 1.0", "a.zip", zip_bytes({"../../evil.json": _COCO_UNKNOWN}), "unsafe path"),
         ("CVAT 1.1", "a.xml", b"", "the uploaded file is empty"),
         (
             "CVAT 1.1",
@@ -288,11 +282,11 @@ async def test_bad_imports_fail_and_change_nothing(
 ) -> None:
     api = client_for(alice)
     task = await _annotated(api)
-    before = await _annotations(api, task)
+    before = await task_annotations(api, task)
     body = await import_file(api, "task", task["id"], fmt, name, data)
     assert body["status"] == "failed"
     assert reason in str(body["message"]), body["message"]
-    assert await _annotations(api, task) == before
+    assert await task_annotations(api, task) == before
 
 
 async def test_wrong_format_names_are_400_listing_the_valid_ones(
@@ -361,7 +355,7 @@ async def test_masks_become_polygons_by_default(client_for: Any, alice: Account)
     assert r.status_code == 202
     body = await wait(api, r.json()["rq_id"])
     assert body["status"] == "finished", body
-    shapes = (await _annotations(api, fresh))["shapes"]
+    shapes = (await task_annotations(api, fresh))["shapes"]
     assert not [s for s in shapes if s["type"] == "mask"]
     on_frame_2 = [s for s in shapes if s["frame"] == 2 and s["type"] == "polygon"]
     assert len(on_frame_2) == 1
@@ -392,7 +386,7 @@ async def test_round_trip_of_what_a_format_keeps(
     fresh = await labelled_task(api, images(3))
     body = await import_file(api, "task", fresh["id"], fmt, "d.zip", data)
     assert body["status"] == "finished", body
-    before, after = await _annotations(api, task), await _annotations(api, fresh)
+    before, after = await task_annotations(api, task), await task_annotations(api, fresh)
     na, nb, aa, ab = _names(task), _names(fresh), _attr_names(task), _attr_names(fresh)
 
     def canon(s: dict[str, Any], names: dict[int, str], attrs: dict[int, str]) -> tuple[Any, ...]:
@@ -422,7 +416,7 @@ async def test_mot_keeps_tracks(client_for: Any, alice: Account) -> None:
     fresh = await labelled_task(api, images(3))
     body = await import_file(api, "task", fresh["id"], "MOT 1.1", "mot.zip", data)
     assert body["status"] == "finished", body
-    after = await _annotations(api, fresh)
+    after = await task_annotations(api, fresh)
     (track,) = after["tracks"]
     assert [(s["frame"], s["points"]) for s in track["shapes"]] == [
         (0, [0, 0, 10, 10]), (1, [5, 5, 15, 15]), (2, [10, 10, 20, 20])
@@ -445,7 +439,7 @@ async def test_segmentation_mask_round_trip(client_for: Any, alice: Account) -> 
     fresh = await labelled_task(api, images(3))
     body = await import_file(api, "task", fresh["id"], "Segmentation mask 1.1", "s.zip", data)
     assert body["status"] == "finished", body
-    shapes = (await _annotations(api, fresh))["shapes"]
+    shapes = (await task_annotations(api, fresh))["shapes"]
     on_2 = [s for s in shapes if s["frame"] == 2 and s["type"] == "mask"]
     # the mask, and the track's box on frame 2 (painted over it: pixels 10..20 both ways)
     assert len(on_2) == 2
@@ -520,7 +514,7 @@ async def test_coco_keypoints_round_trip(client_for: Any, alice: Account, tmp_pa
     fresh = await labelled_task(api, images(3))
     body = await import_file(api, "task", fresh["id"], "COCO Keypoints 1.0", "kp.zip", data)
     assert body["status"] == "finished", body
-    before, after = await _annotations(api, task), await _annotations(api, fresh)
+    before, after = await task_annotations(api, task), await task_annotations(api, fresh)
     na, nb, aa, ab = _names(task), _names(fresh), _attr_names(task), _attr_names(fresh)
     skeleton = {_canon_shape(s, na, aa) for s in before["shapes"] if s["type"] == "skeleton"}
     assert {_canon_shape(s, nb, ab) for s in after["shapes"]} == skeleton
@@ -564,7 +558,7 @@ async def test_a_streamed_import_fails_whole(
     monkeypatch.setattr(sink, "CHUNK", 3)
     api = client_for(alice)
     task = await _annotated(api)
-    before = await _annotations(api, task)
+    before = await task_annotations(api, task)
     anns = [
         {"id": n + 1, "image_id": 1 + n % 3, "category_id": 1, "bbox": [n, n, 5, 5],
          "segmentation": [], "area": 25, "iscrowd": 0}
@@ -580,13 +574,13 @@ async def test_a_streamed_import_fails_whole(
         api, "task", task["id"], "COCO 1.0", "c.json", json.dumps(doc).encode()
     )
     assert body["status"] == "failed" and "unicorn" in str(body["message"])
-    assert await _annotations(api, task) == before
+    assert await task_annotations(api, task) == before
     doc["annotations"] = anns
     body = await import_file(
         api, "task", task["id"], "COCO 1.0", "c.json", json.dumps(doc).encode()
     )
     assert body["status"] == "finished", body
-    shapes = (await _annotations(api, task))["shapes"]
+    shapes = (await task_annotations(api, task))["shapes"]
     assert sorted(s["points"][0] for s in shapes) == list(range(20))
 
 
@@ -616,7 +610,7 @@ def _coco_with_images(label: str = "cat", drop: str = "", extra: bytes = b"") ->
         "images/train/a/img_1.jpg": pics[1],
         "images/val/img_9.jpg": extra or pics[2],
     }
-    return _zip({k: v for k, v in files.items() if not drop or drop not in k})
+    return zip_bytes({k: v for k, v in files.items() if not drop or drop not in k})
 
 
 async def _project_tasks(api: httpx.AsyncClient, project: int) -> list[dict[str, Any]]:

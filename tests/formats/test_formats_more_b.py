@@ -16,8 +16,18 @@ from PIL import Image
 
 from cvat_ray.storage.formats import masks
 from tests.conftest import Account
-from tests.factories import export_dataset, images, import_file, labelled_task, upload, wait
-from tests.formats.test_datasets import H, W, _annotated, _annotations, _bitmap, _names, _zip
+from tests.factories import (
+    export_dataset,
+    images,
+    import_file,
+    import_into_new_project,
+    labelled_task,
+    task_annotations,
+    upload,
+    wait,
+    zip_bytes,
+)
+from tests.formats.test_datasets import H, W, _annotated, _bitmap, _names
 
 FORMATS = ("CamVid 1.0", "Cityscapes 1.0", "KITTI 1.0", "Open Images V6 1.0")
 
@@ -65,7 +75,7 @@ async def _round_trip(
     fresh = await labelled_task(api, images(3))
     body = await import_file(api, "task", fresh["id"], fmt, "d.zip", data)
     assert body["status"] == "finished", body
-    return fresh, await _annotations(api, fresh)
+    return fresh, await task_annotations(api, fresh)
 
 
 async def test_the_four_formats_are_listed_enabled(client_for: Any, alice: Account) -> None:
@@ -357,11 +367,11 @@ async def test_bad_imports_fail_and_change_nothing(
 ) -> None:
     api = client_for(alice)
     task = await _annotated(api)
-    before = await _annotations(api, task)
-    body = await import_file(api, "task", task["id"], fmt, "bad.zip", _zip(files))
+    before = await task_annotations(api, task)
+    body = await import_file(api, "task", task["id"], fmt, "bad.zip", zip_bytes(files))
     assert body["status"] == "failed"
     assert reason in str(body["message"]), body["message"]
-    assert await _annotations(api, task) == before
+    assert await task_annotations(api, task) == before
 
 
 # ------------------------------------------------------- archives written from the layouts
@@ -427,9 +437,9 @@ async def test_archives_written_from_the_layouts_import(
 ) -> None:
     api = client_for(alice)
     task = await labelled_task(api, images(2))
-    body = await import_file(api, "task", task["id"], fmt, "made.zip", _zip(_MADE[fmt]))
+    body = await import_file(api, "task", task["id"], fmt, "made.zip", zip_bytes(_MADE[fmt]))
     assert body["status"] == "finished", body
-    after = await _annotations(api, task)
+    after = await task_annotations(api, task)
     names = _names(task)
     shapes = after["shapes"]
     assert {s["frame"] for s in shapes} == {0}
@@ -509,7 +519,7 @@ async def test_format_attributes_come_back_where_the_label_has_them(
         fresh = await labelled_task(api, images(1), labels)
         body = await import_file(api, "task", fresh["id"], fmt, "d.zip", data)
         assert body["status"] == "finished", body
-        shapes = [s for s in (await _annotations(api, fresh))["shapes"] if s["type"] == kind]
+        shapes = [s for s in (await task_annotations(api, fresh))["shapes"] if s["type"] == kind]
         names = {a["id"]: a["name"] for a in fresh["labels_by_name"]["car"]["attributes"]}
         flagged = [
             s
@@ -599,12 +609,7 @@ async def test_project_export_with_images_makes_a_task_per_subset(
     api = client_for(alice)
     project, _ = await _two_subsets(api)
     data = await export_dataset(api, "project", project, fmt, save_images=True)
-    r = await api.post("/api/projects", json={"name": "copy", "labels": [{"name": "cat"}]})
-    assert r.status_code == 201, r.text
-    copy = r.json()["id"]
-    body = await import_file(api, "project", copy, fmt, "p.zip", data)
-    assert body["status"] == "finished", body
-    tasks = (await api.get("/api/tasks", params={"project_id": copy})).json()["results"]
+    tasks = await import_into_new_project(api, [{"name": "cat"}], fmt, data)
     assert sorted((t["name"], t["subset"], t["size"]) for t in tasks) == [
         ("train", "train", 2),
         ("val", "val", 2),

@@ -19,6 +19,7 @@ from tests.factories import (
     export_dataset,
     images,
     import_file,
+    import_into_new_project,
     labelled_task,
     task_annotations,
     zip_bytes,
@@ -331,12 +332,7 @@ async def test_segmentation_project_import_with_images(client_for: Any, alice: A
     api = client_for(alice)
     task = await _segmentation_task(api)
     data = await export_dataset(api, "task", task["id"], SEG, save_images=True)
-    r = await api.post("/api/projects", json={"name": "p", "labels": LABELS})
-    assert r.status_code == 201, r.text
-    project = r.json()["id"]
-    body = await import_file(api, "project", project, SEG, "s.zip", data)
-    assert body["status"] == "finished", body
-    tasks = (await api.get("/api/tasks", params={"project_id": project})).json()["results"]
+    tasks = await import_into_new_project(api, LABELS, SEG, data)
     assert [(t["name"], t["size"]) for t in tasks] == [("default", 3)]
     shapes = (await api.get(f"/api/tasks/{tasks[0]['id']}/annotations/")).json()["shapes"]
     assert sorted(s["frame"] for s in shapes) == [0, 0, 0, 1]

@@ -21,6 +21,7 @@ from tests.factories import (
     export_dataset,
     images,
     import_file,
+    import_into_new_project,
     labelled_task,
     task_annotations,
     zip_bytes,
@@ -191,12 +192,7 @@ async def test_project_import_with_images_makes_a_task(client_for: Any, alice: A
     api = client_for(alice)
     task = await _tracked(api)
     data = await export_dataset(api, "task", task["id"], FMT, save_images=True)
-    r = await api.post("/api/projects", json={"name": "copy", "labels": LABELS})
-    assert r.status_code == 201, r.text
-    project = r.json()["id"]
-    body = await import_file(api, "project", project, FMT, "p.zip", data)
-    assert body["status"] == "finished", body
-    tasks = (await api.get("/api/tasks", params={"project_id": project})).json()["results"]
+    tasks = await import_into_new_project(api, LABELS, FMT, data)
     assert [(t["name"], t["subset"], t["size"]) for t in tasks] == [("default", "default", 4)]
     frames = (await api.get(f"/api/tasks/{tasks[0]['id']}/data/meta")).json()["frames"]
     assert [f["name"] for f in frames] == [f"img_{i:02d}.jpg" for i in range(4)]
