@@ -40,6 +40,7 @@ from cvat_ray.storage.annotations.validation import (
     require_no_ids,
 )
 from cvat_ray.storage.context import RequestContext
+from cvat_ray.storage.events import outbox as events_outbox
 from cvat_ray.storage.models import Data, Job, Segment, Task, utcnow
 from cvat_ray.storage.schemas.annotations import (
     LabeledData,
@@ -318,7 +319,10 @@ def _record_cleared(
     session: Session, actor: changes.Actor, task: Task, job_ids: Sequence[int], job_id: int | None
 ) -> None:
     """CVAT's ``delete:tags|shapes|tracks`` events of what a PUT, an import or a DELETE is about
-    to clear from ``job_ids`` (counted in SQL, not read back)."""
+    to clear from ``job_ids`` (counted in SQL, not read back). Only analytics takes these
+    events: with it off, the queries are skipped."""
+    if not events_outbox.enabled():
+        return
     found = bulk.summary(session, job_ids, listed=_LISTED)
     listed = {key: (n, [{"id": i} for i in ids]) for key, (n, ids) in found.items()}
     _emit(session, actor, "delete", listed, task, job_id)
