@@ -10,8 +10,10 @@ is a thread of the API process (``--sender thread``, a deployment without Ray) o
   ``update:job`` pointing at its own receiver, so every update makes one delivery;
 - rounds alternate: webhooks off (inactive) / on, the same number of updates each, with the
   same concurrency; the API's updates/s is measured in each;
-- every delivery's arrival is timed against the ``updated_date`` the update wrote (just
-  before its commit): commit -> receive latency (an upper bound: it includes the commit).
+- every delivery's arrival is timed against the commit of the update that made it (the API
+  process notes each such commit's time, by the update's ``updated_date``, right after it):
+  commit -> receive latency; and against the ``updated_date`` itself, written before the
+  rest of the request (the read of the result, the commit): write -> receive, an upper bound.
 
     python bench/webhooks.py [--updates 10000 | --quick] [--sender thread|ray]
                              [--concurrency 8] [--database-url URL (an empty database)]
@@ -93,6 +95,31 @@ def _receivers(count: int, ports: Any, stop: Any, out: Any) -> None:
 # ----------------------------------------------------------------------------- the API
 
 
+def _note_commits(path: str) -> None:
+    """Instrumentation of the API process: each change that makes deliveries notes, right
+    after its transaction commits, the time and the ``updated_date`` it wrote (which the
+    receivers see in the payload)."""
+    from cvat_ray.storage import changes
+    from cvat_ray.storage.db import after_commit
+    from cvat_ray.storage.webhooks import outbox
+
+    out = open(path, "a", buffering=1)  # noqa: SIM115 (open for the process' life)
+    lock = threading.Lock()
+
+    def consume(session: Any, change: Any) -> None:
+        stamp = str((change.subject or {}).get("updated_date", ""))
+
+        def note() -> None:
+            now = time.time()
+            with lock:
+                out.write(f"{stamp}\t{now}\n")
+
+        after_commit(session, note)  # before the consumer's own hook: it wakes the sender
+        outbox.consume(session, change)
+
+    changes.register(outbox.CONSUMER, consume)
+
+
 def app() -> Any:
     """The uvicorn factory (``--factory bench.webhooks:app``). With ``--sender ray`` the API
     process joins the bench's Ray cluster and its commits wake the ``webhook-sender`` actor
@@ -100,7 +127,9 @@ def app() -> Any:
     from cvat_ray.serve_apps.app import build_app
 
     if os.environ.get("BENCH_WEBHOOK_SENDER") != "ray":
-        return build_app()
+        application = build_app()
+        _note_commits(os.environ["BENCH_COMMITS_FILE"])
+        return application
     import ray
 
     from cvat_ray.actors.launcher import ThreadLauncher
@@ -117,6 +146,7 @@ def app() -> Any:
     operations = Registry([every.operation(t) for t in every.types()])  # no sender thread
     application = build_app(settings, db, ThreadLauncher(settings, db, operations))
     application.state.waker = _wake_service_after_commits(db, "webhook-sender")
+    _note_commits(os.environ["BENCH_COMMITS_FILE"])
     return application
 
 
@@ -290,6 +320,7 @@ def main() -> int:
         # the backlog is written by this process: the API's sender finds it by sweeping
         "CVAT_RAY_WEBHOOKS__SWEEP_INTERVAL_S": "0.2",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "BENCH_COMMITS_FILE": str(workdir / "commits.tsv"),
     }
     os.environ.update({k: v for k, v in env.items() if k.startswith("CVAT_RAY_")})
     token, tasks, jobs = _prepare(url)
@@ -408,11 +439,18 @@ def main() -> int:
         len(drained) / (max(h[3] for h in drained) - backlog_at) if drained else float("nan")
     )
 
-    latencies = []
+    commits: dict[str, float] = {}
+    with open(workdir / "commits.tsv") as lines:
+        for line in lines:
+            stamp, _, at = line.rstrip("\n").partition("\t")
+            commits[stamp] = float(at)
+    latencies, upper = [], []
     for _uid, _event, updated, arrived in hits:
+        if updated in commits:
+            latencies.append((arrived - commits[updated]) * 1000)
         if updated:
             written = datetime.fromisoformat(updated.replace("Z", "+00:00")).timestamp()
-            latencies.append((arrived - written) * 1000)
+            upper.append((arrived - written) * 1000)
     unique = len({h[0] for h in hits})
     span = max(h[3] for h in hits) - (on_started or 0) if hits else float("nan")
     # deliveries/s over the time the "on" rounds and the draining took (the "off" rounds in
@@ -431,8 +469,13 @@ def main() -> int:
         f" ({len(drained)} received)"
     )
     print(
-        f"commit->receive latency ms: p50 {statistics.median(latencies):.1f}, "
-        f"p99 {_percentile(latencies, 99):.1f}"
+        f"commit->receive latency ms ({len(latencies)} timed): p50 "
+        f"{statistics.median(latencies):.1f}, p99 {_percentile(latencies, 99):.1f}, "
+        f"max {max(latencies):.1f}"
+    )
+    print(
+        f"write->receive latency ms (from updated_date, before the commit): p50 "
+        f"{statistics.median(upper):.1f}, p99 {_percentile(upper, 99):.1f}"
     )
     print(
         f"API updates/s: webhooks off {off_rps:.0f}, on {on_rps:.0f}, ratio on/off "

@@ -412,6 +412,12 @@ class WebhooksSettings(BaseModel):
     sweep_interval_s: float = Field(
         default=5, gt=0, description="How often the sender looks for due deliveries unwoken"
     )
+    claim_interval_s: float = Field(
+        default=0.02,
+        ge=0,
+        description="Least time between two claims of the sender: the deliveries of a burst "
+        "of commits are claimed, sent and recorded together",
+    )
     lease_s: float = Field(
         default=120,
         gt=0,

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Table, insert, or_, select
 from sqlalchemy.orm import Session
 
 from cvat_ray.storage import changes
@@ -31,6 +31,8 @@ from cvat_ray.storage.webhooks.events import ALL_EVENTS, request_event
 logger = logging.getLogger("cvat_ray.webhooks")
 
 CONSUMER = "webhooks"
+# the deliveries' table, for the Core statements of the outbox and the sender
+DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 
 # database (its URL) -> how to wake the sender that works on it
 _wakers: dict[str, Callable[[], None]] = {}
@@ -104,7 +106,9 @@ def _sender(session: Session, change: Change) -> dict[str, Any] | None:
     user_id = change.actor.user_id
     if user_id is None:
         return None
-    user = session.get(User, user_id)
+    user = session.execute(
+        select(User.username, User.first_name, User.last_name).where(User.id == user_id)
+    ).first()
     if user is None:
         return None
     base = ""
@@ -113,30 +117,60 @@ def _sender(session: Session, change: Change) -> dict[str, Any] | None:
     if isinstance(url, str) and "/api/" in url:
         base = url.split("/api/", 1)[0]
     return {
-        "url": f"{base}/api/users/{user.id}",
-        "id": user.id,
+        "url": f"{base}/api/users/{user_id}",
+        "id": user_id,
         "username": user.username,
         "first_name": user.first_name,
         "last_name": user.last_name,
     }
 
 
-def matching_webhooks(session: Session, change: Change, key: str) -> list[Webhook]:
+def matching_webhooks(session: Session, change: Change, key: str) -> list[int]:
+    """The ids of the active webhooks that get ``change`` (its event is ``key``), in order."""
     scope = change.scope_ids
     targets = [Webhook.type == "server"]
     if scope.org_id is not None:
         targets.append((Webhook.type == "organization") & (Webhook.organization_id == scope.org_id))
     if scope.project_id is not None:
         targets.append((Webhook.type == "project") & (Webhook.project_id == scope.project_id))
-    rows = session.scalars(
-        select(Webhook).where(Webhook.is_active.is_(True), or_(*targets)).order_by(Webhook.id)
+    rows = session.execute(
+        select(Webhook.id, Webhook.events)
+        .where(Webhook.is_active.is_(True), or_(*targets))
+        .order_by(Webhook.id)
     )
-    return [w for w in rows if key in (w.events or [])]
+    return [webhook_id for webhook_id, events in rows if key in (events or [])]
 
 
 def encode(payload: Mapping[str, Any]) -> str:
     """The body as sent: ``json.dumps`` with its default separators, as CVAT sends it."""
     return json.dumps(payload, default=str)
+
+
+def delivery_values(
+    webhook_id: int,
+    event: str,
+    payload: Mapping[str, Any],
+    *,
+    changed_fields: str = "",
+    redelivery: bool = False,
+    status: str = "pending",
+) -> dict[str, Any]:
+    """The columns of a new delivery row."""
+    now = utcnow()
+    return {
+        "uid": str(uuid.uuid4()),
+        "webhook_id": webhook_id,
+        "event": event,
+        "status": status,
+        "redelivery": redelivery,
+        "attempt": 0,
+        "next_attempt_at": now,
+        "body": encode(payload),
+        "changed_fields": changed_fields[:4096],
+        "response": "",
+        "created_date": now,
+        "updated_date": now,
+    }
 
 
 def new_delivery(
@@ -149,20 +183,15 @@ def new_delivery(
     redelivery: bool = False,
     status: str = "pending",
 ) -> WebhookDelivery:
-    now = utcnow()
     row = WebhookDelivery(
-        uid=str(uuid.uuid4()),
-        webhook_id=webhook.id,
-        event=event,
-        status=status,
-        redelivery=redelivery,
-        attempt=0,
-        next_attempt_at=now,
-        body=encode(payload),
-        changed_fields=changed_fields[:4096],
-        response="",
-        created_date=now,
-        updated_date=now,
+        **delivery_values(
+            webhook.id,
+            event,
+            payload,
+            changed_fields=changed_fields,
+            redelivery=redelivery,
+            status=status,
+        )
     )
     session.add(row)
     return row
@@ -173,8 +202,8 @@ def consume(session: Session, change: Change) -> None:
     key = event_key(change)
     if key not in ALL_EVENTS:
         return
-    webhooks = matching_webhooks(session, change, key)
-    if not webhooks:
+    webhook_ids = matching_webhooks(session, change, key)
+    if not webhook_ids:
         return
     subject = dict(change.subject or {})
     common: dict[str, Any] = {"event": key}
@@ -189,11 +218,16 @@ def consume(session: Session, change: Change) -> None:
             common["changes"] = diff
             changed = ",".join(before)
         common["sender"] = _sender(session, change)
-    for webhook in webhooks:
-        new_delivery(
-            session, webhook, key, {**common, "webhook_id": webhook.id}, changed_fields=changed
-        )
-    session.flush()
+    # one INSERT for every webhook's row (Core: no unit-of-work bookkeeping per row)
+    session.execute(
+        insert(DELIVERIES),
+        [
+            delivery_values(
+                webhook_id, key, {**common, "webhook_id": webhook_id}, changed_fields=changed
+            )
+            for webhook_id in webhook_ids
+        ],
+    )
     key_db = db_key(session.get_bind())
     after_commit(session, lambda: wake(key_db))
 

@@ -2,14 +2,16 @@
 
 One round (:meth:`WebhookSender.run_once`):
 
-1. **claim** due deliveries, by webhook: the webhooks with due rows are locked with
+1. **claim** due deliveries, by webhook (again as soon as a webhook's batch is recorded,
+   at most every ``webhooks.claim_interval_s``): the webhooks with due rows are locked with
    ``SELECT … FOR NO KEY UPDATE SKIP LOCKED`` on PostgreSQL (two senders never work on one webhook
    at once); SQLite has one writer, and the claim is a conditional UPDATE. Of each webhook,
    the oldest pending rows are taken in ``id`` order up to the first that is not due (a
    retry waiting for its time holds the later ones back: a webhook's deliveries arrive in
    the order they were written) and leased to this sender (``claimed_by``,
    ``claimed_until``), so a sender that dies mid-batch leaves them to the next one.
-2. **send** each webhook's rows one after the other, webhooks concurrently, over a pooled
+2. **send** each webhook's rows one after the other, webhooks concurrently (a slow receiver
+   holds back its own webhook only), over a pooled
    httpx client whose every connection goes through the outbound guard
    (:meth:`cvat_ray.cluster.outbound.OutboundGuard.httpx_client`).
 3. **record** each attempt on the row: ``delivered`` (2xx); retried later (5xx, 408, 429, a
@@ -27,6 +29,7 @@ import concurrent.futures
 import hashlib
 import hmac
 import logging
+import math
 import random
 import threading
 import time
@@ -37,13 +40,14 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import httpx
-from sqlalchemy import ColumnElement, delete, func, or_, select, union_all, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.outbound import OutboundGuard, OutboundRefused, Unresolvable
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.db import Database
 from cvat_ray.storage.models import Webhook, WebhookDelivery, utcnow
+from cvat_ray.storage.webhooks.outbox import DELIVERIES
 
 logger = logging.getLogger("cvat_ray.webhooks.sender")
 
@@ -328,37 +332,49 @@ def record(
 ) -> None:
     """Write what each attempt got, and give back the leases of rows not tried."""
     now = utcnow()
-    d = WebhookDelivery
+    table = DELIVERIES
+    finished: list[dict[str, object]] = []
+    retries: list[dict[str, object]] = []
     for item, outcome in results:
-        values: dict[str, object] = {
-            "attempt": item.attempt,
-            "status_code": outcome.status_code,
-            "response": outcome.response,
-            "request_duration": outcome.duration_ms,
-            "updated_date": now,
-            "claimed_by": None,
-            "claimed_until": None,
+        row: dict[str, object] = {
+            "b_id": item.id,
+            "b_attempt": item.attempt,
+            "b_status_code": outcome.status_code,
+            "b_response": outcome.response,
+            "b_request_duration": outcome.duration_ms,
         }
         if outcome.delivered:
-            values["status"] = "delivered"
+            finished.append(row | {"b_status": "delivered"})
         elif outcome.retry and item.attempt <= item.max_retries:
             delay = retry_delay(item, settings.webhooks.retry_jitter, rng)
-            values["next_attempt_at"] = now + timedelta(seconds=delay)
+            retries.append(row | {"b_next_attempt_at": now + timedelta(seconds=delay)})
         else:
-            values["status"] = "dead"
+            finished.append(row | {"b_status": "dead"})
+    # one statement for the finished rows and one for the retried, each executed for all
+    # their rows at once (executemany)
+    for rows, column in ((finished, "status"), (retries, "next_attempt_at")):
+        if not rows:
+            continue
+        varying = ("attempt", "status_code", "response", "request_duration", column)
         session.execute(
-            update(d)
-            .where(d.id == item.id, d.claimed_by == worker, d.status == "pending")
-            .values(**values)
-            .execution_options(synchronize_session=False)
+            update(table)
+            .where(
+                table.c.id == bindparam("b_id"),
+                table.c.claimed_by == worker,
+                table.c.status == "pending",
+            )
+            .values(
+                {name: bindparam(f"b_{name}") for name in varying}
+                | {"updated_date": now, "claimed_by": None, "claimed_until": None}
+            ),
+            rows,
         )
     left = [item.id for item in unsent]
     if left:
         session.execute(
-            update(d)
-            .where(d.id.in_(left), d.claimed_by == worker)
+            update(table)
+            .where(table.c.id.in_(left), table.c.claimed_by == worker)
             .values(claimed_by=None, claimed_until=None)
-            .execution_options(synchronize_session=False)
         )
 
 
@@ -486,18 +502,36 @@ class WebhookSender:
             self._wake.clear()
 
     def run_once(self) -> int:
-        """Rounds until nothing is due; the number of attempts made."""
+        """Claims and sends until nothing is due or in flight; the number of attempts made.
+
+        Pipelined: a webhook's next rows are claimed as soon as its previous batch is
+        recorded, whatever the other webhooks' receivers take (a slow one holds back its
+        own deliveries only). Claims are at least ``webhooks.claim_interval_s`` apart, so the
+        commits of a burst are claimed, sent and recorded together."""
         total = 0
+        inflight: set[concurrent.futures.Future[int]] = set()
+        last_claim = -math.inf
         while not self._stop.is_set():
             self._wake.clear()
-            with self.db.session() as session:
-                batches = claim(session, self.worker, self.settings)
-            if not batches:
-                return total
-            self.stats.rounds += 1
-            futures = [self._pool.submit(self._send_batch, batch) for batch in batches]
-            for future in futures:
-                total += future.result()
+            if len(inflight) < self.settings.webhooks.concurrency:
+                pause = self.settings.webhooks.claim_interval_s - (time.monotonic() - last_claim)
+                if pause > 0 and self._stop.wait(pause):
+                    break
+                last_claim = time.monotonic()
+                with self.db.session() as session:
+                    batches = claim(session, self.worker, self.settings)
+                if batches:
+                    self.stats.rounds += 1
+                for batch in batches:
+                    future = self._pool.submit(self._send_batch, batch)
+                    future.add_done_callback(lambda _: self._wake.set())
+                    inflight.add(future)
+            if not inflight:
+                break
+            self._wake.wait(self.settings.webhooks.sweep_interval_s)
+            done = {future for future in inflight if future.done()}
+            inflight -= done
+            total += sum(future.result() for future in done)
         return total
 
     def _send_batch(self, batch: list[Outgoing]) -> int:

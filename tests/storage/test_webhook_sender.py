@@ -90,3 +90,72 @@ def test_two_senders_send_each_delivery_once_in_order(
         statuses = set(session.scalars(select(WebhookDelivery.status)))
     assert statuses == {"delivered"}
     assert sum(s.stats.sent for s in senders) == len(ids)  # no attempt was repeated
+
+
+def test_a_slow_receiver_holds_back_its_own_webhook_only(
+    db: Database, settings: Settings, sink: Receiver
+) -> None:
+    """Pipelined sending: while one receiver takes seconds to answer, the deliveries of
+    another webhook committed meanwhile arrive at once (not after the slow one's batch)."""
+    outbox.install()
+    settings.outbound.allowlist = "127.0.0.1/32"
+    settings.webhooks.sweep_interval_s = 0.05
+    slow_gen = receiver()
+    slow = next(slow_gen)
+    slow.delay = 2.0
+    with db.session() as session:
+        user = User(username=f"s{uuid.uuid4().hex[:6]}", email="", password_hash="")
+        session.add(user)
+        session.flush()
+        orgs = []
+        for target in (slow.url, sink.url):
+            org = Organization(slug=f"p{uuid.uuid4().hex[:6]}", name="o", owner_id=user.id)
+            session.add(org)
+            session.flush()
+            orgs.append(org.id)
+            session.add(
+                Webhook(
+                    target_url=f"{target}/hook",
+                    events=["update:task"],
+                    type="organization",
+                    organization_id=org.id,
+                    owner_id=user.id,
+                    created_date=utcnow(),
+                    updated_date=utcnow(),
+                )
+            )
+
+    def change(org_id: int, name: str) -> None:
+        with db.session() as session:
+            record(
+                session,
+                Change(
+                    "update",
+                    "task",
+                    after={"id": 1, "name": name},
+                    before={"id": 1, "name": "old"},
+                    scope_ids=Scope(org_id=org_id),
+                    actor=Actor(),
+                ),
+            )
+
+    sender = WebhookSender(db, settings, "pipelined")
+    sender.start()
+    try:
+        change(orgs[0], "slow")
+        sender.wake()
+        time.sleep(0.3)  # the slow receiver now holds its delivery (it answers after 2 s)
+        for n in range(3):
+            change(orgs[1], f"fast{n}")
+            sender.wake()
+            time.sleep(0.05)
+        sink.wait_for(3, timeout=10)
+        slow.wait_for(1, timeout=10)
+    finally:
+        sender.stop()
+        for _ in slow_gen:
+            pass
+    assert [h.payload["task"]["name"] for h in sink.hits] == ["fast0", "fast1", "fast2"]
+    assert [h.payload["task"]["name"] for h in slow.hits] == ["slow"]
+    # the slow receiver notes its delivery once it has waited: every fast one came first
+    assert max(h.at for h in sink.hits) < slow.hits[0].at
