@@ -3,7 +3,8 @@
 One round (:meth:`WebhookSender.run_once`):
 
 1. **claim** due deliveries, by webhook (again as soon as a webhook's batch is recorded,
-   at most every ``webhooks.claim_interval_s``): the webhooks with due rows are locked with
+   in the same transaction as the batches that finished, at most every
+   ``webhooks.claim_interval_s``): the webhooks with due rows are locked with
    ``SELECT … FOR NO KEY UPDATE SKIP LOCKED`` on PostgreSQL (two senders never work on one webhook
    at once); SQLite has one writer, and the claim is a conditional UPDATE. Of each webhook,
    the oldest pending rows are taken in ``id`` order up to the first that is not due (a
@@ -100,6 +101,10 @@ class Outcome:
     duration_ms: int
     delivered: bool
     retry: bool
+
+
+# a sent batch: the attempts made, and the rows not tried (given back)
+Sent = tuple[list[tuple[Outgoing, Outcome]], list[Outgoing]]
 
 
 def headers(item: Outgoing, body: bytes) -> dict[str, str]:
@@ -445,6 +450,8 @@ class WebhookSender:
         self.stats = Stats()
         self._rng = random.Random()
         self._wake = threading.Event()
+        # a commit woke the sender since its last claim (batches finishing wake it too)
+        self._woken = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -468,6 +475,7 @@ class WebhookSender:
         self._thread.start()
 
     def wake(self) -> None:
+        self._woken = True
         self._wake.set()
 
     def stop(self) -> None:
@@ -506,35 +514,61 @@ class WebhookSender:
 
         Pipelined: a webhook's next rows are claimed as soon as its previous batch is
         recorded, whatever the other webhooks' receivers take (a slow one holds back its
-        own deliveries only). Claims are at least ``webhooks.claim_interval_s`` apart, so the
-        commits of a burst are claimed, sent and recorded together."""
+        own deliveries only). This thread records the batches that have finished and claims
+        the next ones in one transaction, at most every ``webhooks.claim_interval_s``, so
+        the commits of a burst are claimed, sent and recorded together. When stopping, the
+        batches in flight are still recorded (their unsent rows given back)."""
         total = 0
-        inflight: set[concurrent.futures.Future[int]] = set()
+        inflight: set[concurrent.futures.Future[Sent]] = set()
         last_claim = -math.inf
-        while not self._stop.is_set():
+        look = True  # claim on the first pass
+        while True:
             self._wake.clear()
-            if len(inflight) < self.settings.webhooks.concurrency:
-                pause = self.settings.webhooks.claim_interval_s - (time.monotonic() - last_claim)
-                if pause > 0 and self._stop.wait(pause):
-                    break
-                last_claim = time.monotonic()
-                with self.db.session() as session:
-                    batches = claim(session, self.worker, self.settings)
-                if batches:
-                    self.stats.rounds += 1
-                for batch in batches:
-                    future = self._pool.submit(self._send_batch, batch)
-                    future.add_done_callback(lambda _: self._wake.set())
-                    inflight.add(future)
-            if not inflight:
-                break
-            self._wake.wait(self.settings.webhooks.sweep_interval_s)
             done = {future for future in inflight if future.done()}
             inflight -= done
-            total += sum(future.result() for future in done)
-        return total
+            finished = [future.result() for future in done]
+            # claim when a commit woke us since the last claim, or a full batch finished
+            # (its webhook may have more rows); not when a batch merely finished
+            look = (
+                look
+                or self._woken
+                or any(
+                    len(results) + len(unsent) >= self.settings.webhooks.batch_size
+                    for results, unsent in finished
+                )
+            )
+            claiming = (
+                look
+                and not self._stop.is_set()
+                and len(inflight) < self.settings.webhooks.concurrency
+            )
+            if claiming:
+                pause = self.settings.webhooks.claim_interval_s - (time.monotonic() - last_claim)
+                if pause > 0 and self._stop.wait(pause):
+                    claiming = False
+            batches: list[list[Outgoing]] = []
+            if finished or claiming:
+                with self.db.session() as session:
+                    for results, unsent in finished:
+                        record(session, self.worker, results, unsent, self.settings, self._rng)
+                        total += len(results)
+                    if claiming:
+                        last_claim = time.monotonic()
+                        look = self._woken = False
+                        batches = claim(session, self.worker, self.settings)
+            if batches:
+                self.stats.rounds += 1
+            for batch in batches:
+                future = self._pool.submit(self._send_batch, batch)
+                future.add_done_callback(lambda _: self._wake.set())
+                inflight.add(future)
+            if not inflight:
+                return total
+            if not self._wake.wait(self.settings.webhooks.sweep_interval_s):
+                look = True  # a sweep: rows written where no one wakes us
 
-    def _send_batch(self, batch: list[Outgoing]) -> int:
+    def _send_batch(self, batch: list[Outgoing]) -> Sent:
+        """Send a webhook's rows in order: (the attempts made, the rows left for later)."""
         results: list[tuple[Outgoing, Outcome]] = []
         unsent: list[Outgoing] = []
         for index, item in enumerate(batch):
@@ -552,9 +586,7 @@ class WebhookSender:
                 break
             else:
                 self.stats.dead += 1
-        with self.db.session() as session:
-            record(session, self.worker, results, unsent, self.settings, self._rng)
-        return len(results)
+        return results, unsent
 
     def _maybe_prune(self) -> None:
         if time.monotonic() - self._last_prune < _PRUNE_EVERY_S and self._last_prune:
