@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.changes import Actor, Change, Scope, record
@@ -28,26 +29,21 @@ def sink() -> Iterator[Receiver]:
     yield from receiver()
 
 
-def test_two_senders_send_each_delivery_once_in_order(
-    db: Database, settings: Settings, sink: Receiver
-) -> None:
-    outbox.install()
-    settings.outbound.allowlist = "127.0.0.1/32"
-    settings.webhooks.batch_size = 5
-    settings.webhooks.sweep_interval_s = 0.05
+def _org_webhooks(db: Database, targets: list[str]) -> list[int]:
+    """An organization per target, each with a webhook on ``update:task`` to it: the orgs' ids."""
     with db.session() as session:
         user = User(username=f"s{uuid.uuid4().hex[:6]}", email="", password_hash="")
         session.add(user)
         session.flush()
         orgs = []
-        for i in range(HOOKS):
-            org = Organization(slug=f"s{i}{uuid.uuid4().hex[:4]}", name="o", owner_id=user.id)
+        for target in targets:
+            org = Organization(slug=f"s{uuid.uuid4().hex[:8]}", name="o", owner_id=user.id)
             session.add(org)
             session.flush()
             orgs.append(org.id)
             session.add(
                 Webhook(
-                    target_url=f"{sink.url}/{i}",
+                    target_url=target,
                     events=["update:task"],
                     type="organization",
                     organization_id=org.id,
@@ -56,6 +52,32 @@ def test_two_senders_send_each_delivery_once_in_order(
                     updated_date=utcnow(),
                 )
             )
+    return orgs
+
+
+def _task_update(session: Session, org_id: int, name: str) -> None:
+    """A task of ``org_id`` renamed to ``name``, recorded as the services record it."""
+    record(
+        session,
+        Change(
+            "update",
+            "task",
+            after={"id": 1, "name": name},
+            before={"id": 1, "name": "old"},
+            scope_ids=Scope(org_id=org_id),
+            actor=Actor(),
+        ),
+    )
+
+
+def test_two_senders_send_each_delivery_once_in_order(
+    db: Database, settings: Settings, sink: Receiver
+) -> None:
+    outbox.install()
+    settings.outbound.allowlist = "127.0.0.1/32"
+    settings.webhooks.batch_size = 5
+    settings.webhooks.sweep_interval_s = 0.05
+    orgs = _org_webhooks(db, [f"{sink.url}/{i}" for i in range(HOOKS)])
     senders = [WebhookSender(db, settings, f"sender-{n}") for n in range(2)]
     for sender in senders:
         sender.start()
@@ -63,17 +85,7 @@ def test_two_senders_send_each_delivery_once_in_order(
         for n in range(PER_HOOK):
             with db.session() as session:  # each change its own commit, all hooks at once
                 for org_id in orgs:
-                    record(
-                        session,
-                        Change(
-                            "update",
-                            "task",
-                            after={"id": 1, "name": f"n{n}"},
-                            before={"id": 1, "name": "old"},
-                            scope_ids=Scope(org_id=org_id),
-                            actor=Actor(),
-                        ),
-                    )
+                    _task_update(session, org_id, f"n{n}")
             for sender in senders:
                 sender.wake()
         hits = sink.wait_for(HOOKS * PER_HOOK, timeout=60)
@@ -103,41 +115,11 @@ def test_a_slow_receiver_holds_back_its_own_webhook_only(
     slow_gen = receiver()
     slow = next(slow_gen)
     slow.delay = 2.0
-    with db.session() as session:
-        user = User(username=f"s{uuid.uuid4().hex[:6]}", email="", password_hash="")
-        session.add(user)
-        session.flush()
-        orgs = []
-        for target in (slow.url, sink.url):
-            org = Organization(slug=f"p{uuid.uuid4().hex[:6]}", name="o", owner_id=user.id)
-            session.add(org)
-            session.flush()
-            orgs.append(org.id)
-            session.add(
-                Webhook(
-                    target_url=f"{target}/hook",
-                    events=["update:task"],
-                    type="organization",
-                    organization_id=org.id,
-                    owner_id=user.id,
-                    created_date=utcnow(),
-                    updated_date=utcnow(),
-                )
-            )
+    orgs = _org_webhooks(db, [f"{slow.url}/hook", f"{sink.url}/hook"])
 
     def change(org_id: int, name: str) -> None:
         with db.session() as session:
-            record(
-                session,
-                Change(
-                    "update",
-                    "task",
-                    after={"id": 1, "name": name},
-                    before={"id": 1, "name": "old"},
-                    scope_ids=Scope(org_id=org_id),
-                    actor=Actor(),
-                ),
-            )
+            _task_update(session, org_id, name)
 
     sender = WebhookSender(db, settings, "pipelined")
     sender.start()
