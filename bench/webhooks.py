@@ -145,7 +145,7 @@ def app() -> Any:
     every = default_registry()
     operations = Registry([every.operation(t) for t in every.types()])  # no sender thread
     application = build_app(settings, db, ThreadLauncher(settings, db, operations))
-    application.state.waker = _wake_service_after_commits(db, "webhook-sender")
+    application.state.waker = _wake_service_after_commits(db, "webhook-sender", settings)
     _note_commits(os.environ["BENCH_COMMITS_FILE"])
     return application
 

@@ -61,6 +61,8 @@ def build_principal(
     session_id: int | None = None,
     access_token_id: int | None = None,
     read_only: bool = False,
+    first_name: str | None = None,
+    last_name: str | None = None,
 ) -> Principal:
     """The principal of a user from the two columns a credential lookup reads: the user's
     groups (``"admin,user"``) and active memberships (``"<org id>:<role>,..."``)."""
@@ -80,4 +82,6 @@ def build_principal(
         session_id=session_id,
         access_token_id=access_token_id,
         read_only=read_only,
+        first_name=first_name,
+        last_name=last_name,
     )

@@ -49,6 +49,10 @@ class Principal:
     session_id: int | None = None
     access_token_id: int | None = None
     read_only: bool = False
+    # The user's display names, where the credential lookup read them (payloads name the
+    # sender without a look-up); None: not read.
+    first_name: str | None = None
+    last_name: str | None = None
 
     @property
     def privilege(self) -> str | None:

@@ -40,6 +40,9 @@ class Actor:
     request_id: str | None = None
     # The client's address (added for analytics events; None outside a request).
     remote_addr: str | None = None
+    # The user's display names where the request's credential lookup read them.
+    first_name: str | None = None
+    last_name: str | None = None
 
     @classmethod
     def of(cls, ctx: RequestContext | None) -> Actor:
@@ -52,6 +55,8 @@ class Actor:
             access_token_id=ctx.principal.access_token_id,
             request_id=ctx.request_id or None,
             remote_addr=ctx.remote_addr or None,
+            first_name=ctx.principal.first_name,
+            last_name=ctx.principal.last_name,
         )
 
 

@@ -113,7 +113,16 @@ def principal_for(
     if roles is None:
         row = session.execute(_ROLES_OF_USER, {"user_id": user.id}).one()
         roles = (row[0], row[1])
-    return build_principal(user.id, user.username, user.is_superuser, *roles, auth, **extra)
+    return build_principal(
+        user.id,
+        user.username,
+        user.is_superuser,
+        *roles,
+        auth,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        **extra,
+    )
 
 
 def authenticate(session: Session, creds: Credentials, throttle: LoginThrottle) -> Principal | None:

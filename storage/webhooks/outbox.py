@@ -19,7 +19,22 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Table, insert, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from cvat_ray.storage import changes
@@ -103,14 +118,19 @@ def update_fields(change: Change) -> tuple[dict[str, Any], dict[str, dict[str, A
 
 
 def _sender(session: Session, change: Change) -> dict[str, Any] | None:
-    user_id = change.actor.user_id
+    actor = change.actor
+    user_id = actor.user_id
     if user_id is None:
         return None
-    user = session.execute(
-        select(User.username, User.first_name, User.last_name).where(User.id == user_id)
-    ).first()
-    if user is None:
-        return None
+    if actor.username is not None and actor.first_name is not None:
+        names = (actor.username, actor.first_name, actor.last_name or "")
+    else:  # a change made outside a request (a background request's owner)
+        row = session.execute(
+            select(User.username, User.first_name, User.last_name).where(User.id == user_id)
+        ).first()
+        if row is None:
+            return None
+        names = (row[0], row[1], row[2])
     base = ""
     subject = change.subject or {}
     url = subject.get("url") if isinstance(subject, Mapping) else None
@@ -119,26 +139,67 @@ def _sender(session: Session, change: Change) -> dict[str, Any] | None:
     return {
         "url": f"{base}/api/users/{user_id}",
         "id": user_id,
-        "username": user.username,
-        "first_name": user.first_name,
-        "last_name": user.last_name,
+        "username": names[0],
+        "first_name": names[1],
+        "last_name": names[2],
     }
 
 
-def matching_webhooks(session: Session, change: Change, key: str) -> list[int]:
-    """The ids of the active webhooks that get ``change`` (its event is ``key``), in order."""
-    scope = change.scope_ids
-    targets = [Webhook.type == "server"]
-    if scope.org_id is not None:
-        targets.append((Webhook.type == "organization") & (Webhook.organization_id == scope.org_id))
-    if scope.project_id is not None:
-        targets.append((Webhook.type == "project") & (Webhook.project_id == scope.project_id))
-    rows = session.execute(
-        select(Webhook.id, Webhook.events)
-        .where(Webhook.is_active.is_(True), or_(*targets))
-        .order_by(Webhook.id)
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _fan_out() -> Any:
+    """The outbox's one statement: a delivery row for every active webhook that gets the
+    change, ``INSERT ... SELECT`` from the webhooks (one round trip, in the change's
+    transaction, so it sees exactly the webhooks committed or changed before it).
+
+    A webhook gets the change when it is a server webhook, its organization's or its
+    project's, and its ``events`` (a JSON list of plain event keys) hold the key. Each row's
+    body is the shared payload with the webhook's id as its last member (``json.dumps``
+    order), and its ``uid`` the change's random UUID prefix with the webhook's id as the
+    last group (12 decimal digits, so it stays a UUID)."""
+    w = Webhook.__table__.c
+    events_text = cast(w.events, Text)
+    targets = or_(
+        w.type == "server",
+        and_(w.type == "organization", w.organization_id == bindparam("org_id", type_=Integer)),
+        and_(w.type == "project", w.project_id == bindparam("project_id", type_=Integer)),
     )
-    return [webhook_id for webhook_id, events in rows if key in (events or [])]
+    uid = bindparam("uid_head", type_=String) + func.substr(
+        cast(w.id + literal(10**12, BigInteger), String), 2
+    )
+    body = bindparam("body_head", type_=Text) + cast(w.id, String) + literal("}", String)
+    now = bindparam("now", type_=DELIVERIES.c.created_date.type)
+    rows = (
+        select(
+            uid,
+            w.id,
+            bindparam("event", type_=String),
+            literal("pending", String),
+            literal(False, Boolean),
+            literal(0, Integer),
+            now,
+            body,
+            bindparam("changed_fields", type_=String),
+            literal("", Text),
+            now,
+            now,
+        )
+        .where(
+            w.is_active.is_(True),
+            targets,
+            events_text.like(bindparam("event_pattern", type_=String), escape="\\"),
+        )
+        .order_by(w.id)
+    )
+    columns = ["uid", "webhook_id", "event", "status", "redelivery", "attempt",
+               "next_attempt_at", "body", "changed_fields", "response", "created_date",
+               "updated_date"]  # fmt: skip
+    return insert(DELIVERIES).from_select(columns, rows)
+
+
+_FAN_OUT = _fan_out()
 
 
 def encode(payload: Mapping[str, Any]) -> str:
@@ -202,9 +263,6 @@ def consume(session: Session, change: Change) -> None:
     key = event_key(change)
     if key not in ALL_EVENTS:
         return
-    webhook_ids = matching_webhooks(session, change, key)
-    if not webhook_ids:
-        return
     subject = dict(change.subject or {})
     common: dict[str, Any] = {"event": key}
     changed = ""
@@ -218,18 +276,26 @@ def consume(session: Session, change: Change) -> None:
             common["changes"] = diff
             changed = ",".join(before)
         common["sender"] = _sender(session, change)
-    # one INSERT for every webhook's row (Core: no unit-of-work bookkeeping per row)
-    session.execute(
-        insert(DELIVERIES),
-        [
-            delivery_values(
-                webhook_id, key, {**common, "webhook_id": webhook_id}, changed_fields=changed
-            )
-            for webhook_id in webhook_ids
-        ],
+    # the body of every row but its last member, ``"webhook_id": <id>}``
+    head = encode({**common, "webhook_id": 0})
+    head = head[: head.rindex("0}")]
+    scope = change.scope_ids
+    result = session.execute(
+        _FAN_OUT,
+        {
+            "org_id": scope.org_id,
+            "project_id": scope.project_id,
+            "event_pattern": f'%"{_like_literal(key)}"%',
+            "uid_head": str(uuid.uuid4())[:24],
+            "event": key,
+            "now": utcnow(),
+            "body_head": head,
+            "changed_fields": changed[:4096],
+        },
     )
-    key_db = db_key(session.get_bind())
-    after_commit(session, lambda: wake(key_db))
+    if result.rowcount:  # type: ignore[attr-defined]
+        key_db = db_key(session.get_bind())
+        after_commit(session, lambda: wake(key_db))
 
 
 def install() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -156,14 +157,20 @@ async def test_deliveries_signed_ordered_cvat_shaped(
         api, "", target_url=sink.url + "/p", type="project", project_id=project["id"], events=events
     )
     assert project_hook["organization"] == org["id"]
+    # subscribed to deletes only (its key a substring of nothing above; "_" is no wildcard)
+    await _hook(api, "?org=hooks", target_url=sink.url + "/d", type="organization",
+                events=["delete:task"])  # fmt: skip
+    await api.patch(f"/api/users/{alice.id}", json={"first_name": "Al", "last_name": "Ice"})
     r = await api.post("/api/tasks?org=hooks", json={"name": "t1", "project_id": project["id"]})
     assert r.status_code == 201, r.text
     task_id = r.json()["id"]
     for name in ("t2", "t3", "t4"):
         assert (await api.patch(f"/api/tasks/{task_id}", json={"name": name})).status_code == 200
     assert (await api.delete(f"/api/tasks/{task_id}")).status_code == 204
-    hits = sink.wait_for(10)
-    assert len(hits) == 10
+    hits = sink.wait_for(11)
+    assert len(hits) == 11
+    assert [h.payload["event"] for h in hits if h.path == "/hook/d"] == ["delete:task"]
+    hits = [h for h in hits if h.path != "/hook/d"]
     org_hits = [h for h in hits if h.path == "/hook"]
     proj_hits = [h for h in hits if h.path == "/hook/p"]
     assert [h.payload["event"] for h in org_hits] == [
@@ -186,11 +193,13 @@ async def test_deliveries_signed_ordered_cvat_shaped(
     assert first.headers["content-type"] == "application/json"
     assert first.headers["user-agent"].startswith("CVAT-compatible cvat-ray/")
     assert first.headers["x-webhook-attempt"] == "1"
-    assert len({h.headers["x-webhook-delivery"] for h in hits}) == 10
+    uids = {h.headers["x-webhook-delivery"] for h in hits}
+    assert len(uids) == 10 and all(str(uuid.UUID(u)) == u for u in uids)
     update = org_hits[1].payload
     assert update["before_update"]["name"] == "t1"
     assert update["changes"]["name"] == {"from": "t1", "to": "t2"}
     assert update["sender"]["username"] == "alice"
+    assert (update["sender"]["first_name"], update["sender"]["last_name"]) == ("Al", "Ice")
     assert update["webhook_id"] == org_hook["id"]
     assert proj_hits[0].payload["webhook_id"] == project_hook["id"]
     # the rows say so too
