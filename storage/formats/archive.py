@@ -9,16 +9,21 @@ against the server's unpack caps (a member's declared size can lie).
 
 Exports write members one after another into a ``zipfile.ZipFile`` on disk: annotation files
 through a streaming member writer (deflated), images stored as they are (already compressed).
+A member's bytes are gathered into 1 MiB chunks that a second thread deflates and writes
+(zlib lets go of the GIL), so compressing overlaps with building the next chunk; at most
+:data:`_QUEUED` chunks wait, so memory stays constant.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import stat
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from cvat_ray.cluster.errors import InvalidInput
 from cvat_ray.cluster.paths import relative_parts
@@ -159,6 +164,66 @@ class Archive:
             raise InvalidInput(f"{self.display}: {name!r} is not UTF-8 text.") from exc
 
 
+class BinaryWriter(Protocol):
+    """Where an exporter writes a member's bytes."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
+# a deflated member's bytes handed to its writer thread at once, and how many may wait
+_CHUNK = 1 << 20
+_QUEUED = 4
+
+
+class _BackgroundMember:
+    """A deflated member written by a thread of its own (see the module's docstring); the
+    writer's error surfaces on the next ``write`` or at ``close``."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUED)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="zip-member", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self._error is None:
+                try:
+                    self._stream.write(chunk)
+                except BaseException as exc:  # reported to the producer
+                    self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write(self, data: bytes) -> int:
+        self._check()
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size >= _CHUNK:
+            self._queue.put(b"".join(self._parts))
+            self._parts, self._size = [], 0
+        return len(data)
+
+    def close(self, *, failed: bool = False) -> None:
+        """Write what is left and wait for the writer; ``failed``: the producer failed (its
+        error is the one to report: the rest is dropped)."""
+        if self._parts and not failed:
+            self._queue.put(b"".join(self._parts))
+        self._parts, self._size = [], 0
+        self._queue.put(None)
+        self._thread.join()
+        if not failed:
+            self._check()
+
+
 class ZipOut:
     """The export archive being written."""
 
@@ -174,11 +239,17 @@ class ZipOut:
         return clean
 
     @contextlib.contextmanager
-    def open(self, name: str) -> Iterator[IO[bytes]]:
+    def open(self, name: str) -> Iterator[BinaryWriter]:
         info = zipfile.ZipInfo(self._name(name))
         info.compress_type = zipfile.ZIP_DEFLATED
         with self.zip.open(info, "w", force_zip64=True) as stream:
-            yield stream
+            member = _BackgroundMember(stream)
+            try:
+                yield member
+            except BaseException:
+                member.close(failed=True)
+                raise
+            member.close()
 
     def write(self, name: str, data: bytes, compress: bool = False) -> None:
         clean = str(PurePosixPath(name))

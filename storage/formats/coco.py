@@ -157,13 +157,16 @@ def _bad(name: str, exc: Exception) -> InvalidInput:
 
 
 def _header(archive: Archive, name: str) -> tuple[dict[int, str], dict[int, Item]]:
-    """The file's categories and images (small next to its annotations)."""
+    """The file's categories and images (small next to its annotations). Each is read as
+    one array, which ends the scan of the file there: files put them before the
+    annotations, so the annotations are read once, by :func:`_stream`."""
     try:
         with archive.open(name) as f:
-            categories = {int(c["id"]): str(c["name"]) for c in _items(f, "categories.item")}
+            listed = next(_items(f, "categories"), None) or []
+            categories = {int(c["id"]): str(c["name"]) for c in listed}
         images: dict[int, Item] = {}
         with archive.open(name) as f:
-            for im in _items(f, "images.item"):
+            for im in next(_items(f, "images"), None) or []:
                 images[int(im["id"])] = Item(
                     -1, str(im["file_name"]), int(im.get("width") or 0), int(im.get("height") or 0)
                 )

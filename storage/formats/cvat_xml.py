@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from defusedxml import ElementTree as SafeET
 
 from cvat_ray.cluster.errors import InvalidInput
-from cvat_ray.storage.formats.archive import Archive, ZipOut
+from cvat_ray.storage.formats.archive import Archive, BinaryWriter, ZipOut
 from cvat_ray.storage.formats.model import (
     AttrDef,
     Dataset,
@@ -49,7 +49,7 @@ class _Xml:
     """Writes indented XML text to a binary stream in blocks (plain string building: an
     export writes millions of elements)."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: BinaryWriter) -> None:
         self.out = out
         self.buf: list[str] = []
         self.size = 0

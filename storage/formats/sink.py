@@ -152,6 +152,9 @@ class FrameIndex:
                 return item.frame
             raise InvalidInput(f"Frame {item.frame} is not a frame of the task.")
         name = item.name.replace("\\", "/")
+        found = self.names.get(name)
+        if found is not None:  # the usual case, without the cost of a path object
+            return found
         p = PurePosixPath(name)
         for key in (name, str(p.with_suffix("")), p.name, p.stem):
             if key in self.names:

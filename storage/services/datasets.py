@@ -65,7 +65,7 @@ from cvat_ray.storage.media import cloud
 from cvat_ray.storage.media.archives import UnpackBudget
 from cvat_ray.storage.media.uploads import TusState, UploadArea, client_basename
 from cvat_ray.storage.models import BackgroundRequest, CloudStorage, Job, Project, Task, utcnow
-from cvat_ray.storage.schemas.annotations import LabeledData
+from cvat_ray.storage.schemas.annotations import LabeledData, gc_relaxed
 from cvat_ray.storage.schemas.requests import RqId
 from cvat_ray.storage.services import dataset_tasks, recorded
 from cvat_ray.storage.services import requests as request_service
@@ -416,7 +416,7 @@ def run_export(db: Database, settings: Settings, request_id: str, worker: str) -
             module = registry.exporter(row.format)
             dataset = _dataset(session, settings, row)
             dataset.on_page = _reporter(db, request_id)
-            with ZipOut(tmp) as out:
+            with ZipOut(tmp) as out, gc_relaxed():
                 module.write(dataset, out, row.format, bool(params.get("save_images")))
             kind = row.target
             obj_id = {"task": row.task_id, "job": row.job_id, "project": row.project_id}[kind]
@@ -745,7 +745,7 @@ def run_import(db: Database, settings: Settings, request_id: str, worker: str) -
             raise InvalidInput("The uploaded file is gone (was the request run twice?).")
         Progress(db, request_id)(0.1, "Reading and writing the annotations")
         module = registry.importer(fmt)
-        with _archive(settings, path) as archive, db.session() as session:
+        with _archive(settings, path) as archive, db.session() as session, gc_relaxed():
             parsed = module.read(archive, fmt)
             actor = recorded.background_actor(session, row, params.get(recorded.ORIGIN))
             if params.get("conv_mask_to_poly", True):
