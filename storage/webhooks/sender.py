@@ -107,6 +107,12 @@ class Outcome:
 Sent = tuple[list[tuple[Outgoing, Outcome]], list[Outgoing]]
 
 
+def _webhook_of(results: list[tuple[Outgoing, Outcome]], unsent: list[Outgoing]) -> int | None:
+    """The webhook of a sent batch (all its rows are one webhook's)."""
+    first = results[0][0] if results else (unsent[0] if unsent else None)
+    return first.webhook_id if first is not None else None
+
+
 def headers(item: Outgoing, body: bytes) -> dict[str, str]:
     out = {
         "Content-Type": "application/json",
@@ -207,8 +213,12 @@ def _free(now: datetime) -> ColumnElement[bool]:
     return or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now)
 
 
-def claim(session: Session, worker: str, settings: Settings) -> list[list[Outgoing]]:
-    """Lease the due deliveries of each webhook to ``worker`` (see the module docstring)."""
+def claim(
+    session: Session, worker: str, settings: Settings, busy: set[int] | None = None
+) -> list[list[Outgoing]]:
+    """Lease the due deliveries of each webhook to ``worker`` (see the module docstring).
+    ``busy`` gets the webhooks with due rows left behind a leased one (a batch in flight):
+    their sender claims again when that batch is recorded."""
     now = utcnow()
     d = WebhookDelivery
     candidates = list(
@@ -255,9 +265,11 @@ def claim(session: Session, worker: str, settings: Settings) -> list[list[Outgoi
     taken: dict[int, list[Any]] = {}
     for webhook_id, pending in by_webhook.items():
         for row in pending:
-            if row.next_attempt_at > now or (
-                row.claimed_until is not None and row.claimed_until >= now
-            ):
+            if row.claimed_until is not None and row.claimed_until >= now:
+                if busy is not None:
+                    busy.add(webhook_id)
+                break  # leased, in flight: the later rows wait for it
+            if row.next_attempt_at > now:
                 break  # the oldest waits: so do the later ones
             taken.setdefault(webhook_id, []).append(row)
     idle = [r.id for w, t in taken.items() if not webhooks[w].is_active for r in t]
@@ -505,7 +517,7 @@ class WebhookSender:
             except Exception as exc:  # the database is away: try again later
                 self.stats.last_error = str(exc)[:300]
                 logger.exception("%s: round failed", self.worker)
-            if wait > 0:
+            if wait > 0 and not self._stop.is_set():  # (run_once may have cleared stop's wake)
                 self._wake.wait(wait)
             self._wake.clear()
 
@@ -522,18 +534,21 @@ class WebhookSender:
         inflight: set[concurrent.futures.Future[Sent]] = set()
         last_claim = -math.inf
         look = True  # claim on the first pass
+        busy: set[int] = set()  # webhooks the last claim found with a batch in flight
         while True:
             self._wake.clear()
             done = {future for future in inflight if future.done()}
             inflight -= done
             finished = [future.result() for future in done]
             # claim when a commit woke us since the last claim, or a full batch finished
-            # (its webhook may have more rows); not when a batch merely finished
+            # (its webhook may have more rows), or a batch of a webhook whose rows a claim
+            # left behind it; not when a batch merely finished
             look = (
                 look
                 or self._woken
                 or any(
                     len(results) + len(unsent) >= self.settings.webhooks.batch_size
+                    or _webhook_of(results, unsent) in busy
                     for results, unsent in finished
                 )
             )
@@ -555,7 +570,8 @@ class WebhookSender:
                     if claiming:
                         last_claim = time.monotonic()
                         look = self._woken = False
-                        batches = claim(session, self.worker, self.settings)
+                        busy.clear()
+                        batches = claim(session, self.worker, self.settings, busy)
             if batches:
                 self.stats.rounds += 1
             for batch in batches:

@@ -141,3 +141,41 @@ def test_a_slow_receiver_holds_back_its_own_webhook_only(
     assert [h.payload["task"]["name"] for h in slow.hits] == ["slow"]
     # the slow receiver notes its delivery once it has waited: every fast one came first
     assert max(h.at for h in sink.hits) < slow.hits[0].at
+
+
+def test_a_row_left_behind_a_batch_in_flight_goes_when_the_batch_is_recorded(
+    db: Database, settings: Settings
+) -> None:
+    """A commit whose webhook still has a batch in flight is not claimable then; once that
+    batch is recorded the sender claims again by itself: not after every other webhook's
+    batch is done, nor at the next sweep."""
+    outbox.install()
+    settings.outbound.allowlist = "127.0.0.1/32"
+    settings.webhooks.sweep_interval_s = 60.0  # no sweep within the test
+    slow_gen, slower_gen = receiver(), receiver()
+    slow, slower = next(slow_gen), next(slower_gen)
+    slow.delay, slower.delay = 1.0, 4.0
+    orgs = _org_webhooks(db, [f"{slow.url}/hook", f"{slower.url}/hook"])
+
+    def change(org_id: int, name: str) -> None:
+        with db.session() as session:
+            _task_update(session, org_id, name)
+        sender.wake()
+
+    sender = WebhookSender(db, settings, "left-behind")
+    sender.start()
+    try:
+        change(orgs[1], "other")  # in flight for 4 s
+        change(orgs[0], "first")
+        time.sleep(0.3)  # "first" is in flight (answered after 1 s)
+        change(orgs[0], "second")  # its claim finds the webhook busy; no commit follows
+        hits = slow.wait_for(2, timeout=15)
+        other = slower.wait_for(1, timeout=15)
+    finally:
+        sender.stop()
+        for gen in (slow_gen, slower_gen):
+            for _ in gen:
+                pass
+    assert [h.payload["task"]["name"] for h in hits] == ["first", "second"]
+    assert [h.payload["task"]["name"] for h in other] == ["other"]
+    assert hits[1].at < other[0].at  # "second" did not wait for the other webhook
