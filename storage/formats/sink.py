@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator
+import queue
+import threading
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 import msgspec
 from sqlalchemy import select
@@ -43,11 +46,21 @@ from cvat_ray.storage.schemas.annotations import (
 )
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """What an import needs of an attribute spec (plain values: the chunks of an import
+    are converted in a thread of their own, away from the session)."""
+
+    id: int
+    mutable: bool
+    input_type: str
+
+
 @dataclass
 class _LabelRef:
     id: int
     name: str
-    specs: dict[str, AttributeSpec] = field(default_factory=dict)
+    specs: dict[str, _Spec] = field(default_factory=dict)
     children: dict[str, _LabelRef] = field(default_factory=dict)
 
 
@@ -66,7 +79,7 @@ class LabelIndex:
             for a in session.scalars(
                 select(AttributeSpec).where(AttributeSpec.label_id.in_(list(refs)))
             ):
-                refs[a.label_id].specs[a.name] = a
+                refs[a.label_id].specs[a.name] = _Spec(a.id, a.mutable, a.input_type)
         self.top: dict[str, _LabelRef] = {}
         for r in rows:
             if r.parent_id is None:
@@ -111,7 +124,7 @@ class LabelIndex:
         return out
 
 
-def _value(spec: AttributeSpec, value: str) -> str:
+def _value(spec: _Spec, value: str) -> str:
     if spec.input_type == "checkbox":
         return "true" if value.strip().lower() in ("true", "1", "yes") else "false"
     return value
@@ -361,6 +374,8 @@ def masks_to_polygons(parsed: Parsed) -> None:
     parsed.items = []
 
 
+_T = TypeVar("_T")
+
 # objects converted and written at once by an import
 CHUNK = 50_000
 
@@ -412,6 +427,52 @@ def iter_labeled_data(
         if converted is not None:
             data.tracks.append(converted)  # type: ignore[arg-type]
     yield data
+
+
+def ahead(chunks: Iterator[_T]) -> Generator[_T, None, None]:
+    """``chunks``, each made by a thread of its own while the caller works on the previous
+    one (an import parses the next chunk while the database writes this one: the write
+    waits on the database without the GIL). One chunk waits at most, so memory stays that
+    of two chunks. The producer's error is raised here, in order; when the caller stops
+    early (its write failed), the producer stops after the chunk it is making."""
+    handoff: queue.Queue[tuple[bool, _T | None, BaseException | None]] = queue.Queue(1)
+    stop = threading.Event()
+
+    def give(item: tuple[bool, _T | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not give((False, chunk, None)):
+                    return
+            give((True, None, None))
+        except BaseException as exc:  # handed to the caller
+            give((True, None, exc))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="import-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            last, chunk, error = handoff.get()
+            if error is not None:
+                raise error
+            if last:
+                return
+            yield chunk  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
 
 
 def to_labeled_data(parsed: Parsed, labels: LabelIndex, frames: FrameIndex) -> LabeledData:

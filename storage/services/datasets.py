@@ -24,6 +24,7 @@ were, makes no task and fails the request with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -52,6 +53,7 @@ from cvat_ray.storage.formats.model import Parsed
 from cvat_ray.storage.formats.sink import (
     FrameIndex,
     LabelIndex,
+    ahead,
     iter_labeled_data,
     masks_to_polygons,
 )
@@ -644,10 +646,14 @@ def _write_task(
     )
     total = 0
     first = True
-    for data in iter_labeled_data(parsed, LabelIndex(session, task), frames):
-        write_imported(session, task, jobs, data, actor, replace=first, job_id=job_id)
-        first = False
-        total += _count(data)
+    # the next chunk is parsed while this one is written; a failed write stops the parsing
+    with contextlib.closing(
+        ahead(iter_labeled_data(parsed, LabelIndex(session, task), frames))
+    ) as chunks:
+        for data in chunks:
+            write_imported(session, task, jobs, data, actor, replace=first, job_id=job_id)
+            first = False
+            total += _count(data)
     return total
 
 
