@@ -13,6 +13,7 @@ elements by name (their ``id`` when no frame has that name), ``<track>`` element
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,21 @@ from cvat_ray.storage.formats.model import (
 )
 
 ANNOTATIONS = "annotations.xml"
+
+
+# characters that make a value need escaping (most values are numbers and plain names)
+_SPECIAL = re.compile(r'[&<>"\n\r\t]')
+
+
+def _quote(value: str) -> str:
+    """``quoteattr``, byte for byte, without its replacements where there is nothing to
+    replace (an export quotes millions of values)."""
+    return f'"{value}"' if _SPECIAL.search(value) is None else quoteattr(value)
+
+
+def _text(value: str) -> str:
+    """``escape`` of element text, skipped where there is nothing to escape."""
+    return value if _SPECIAL.search(value) is None else escape(value)
 
 
 def _num(v: float) -> str:
@@ -71,7 +87,7 @@ class _Xml:
 
     @staticmethod
     def _attrs(attrs: dict[str, str] | None) -> str:
-        return "".join(f" {k}={quoteattr(v)}" for k, v in attrs.items()) if attrs else ""
+        return "".join(f" {k}={_quote(v)}" for k, v in attrs.items()) if attrs else ""
 
     def start(self, name: str, attrs: dict[str, str] | None = None) -> None:
         self._w(f"\n{'  ' * self.depth}<{name}{self._attrs(attrs)}>")
@@ -82,7 +98,7 @@ class _Xml:
         self._w(f"</{name}>" if inline else f"\n{'  ' * self.depth}</{name}>")
 
     def leaf(self, name: str, value: str, attrs: dict[str, str] | None = None) -> None:
-        self._w(f"\n{'  ' * self.depth}<{name}{self._attrs(attrs)}>{escape(value)}</{name}>")
+        self._w(f"\n{'  ' * self.depth}<{name}{self._attrs(attrs)}>{_text(value)}</{name}>")
 
     def close(self) -> None:
         self._w("\n")
