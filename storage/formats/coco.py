@@ -181,23 +181,33 @@ def _subset(name: str) -> str:
 
 
 def _stream(archive: Archive, names: list[str], parsed: Parsed) -> Iterator[Item]:
-    """One item per annotation, read one at a time (the sink matches each to its frame),
-    then an empty item for each listed image without annotations (a project import makes
-    tasks of them). The categories go to ``parsed.labels``."""
+    """The annotations read one at a time, consecutive ones of one image as one item (the
+    sink matches each item to its frame), then an empty item for each listed image without
+    annotations (a project import makes tasks of them). The categories go to
+    ``parsed.labels``."""
     for name in names:
         categories, images = _header(archive, name)
         subset = _subset(name)
         known = {lb.name for lb in parsed.labels}
         parsed.labels.extend(LabelDef(c) for c in categories.values() if c not in known)
         annotated: set[str] = set()
+        current: Item | None = None
         try:
             with archive.open(name) as f:
                 for ann in _items(f, "annotations.item"):
                     one = _annotation_in(ann, categories, images, name)
-                    if one is not None:
-                        one.subset = subset
-                        annotated.add(one.name)
-                        yield one
+                    if one is None:
+                        continue
+                    if current is not None and current.name == one.name:
+                        current.shapes.extend(one.shapes)
+                        continue
+                    if current is not None:
+                        yield current
+                    one.subset = subset
+                    annotated.add(one.name)
+                    current = one
+            if current is not None:
+                yield current
         except InvalidInput:
             raise
         except (ijson.JSONError, ValueError, KeyError, TypeError) as exc:
