@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     Integer,
     String,
     Table,
@@ -171,21 +170,25 @@ def _fan_out() -> Any:
     )
     body = bindparam("body_head", type_=Text) + cast(w.id, String) + literal("}", String)
     now = bindparam("now", type_=DELIVERIES.c.created_date.type)
+    per_row: dict[str, Any] = {
+        "uid": uid,
+        "webhook_id": w.id,
+        "event": bindparam("event", type_=String),
+        "next_attempt_at": now,
+        "body": body,
+        "changed_fields": bindparam("changed_fields", type_=String),
+        "created_date": now,
+        "updated_date": now,
+    }
+    # every other column as a new row of delivery_values has it (status, attempt, ...)
+    template = delivery_values(0, "", {})
+    columns = list(template)
+    values = [
+        per_row[c] if c in per_row else literal(value, DELIVERIES.c[c].type)
+        for c, value in template.items()
+    ]
     rows = (
-        select(
-            uid,
-            w.id,
-            bindparam("event", type_=String),
-            literal("pending", String),
-            literal(False, Boolean),
-            literal(0, Integer),
-            now,
-            body,
-            bindparam("changed_fields", type_=String),
-            literal("", Text),
-            now,
-            now,
-        )
+        select(*values)
         .where(
             w.is_active.is_(True),
             targets,
@@ -193,13 +196,7 @@ def _fan_out() -> Any:
         )
         .order_by(w.id)
     )
-    columns = ["uid", "webhook_id", "event", "status", "redelivery", "attempt",
-               "next_attempt_at", "body", "changed_fields", "response", "created_date",
-               "updated_date"]  # fmt: skip
     return insert(DELIVERIES).from_select(columns, rows)
-
-
-_FAN_OUT = _fan_out()
 
 
 def encode(payload: Mapping[str, Any]) -> str:
@@ -232,6 +229,9 @@ def delivery_values(
         "created_date": now,
         "updated_date": now,
     }
+
+
+_FAN_OUT = _fan_out()
 
 
 def new_delivery(
