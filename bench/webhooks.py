@@ -285,6 +285,15 @@ def _backlog(db: Any, reads: list[dict[str, Any]], count: int) -> float:
     return time.time()
 
 
+def _round(number: int, mode: str, began: float, rate: float) -> None:
+    """A round's updates/s, with its wall-clock span (to line up with a CPU sampler)."""
+    print(
+        f"round {number + 1} webhooks {mode}: {rate:.0f} updates/s "
+        f"({began:.1f} -> {time.time():.1f})",
+        flush=True,
+    )
+
+
 def _percentile(data: list[float], q: float) -> float:
     ordered = sorted(data)
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
@@ -394,17 +403,21 @@ def main() -> int:
         off_s = on_s = 0.0
         errors = 0
         on_started: float | None = None
-        for _ in range(args.rounds):
+        for number in range(args.rounds):
+            began = time.time()
             seconds, err = asyncio.run(
                 _drive(base, token, tasks, jobs, per_round, args.concurrency)
             )
             off_s, errors = off_s + seconds, errors + err
+            _round(number, "off", began, per_round / seconds)
             _set_hooks(base, token, hook_ids, True)
-            on_started = on_started or time.time()
+            began = time.time()
+            on_started = on_started or began
             seconds, err = asyncio.run(
                 _drive(base, token, tasks, jobs, per_round, args.concurrency)
             )
             on_s, errors = on_s + seconds, errors + err
+            _round(number, "on", began, per_round / seconds)
             _drain(db)  # deactivating a webhook makes its pending deliveries dead
             _set_hooks(base, token, hook_ids, False)
         expected = per_round * args.rounds

@@ -27,6 +27,7 @@ again, with the same ``X-Webhook-Delivery`` id, so receivers de-duplicate on it.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import hmac
 import logging
@@ -41,13 +42,22 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import httpx
-from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select, union_all, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    union_all,
+    update,
+)
 
 from cvat_ray.cluster.outbound import OutboundGuard, OutboundRefused, Unresolvable
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.db import Database
-from cvat_ray.storage.models import Webhook, WebhookDelivery, utcnow
+from cvat_ray.storage.models import Webhook, utcnow
 from cvat_ray.storage.webhooks.outbox import DELIVERIES
 
 logger = logging.getLogger("cvat_ray.webhooks.sender")
@@ -207,57 +217,140 @@ def retry_delay(item: Outgoing, jitter: float, rng: random.Random) -> float:
 
 
 # ----------------------------------------------------------------------------- the outbox
+#
+# Every statement below is built once (SQLAlchemy memoizes a statement's cache key, so a
+# claim cycle compiles nothing) and runs on a plain Connection (no ORM layer): at a trickle
+# of commits the sender claims and records tens of times a second, next to the API.
+
+_D = DELIVERIES.c
+_W = Webhook.__table__.c
+_NOW = bindparam("now", type_=_D.claimed_until.type)
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+_FREE = or_(_D.claimed_until.is_(None), _D.claimed_until < _NOW)
+# the webhooks with due, free rows (the oldest first, at most 256 a claim), with what their
+# batches need
+_DUE_WEBHOOKS = (
+    select(
+        _W.id,
+        _W.target_url,
+        _W.secret,
+        _W.enable_ssl,
+        _W.is_active,
+        _W.max_retries,
+        _W.retry_delays,
+    )
+    .where(
+        _W.id.in_(
+            select(_D.webhook_id)
+            .where(_D.status == "pending", _D.next_attempt_at <= _NOW, _FREE)
+            .group_by(_D.webhook_id)
+            .order_by(func.min(_D.id))
+            .limit(256)
+        )
+    )
+    .order_by(_W.id)
+)
+# FOR NO KEY UPDATE: senders exclude each other, while the API's transactions that insert
+# deliveries (their foreign key takes FOR KEY SHARE) neither wait nor are skipped
+_LOCK_DUE_WEBHOOKS = _DUE_WEBHOOKS.with_for_update(skip_locked=True, key_share=True)
+_LEASE = (
+    update(DELIVERIES)
+    .where(_D.id.in_(_IDS), _D.status == "pending", _FREE)
+    .values(claimed_by=bindparam("worker"), claimed_until=bindparam("lease"))
+)
+_UNLEASE = (
+    update(DELIVERIES)
+    .where(_D.id.in_(_IDS), _D.claimed_by == bindparam("worker"))
+    .values(claimed_by=None, claimed_until=None)
+)
+_BURY = (
+    update(DELIVERIES)
+    .where(_D.id.in_(_IDS))
+    .values(
+        status="dead",
+        response=bindparam("reason"),
+        claimed_by=None,
+        claimed_until=None,
+        updated_date=_NOW,
+    )
+)
 
 
-def _free(now: datetime) -> ColumnElement[bool]:
-    return or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now)
+def _recorded(column: str) -> Any:
+    """The UPDATE that records attempts (executed for many rows at once): ``status`` for
+    the finished, ``next_attempt_at`` for the retried."""
+    varying = ("attempt", "status_code", "response", "request_duration", column)
+    return (
+        update(DELIVERIES)
+        .where(
+            _D.id == bindparam("b_id"),
+            _D.claimed_by == bindparam("b_worker"),
+            _D.status == "pending",
+        )
+        .values(
+            {name: bindparam(f"b_{name}") for name in varying}
+            | {
+                "updated_date": bindparam("b_now"),
+                "claimed_by": None,
+                "claimed_until": None,
+            }
+        )
+    )
+
+
+_RECORD_FINISHED = _recorded("status")
+_RECORD_RETRY = _recorded("next_attempt_at")
+_RELEASE = (
+    update(DELIVERIES)
+    .where(_D.claimed_by == bindparam("worker"), _D.status == "pending")
+    .values(claimed_by=None, claimed_until=None)
+)
+_NEXT_DUE = select(func.min(_D.next_attempt_at)).where(_D.status == "pending")
+_PRUNE = delete(DELIVERIES).where(
+    _D.status.in_(("delivered", "dead")), _D.created_date < bindparam("before")
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _oldest(webhooks: int, limit: int) -> Any:
+    """Each of ``webhooks`` webhooks' (``w0``, ``w1``, ... ) oldest pending rows, at most
+    ``limit`` each, in one statement (an index range per webhook)."""
+    columns = (
+        _D.id,
+        _D.uid,
+        _D.webhook_id,
+        _D.event,
+        _D.body,
+        _D.attempt,
+        _D.next_attempt_at,
+        _D.claimed_until,
+    )
+    parts = [
+        select(
+            select(*columns)
+            .where(_D.webhook_id == bindparam(f"w{n}"), _D.status == "pending")
+            .order_by(_D.id)
+            .limit(limit)
+            .subquery()
+        )
+        for n in range(webhooks)
+    ]
+    return parts[0] if webhooks == 1 else union_all(*parts)
 
 
 def claim(
-    session: Session, worker: str, settings: Settings, busy: set[int] | None = None
+    conn: Connection, worker: str, settings: Settings, busy: set[int] | None = None
 ) -> list[list[Outgoing]]:
     """Lease the due deliveries of each webhook to ``worker`` (see the module docstring).
     ``busy`` gets the webhooks with due rows left behind a leased one (a batch in flight):
     their sender claims again when that batch is recorded."""
     now = utcnow()
-    d = WebhookDelivery
-    candidates = list(
-        session.scalars(
-            select(d.webhook_id)
-            .where(d.status == "pending", d.next_attempt_at <= now, _free(now))
-            .group_by(d.webhook_id)
-            .order_by(func.min(d.id))
-            .limit(256)
-        )
-    )
-    if not candidates:
-        return []
-    lock = select(Webhook).where(Webhook.id.in_(candidates)).order_by(Webhook.id)
-    if session.get_bind().dialect.name == "postgresql":
-        # FOR NO KEY UPDATE: senders exclude each other, while the API's transactions that
-        # insert deliveries (their foreign key takes FOR KEY SHARE) neither wait nor are
-        # skipped
-        lock = lock.with_for_update(skip_locked=True, key_share=True)
-    webhooks = {w.id: w for w in session.scalars(lock)}
+    locking = _LOCK_DUE_WEBHOOKS if conn.dialect.name == "postgresql" else _DUE_WEBHOOKS
+    webhooks = {w.id: w for w in conn.execute(locking, {"now": now})}
     if not webhooks:
         return []
-    # each webhook's oldest pending rows, in one statement (an index range per webhook)
-    columns = (d.id, d.uid, d.webhook_id, d.event, d.body, d.attempt, d.next_attempt_at)
-
-    def oldest(webhook_id: int) -> Any:
-        return select(
-            select(*columns, d.claimed_until)
-            .where(d.webhook_id == webhook_id, d.status == "pending")
-            .order_by(d.id)
-            .limit(settings.webhooks.batch_size)
-            .subquery()
-        )
-
-    parts = [oldest(webhook_id) for webhook_id in webhooks]
-    if len(parts) == 1:
-        rows = list(session.execute(parts[0]).all())
-    else:
-        rows = list(session.execute(union_all(*parts)).all())
+    oldest = _oldest(len(webhooks), settings.webhooks.batch_size)
+    rows = conn.execute(oldest, {f"w{n}": w for n, w in enumerate(webhooks)}).all()
     by_webhook: dict[int, list[Any]] = {}
     for row in sorted(rows, key=lambda r: (r.webhook_id, r.id)):
         by_webhook.setdefault(row.webhook_id, []).append(row)
@@ -274,25 +367,15 @@ def claim(
             taken.setdefault(webhook_id, []).append(row)
     idle = [r.id for w, t in taken.items() if not webhooks[w].is_active for r in t]
     if idle:
-        _bury(session, idle, "The webhook is not active.")
+        _bury(conn, idle, "The webhook is not active.")
     taken = {w: t for w, t in taken.items() if webhooks[w].is_active}
     ids = [r.id for t in taken.values() for r in t]
     if not ids:
         return []
-    result = session.execute(
-        update(d)
-        .where(d.id.in_(ids), d.status == "pending", _free(now))
-        .values(claimed_by=worker, claimed_until=lease)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != len(ids):  # type: ignore[attr-defined]
+    leased = conn.execute(_LEASE, {"ids": ids, "now": now, "worker": worker, "lease": lease})
+    if leased.rowcount != len(ids):
         # raced with another claimer (SQLite, several processes): give them back, try later
-        session.execute(
-            update(d)
-            .where(d.id.in_(ids), d.claimed_by == worker)
-            .values(claimed_by=None, claimed_until=None)
-            .execution_options(synchronize_session=False)
-        )
+        conn.execute(_UNLEASE, {"ids": ids, "worker": worker})
         return []
     batches: list[list[Outgoing]] = []
     for webhook_id, chosen in taken.items():
@@ -324,23 +407,12 @@ def claim(
     return batches
 
 
-def _bury(session: Session, ids: Sequence[int], reason: str) -> None:
-    session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(list(ids)))
-        .values(
-            status="dead",
-            response=reason,
-            claimed_by=None,
-            claimed_until=None,
-            updated_date=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
-    )
+def _bury(conn: Connection, ids: Sequence[int], reason: str) -> None:
+    conn.execute(_BURY, {"ids": list(ids), "reason": reason, "now": utcnow()})
 
 
 def record(
-    session: Session,
+    conn: Connection,
     worker: str,
     results: Iterable[tuple[Outgoing, Outcome]],
     unsent: Iterable[Outgoing],
@@ -349,12 +421,13 @@ def record(
 ) -> None:
     """Write what each attempt got, and give back the leases of rows not tried."""
     now = utcnow()
-    table = DELIVERIES
     finished: list[dict[str, object]] = []
     retries: list[dict[str, object]] = []
     for item, outcome in results:
         row: dict[str, object] = {
             "b_id": item.id,
+            "b_worker": worker,
+            "b_now": now,
             "b_attempt": item.attempt,
             "b_status_code": outcome.status_code,
             "b_response": outcome.response,
@@ -369,62 +442,28 @@ def record(
             finished.append(row | {"b_status": "dead"})
     # one statement for the finished rows and one for the retried, each executed for all
     # their rows at once (executemany)
-    for rows, column in ((finished, "status"), (retries, "next_attempt_at")):
-        if not rows:
-            continue
-        varying = ("attempt", "status_code", "response", "request_duration", column)
-        session.execute(
-            update(table)
-            .where(
-                table.c.id == bindparam("b_id"),
-                table.c.claimed_by == worker,
-                table.c.status == "pending",
-            )
-            .values(
-                {name: bindparam(f"b_{name}") for name in varying}
-                | {"updated_date": now, "claimed_by": None, "claimed_until": None}
-            ),
-            rows,
-        )
+    for rows, statement in ((finished, _RECORD_FINISHED), (retries, _RECORD_RETRY)):
+        if rows:
+            conn.execute(statement, rows)
     left = [item.id for item in unsent]
     if left:
-        session.execute(
-            update(table)
-            .where(table.c.id.in_(left), table.c.claimed_by == worker)
-            .values(claimed_by=None, claimed_until=None)
-        )
+        conn.execute(_UNLEASE, {"ids": left, "worker": worker})
 
 
-def release(session: Session, worker: str) -> int:
+def release(conn: Connection, worker: str) -> int:
     """Give back what ``worker`` holds (a sender that has just (re)started: its previous
     process died holding them; they are sent again, with the same delivery ids)."""
-    result = session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.claimed_by == worker, WebhookDelivery.status == "pending")
-        .values(claimed_by=None, claimed_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(conn.execute(_RELEASE, {"worker": worker}).rowcount)
 
 
-def next_due(session: Session) -> datetime | None:
+def next_due(conn: Connection) -> datetime | None:
     """When the earliest pending delivery falls due."""
-    return session.scalar(
-        select(func.min(WebhookDelivery.next_attempt_at)).where(WebhookDelivery.status == "pending")
-    )
+    return conn.execute(_NEXT_DUE).scalar()
 
 
-def prune(session: Session, older_than: datetime) -> int:
+def prune(conn: Connection, older_than: datetime) -> int:
     """Delete delivered and dead deliveries created before ``older_than``."""
-    result = session.execute(
-        delete(WebhookDelivery)
-        .where(
-            WebhookDelivery.status.in_(("delivered", "dead")),
-            WebhookDelivery.created_date < older_than,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(conn.execute(_PRUNE, {"before": older_than}).rowcount)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -470,14 +509,18 @@ class WebhookSender:
             settings.webhooks.concurrency, thread_name_prefix=f"{worker}-send"
         )
         self._last_prune = 0.0
+        # when the last claim or record committed (they are paced: ``claim_interval_s``)
+        self._last_transaction = -math.inf
+        # reads that need no transaction (one round trip)
+        self._reads = db.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # --- control ------------------------------------------------------------------------
 
     def start(self) -> None:
         if self._thread is not None:
             return
-        with self.db.session() as session:
-            released = release(session, self.worker)
+        with self.db.engine.begin() as conn:
+            released = release(conn, self.worker)
         if released:
             logger.warning(
                 "%s: %d deliveries left by a dead sender sent again", self.worker, released
@@ -510,8 +553,8 @@ class WebhookSender:
             try:
                 self.run_once()
                 self._maybe_prune()
-                with self.db.session() as session:
-                    due = next_due(session)
+                with self._reads.connect() as conn:
+                    due = next_due(conn)
                 if due is not None:
                     wait = min(wait, max(0.0, (due - utcnow()).total_seconds()))
             except Exception as exc:  # the database is away: try again later
@@ -527,19 +570,20 @@ class WebhookSender:
         Pipelined: a webhook's next rows are claimed as soon as its previous batch is
         recorded, whatever the other webhooks' receivers take (a slow one holds back its
         own deliveries only). This thread records the batches that have finished and claims
-        the next ones in one transaction, at most every ``webhooks.claim_interval_s``, so
-        the commits of a burst are claimed, sent and recorded together. When stopping, the
-        batches in flight are still recorded (their unsent rows given back)."""
+        the next ones in one transaction, at most one such transaction every
+        ``webhooks.claim_interval_s`` (across rounds too), so the commits of a burst and the
+        batches that finish together are claimed and recorded together: at a trickle of
+        commits the sender's database work stays a few transactions a second, not one or
+        two per commit. When stopping, the batches in flight are still recorded at once
+        (their unsent rows given back)."""
         total = 0
         inflight: set[concurrent.futures.Future[Sent]] = set()
-        last_claim = -math.inf
         look = True  # claim on the first pass
         busy: set[int] = set()  # webhooks the last claim found with a batch in flight
+        settings = self.settings.webhooks
         while True:
             self._wake.clear()
             done = {future for future in inflight if future.done()}
-            inflight -= done
-            finished = [future.result() for future in done]
             # claim when a commit woke us since the last claim, or a full batch finished
             # (its webhook may have more rows), or a batch of a webhook whose rows a claim
             # left behind it; not when a batch merely finished
@@ -547,31 +591,33 @@ class WebhookSender:
                 look
                 or self._woken
                 or any(
-                    len(results) + len(unsent) >= self.settings.webhooks.batch_size
+                    len(results) + len(unsent) >= settings.batch_size
                     or _webhook_of(results, unsent) in busy
-                    for results, unsent in finished
+                    for results, unsent in (future.result() for future in done)
                 )
             )
-            claiming = (
-                look
-                and not self._stop.is_set()
-                and len(inflight) < self.settings.webhooks.concurrency
-            )
-            if claiming:
-                pause = self.settings.webhooks.claim_interval_s - (time.monotonic() - last_claim)
-                if pause > 0 and self._stop.wait(pause):
-                    claiming = False
+            stopping = self._stop.is_set()
+            claiming = look and not stopping and len(inflight) - len(done) < settings.concurrency
+            if (done or claiming) and not stopping:
+                # a transaction at most every claim_interval_s: the batches that finish and
+                # the commits that wake us meanwhile are recorded and claimed with it
+                pause = settings.claim_interval_s - (time.monotonic() - self._last_transaction)
+                if pause > 0:
+                    self._stop.wait(pause)
+                    continue
+            inflight -= done
+            finished = [future.result() for future in done]
             batches: list[list[Outgoing]] = []
             if finished or claiming:
-                with self.db.session() as session:
+                with self.db.engine.begin() as conn:
                     for results, unsent in finished:
-                        record(session, self.worker, results, unsent, self.settings, self._rng)
+                        record(conn, self.worker, results, unsent, self.settings, self._rng)
                         total += len(results)
                     if claiming:
-                        last_claim = time.monotonic()
                         look = self._woken = False
                         busy.clear()
-                        batches = claim(session, self.worker, self.settings, busy)
+                        batches = claim(conn, self.worker, self.settings, busy)
+                self._last_transaction = time.monotonic()
             if batches:
                 self.stats.rounds += 1
             for batch in batches:
@@ -580,7 +626,7 @@ class WebhookSender:
                 inflight.add(future)
             if not inflight:
                 return total
-            if not self._wake.wait(self.settings.webhooks.sweep_interval_s):
+            if not self._wake.wait(settings.sweep_interval_s):
                 look = True  # a sweep: rows written where no one wakes us
 
     def _send_batch(self, batch: list[Outgoing]) -> Sent:
@@ -612,7 +658,7 @@ class WebhookSender:
 
     def prune(self) -> int:
         before = utcnow() - timedelta(days=self.settings.webhooks.retention_days)
-        with self.db.session() as session:
-            count = prune(session, before)
+        with self.db.engine.begin() as conn:
+            count = prune(conn, before)
         self.stats.pruned += count
         return count
