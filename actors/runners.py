@@ -206,10 +206,14 @@ class RayWaker:
         self._event.set()
 
 
-def _wake_service_after_commits(db: Database, name: str, settings: Settings) -> RayWaker:
-    """Commits of ``db`` in this process that write webhook deliveries wake ``name``."""
+def _wake_service_after_commits(db: Database, name: str, settings: Settings) -> RayWaker | None:
+    """Commits of ``db`` in this process that write webhook deliveries wake ``name``; on
+    PostgreSQL nothing is needed (None): the sender listens for the commits' ``NOTIFY``
+    (:class:`~cvat_ray.storage.webhooks.sender.Listener`)."""
     from cvat_ray.storage.webhooks import outbox
 
+    if db.dialect == "postgresql":
+        return None
     waker = RayWaker(name, settings.webhooks.claim_interval_s)
     outbox.set_waker(outbox.db_key(db.engine), waker)
     return waker
@@ -308,7 +312,7 @@ class RayLauncher:
         self.runtime_env = runtime_env
         self._handles: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._wakers: dict[str, RayWaker] = {}
+        self._wakers: dict[str, RayWaker | None] = {}
         # failures and retries are handled here, off Ray's callback thread
         self._aside = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cvat-launch")
 
@@ -514,7 +518,8 @@ class RayLauncher:
         if wakers:
             outbox.set_waker(outbox.db_key(self.db.engine), None)
         for waker in wakers:
-            waker.close()
+            if waker is not None:
+                waker.close()
         self._aside.shutdown(wait=False)
 
     def kill(self) -> None:

@@ -6,8 +6,11 @@ it get one delivery row each, in the change's own transaction: server webhooks f
 event, organization webhooks for their organization's, project webhooks for their
 project's (both fire for the same event, as in CVAT). The row holds the exact body to send
 (CVAT's payload shape, serialized once, so every retry sends, and signs, the same bytes).
-After commit the sender is woken (:func:`set_waker`); a rolled-back change leaves no row and
-wakes nothing.
+After commit the sender is woken: on PostgreSQL by a ``NOTIFY`` the fan-out statement sends
+(delivered at commit, dropped with a rollback; the sender listens), and in every case by the
+waker registered for the database (:func:`set_waker`: a sender thread in this process, or a
+Ray call to the sender actor where there is no ``NOTIFY``); a rolled-back change leaves no
+row and wakes nothing.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ CONSUMER = "webhooks"
 # the deliveries' table, for the Core statements of the outbox and the sender
 DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 
+# PostgreSQL: the channel a commit that wrote deliveries notifies (the sender listens)
+NOTIFY_CHANNEL = "cvat_ray_webhooks"
 # database (its URL) -> how to wake the sender that works on it
 _wakers: dict[str, Callable[[], None]] = {}
 _lock = threading.Lock()
@@ -199,6 +204,17 @@ def _fan_out() -> Any:
     return insert(DELIVERIES).from_select(columns, rows)
 
 
+def _fan_out_notify(fan_out: Any) -> Any:
+    """PostgreSQL: the fan-out, and a ``NOTIFY`` on :data:`NOTIFY_CHANNEL` when it wrote a
+    row, in the same statement. The notification goes out when the change commits (none
+    when it rolls back), and the sender listens for it (:class:`~cvat_ray.storage.webhooks.
+    sender.Listener`): the committing process calls no one."""
+    written = fan_out.returning(DELIVERIES.c.id).cte("written")
+    return select(func.pg_notify(literal(NOTIFY_CHANNEL, String), literal("", String))).select_from(
+        select(written.c.id).limit(1).subquery()
+    )
+
+
 def encode(payload: Mapping[str, Any]) -> str:
     """The body as sent: ``json.dumps`` with its default separators, as CVAT sends it."""
     return json.dumps(payload, default=str)
@@ -232,6 +248,7 @@ def delivery_values(
 
 
 _FAN_OUT = _fan_out()
+_FAN_OUT_NOTIFY = _fan_out_notify(_FAN_OUT)
 
 
 def new_delivery(
@@ -280,8 +297,9 @@ def consume(session: Session, change: Change) -> None:
     head = encode({**common, "webhook_id": 0})
     head = head[: head.rindex("0}")]
     scope = change.scope_ids
+    postgresql = session.get_bind().dialect.name == "postgresql"
     result = session.execute(
-        _FAN_OUT,
+        _FAN_OUT_NOTIFY if postgresql else _FAN_OUT,
         {
             "org_id": scope.org_id,
             "project_id": scope.project_id,
@@ -293,7 +311,8 @@ def consume(session: Session, change: Change) -> None:
             "changed_fields": changed[:4096],
         },
     )
-    if result.rowcount:  # type: ignore[attr-defined]
+    written = result.first() is not None if postgresql else result.rowcount  # type: ignore[attr-defined]
+    if written:
         key_db = db_key(session.get_bind())
         after_commit(session, lambda: wake(key_db))
 

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.settings import Settings
@@ -179,3 +179,43 @@ def test_a_row_left_behind_a_batch_in_flight_goes_when_the_batch_is_recorded(
     assert [h.payload["task"]["name"] for h in hits] == ["first", "second"]
     assert [h.payload["task"]["name"] for h in other] == ["other"]
     assert hits[1].at < other[0].at  # "second" did not wait for the other webhook
+
+
+def test_postgresql_commits_wake_the_sender_through_notify(
+    db: Database, settings: Settings, sink: Receiver
+) -> None:
+    """On PostgreSQL the commit that writes a delivery notifies the sender (no waker in the
+    committing process, no sweep within the test), also after its listening connection was
+    cut; a rolled-back change notifies nothing and sends nothing."""
+    if db.dialect != "postgresql":
+        pytest.skip("NOTIFY is PostgreSQL's")
+    outbox.install()
+    outbox.set_waker(outbox.db_key(db.engine), None)
+    settings.outbound.allowlist = "127.0.0.1/32"
+    settings.webhooks.sweep_interval_s = 60.0
+    (org_id,) = _org_webhooks(db, [f"{sink.url}/hook"])
+    sender = WebhookSender(db, settings, "listening")
+    sender.start()
+    try:
+        time.sleep(0.5)  # listening
+        with db.session() as session:
+            _task_update(session, org_id, "first")
+        assert [h.payload["task"]["name"] for h in sink.wait_for(1, timeout=5)] == ["first"]
+        with pytest.raises(RuntimeError), db.session() as session:
+            _task_update(session, org_id, "rolled back")
+            raise RuntimeError("the change fails")
+        with db.engine.begin() as conn:  # cut the listener's connection
+            cut = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE query LIKE 'LISTEN %' AND datname = current_database()"
+                )
+            ).all()
+        assert cut
+        time.sleep(1.5)  # reconnected
+        with db.session() as session:
+            _task_update(session, org_id, "second")
+        hits = sink.wait_for(2, timeout=5)
+    finally:
+        sender.stop()
+    assert [h.payload["task"]["name"] for h in hits] == ["first", "second"]
