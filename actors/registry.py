@@ -104,6 +104,8 @@ class Service:
     build: Callable[[Database, Settings, str], ServiceLoop]
     # threads of its actor that answer calls (wake, ping, stats) next to the loop's own
     control_calls: int = 4
+    # the CPU niceness of its actor's process (background work yields to request handling)
+    nice: Callable[[Settings], int] = lambda s: 0
 
     def actor_name(self, prefix: str = "") -> str:
         return f"{prefix}{self.actor}"
@@ -307,6 +309,7 @@ WEBHOOK_SENDER = Service(
     actor="webhook-sender",
     num_cpus=lambda s: s.webhooks.num_cpus,
     build=_webhook_sender,
+    nice=lambda s: s.webhooks.nice,
 )
 
 

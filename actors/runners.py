@@ -23,6 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -219,6 +220,21 @@ def _wake_service_after_commits(db: Database, name: str, settings: Settings) -> 
     return waker
 
 
+def lower_priority(nice: int) -> None:
+    """Set this process' CPU niceness to ``nice`` (when higher): every thread's, as Linux
+    keeps one per thread; threads started later inherit their starter's."""
+    if nice <= 0:
+        return
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # not Linux
+        threads = [0]
+    for tid in threads:
+        with contextlib.suppress(OSError):  # a thread that has ended
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+
+
 @ray.remote
 class ServiceHost:
     """Runs one registered :class:`~cvat_ray.actors.registry.Service`'s loop (the webhook
@@ -229,6 +245,7 @@ class ServiceHost:
         self.name = name
         self.settings = get_settings()
         self.service = default_registry().service(service)
+        lower_priority(self.service.nice(self.settings))
         self.db = Database(
             self.settings.database_url, pool_size=self.settings.webhooks.concurrency + 2
         )

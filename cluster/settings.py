@@ -415,8 +415,8 @@ class WebhooksSettings(BaseModel):
     claim_interval_s: float = Field(
         default=0.02,
         ge=0,
-        description="Least time between two claims of the sender: the deliveries of a burst "
-        "of commits are claimed, sent and recorded together",
+        description="Least time between two of the sender's claim/record transactions: the "
+        "deliveries of a burst of commits are claimed, sent and recorded together",
     )
     lease_s: float = Field(
         default=120,
@@ -430,6 +430,13 @@ class WebhooksSettings(BaseModel):
         description="Delivered and dead deliveries older than this are deleted",
     )
     num_cpus: float = Field(default=0.05, gt=0, description="CPUs of the webhook sender actor")
+    nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="CPU niceness of the sender actor's process (Linux): on a node it shares "
+        "with the API it yields the CPU to request handling; 0 keeps the default priority",
+    )
 
 
 class CacheSettings(BaseModel):
