@@ -478,11 +478,16 @@ class Listener:
     connection of its own outside the pool. The committing process makes no call for it (a
     Ray call per wake-up cost the API ~0.8 ms of CPU). While the connection is down it
     reconnects every second; the sender's sweep covers the gap, and each (re)connection
-    wakes the sender once, for what was committed meanwhile."""
+    wakes the sender once, for what was committed meanwhile. Wake-ups are at least
+    ``min_interval_s`` apart (the notifications of a burst are read together): the sender
+    claims no more often than that anyway."""
 
-    def __init__(self, engine: Engine, wake: Callable[[], None], name: str) -> None:
+    def __init__(
+        self, engine: Engine, wake: Callable[[], None], name: str, min_interval_s: float = 0.0
+    ) -> None:
         self.engine = engine
         self.wake = wake
+        self.min_interval_s = min_interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{name}-listen", daemon=True)
 
@@ -521,6 +526,8 @@ class Listener:
                     if connection.notifies:
                         connection.notifies.clear()
                         self.wake()
+                        if self.min_interval_s > 0:
+                            self._stop.wait(self.min_interval_s)
             except Exception as exc:  # the connection broke: reconnect
                 logger.debug("webhook listener lost its connection: %s", exc)
                 self._stop.wait(1.0)
@@ -593,7 +600,9 @@ class WebhookSender:
         self._thread = threading.Thread(target=self._loop, name=self.worker, daemon=True)
         self._thread.start()
         if self.db.dialect == "postgresql":
-            self._listener = Listener(self.db.engine, self.wake, self.worker)
+            self._listener = Listener(
+                self.db.engine, self.wake, self.worker, self.settings.webhooks.claim_interval_s
+            )
             self._listener.start()
 
     def wake(self) -> None:
