@@ -8,13 +8,14 @@ polylines, ellipses, cuboids, skeletons and tags are not COCO instances and are 
 The JSON is written object by object into the archive: images from the frames, then
 annotations page by page.
 
-Import: a JSON file or a ZIP of them, read incrementally (ijson): categories, images, then
-annotations one at a time. Polygons (one shape per polygon of an instance), RLE masks (list
+Import: a JSON file or a ZIP of them, read incrementally: categories and images (ijson),
+then the annotations a piece at a time as typed structs (:mod:`.jsonarray`). Polygons (one shape per polygon of an instance), RLE masks (list
 or compressed) and boxes.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
@@ -23,7 +24,7 @@ import ijson
 import msgspec
 
 from cvat_ray.cluster.errors import InvalidInput
-from cvat_ray.storage.formats import masks
+from cvat_ray.storage.formats import jsonarray, masks
 from cvat_ray.storage.formats.archive import Archive, ZipOut
 from cvat_ray.storage.formats.model import Dataset, Item, LabelDef, Parsed, Shape
 
@@ -152,6 +153,23 @@ def _items(stream: Any, prefix: str) -> Iterator[Any]:
     return ijson.items(stream, prefix, use_float=True)  # type: ignore[no-any-return]
 
 
+class _Rle(msgspec.Struct, gc=False):
+    counts: list[int] | str
+    size: list[int]
+
+
+class _Annotation(msgspec.Struct, gc=False):
+    """An element of ``annotations``, as the import reads it."""
+
+    image_id: int
+    category_id: int
+    id: int = 0
+    segmentation: list[list[float]] | _Rle | None = None
+    bbox: list[float] | None = None
+    attributes: dict[str, Any] | None = None
+    score: float = 1.0
+
+
 def _bad(name: str, exc: Exception) -> InvalidInput:
     return InvalidInput(f"{name}: not a valid COCO file ({type(exc).__name__}: {exc}).")
 
@@ -181,85 +199,83 @@ def _subset(name: str) -> str:
 
 
 def _stream(archive: Archive, names: list[str], parsed: Parsed) -> Iterator[Item]:
-    """The annotations read one at a time, consecutive ones of one image as one item (the
-    sink matches each item to its frame), then an empty item for each listed image without
-    annotations (a project import makes tasks of them). The categories go to
-    ``parsed.labels``."""
+    """The annotations read a piece at a time (:mod:`.jsonarray`), consecutive ones of one
+    image as one item (the sink matches each item to its frame, and takes several items of
+    one frame), then an empty item for each listed image without annotations (a project
+    import makes tasks of them). The categories go to ``parsed.labels``."""
     for name in names:
         categories, images = _header(archive, name)
         subset = _subset(name)
         known = {lb.name for lb in parsed.labels}
         parsed.labels.extend(LabelDef(c) for c in categories.values() if c not in known)
-        annotated: set[str] = set()
+        annotated: set[int] = set()
         current: Item | None = None
+        current_id = -1
         try:
-            with archive.open(name) as f:
-                for ann in _items(f, "annotations.item"):
-                    one = _annotation_in(ann, categories, images, name)
-                    if one is None:
-                        continue
-                    if current is not None and current.name == one.name:
-                        current.shapes.extend(one.shapes)
-                        continue
-                    if current is not None:
+            opener = functools.partial(archive.open, name)
+            for ann in jsonarray.items(opener, "annotations", _Annotation):
+                if ann.image_id != current_id:
+                    image = images.get(ann.image_id)
+                    if image is None:
+                        raise InvalidInput(
+                            f"{name}: annotation {ann.id} names an image that is not listed."
+                        )
+                    if current is not None and current.shapes:
+                        annotated.add(current_id)
                         yield current
-                    one.subset = subset
-                    annotated.add(one.name)
-                    current = one
-            if current is not None:
+                    current = Item(-1, image.name, image.width, image.height, subset)
+                    current_id = ann.image_id
+                label = categories.get(ann.category_id)
+                if label is None:
+                    raise InvalidInput(f"{name}: annotation {ann.id} has an unknown category.")
+                _shapes_in(ann, label, current.shapes, name)  # type: ignore[union-attr]
+            if current is not None and current.shapes:
+                annotated.add(current_id)
                 yield current
         except InvalidInput:
             raise
         except (ijson.JSONError, ValueError, KeyError, TypeError) as exc:
             raise _bad(name, exc) from exc
-        for image in images.values():
-            if image.name not in annotated:
+        for image_id, image in images.items():
+            if image_id not in annotated:
                 yield Item(-1, image.name, image.width, image.height, subset)
 
 
-def _annotation_in(
-    ann: dict[str, Any], cats: dict[int, str], images: dict[int, Item], name: str
-) -> Item | None:
-    """An item of the annotation's image holding the annotation's shapes."""
-    image = images.get(int(ann["image_id"]))
-    if image is None:
-        raise InvalidInput(f"{name}: annotation {ann.get('id')} names an image that is not listed.")
-    item = Item(-1, image.name, image.width, image.height)
-    label = cats.get(int(ann["category_id"]))
-    if label is None:
-        raise InvalidInput(f"{name}: annotation {ann.get('id')} has an unknown category.")
-    raw = dict(ann.get("attributes") or {})
-    special = {k: raw.pop(k) for k in _SPECIAL if k in raw}
-    attrs = {k: _text(v) for k, v in raw.items()}
-    common = {
-        "attributes": attrs,
-        "occluded": bool(special.get("occluded", False)),
-        "z_order": int(special.get("z_order", 0) or 0),
-        "group": 0,
-        "source": "manual",
-        "score": float(ann.get("score", 1.0)),
-    }
-    seg = ann.get("segmentation")
-    if isinstance(seg, dict):
-        h, w = (int(v) for v in seg["size"])
-        bitmap = masks.coco_to_bitmap(seg["counts"], h, w)
+def _shapes_in(ann: _Annotation, label: str, out: list[Shape], name: str) -> None:
+    """The annotation's shapes, added to ``out``."""
+    attrs: dict[str, str] = {}
+    occluded = False
+    z_order = 0
+    rotation = 0.0
+    for key, value in (ann.attributes or {}).items():
+        if key in _SPECIAL:
+            if key == "occluded":
+                occluded = bool(value)
+            elif key == "z_order":
+                z_order = int(value or 0)
+            elif key == "rotation":
+                rotation = float(value or 0)
+        else:
+            attrs[key] = value if type(value) is str else _text(value)
+    seg = ann.segmentation
+    if isinstance(seg, _Rle):
+        h, w = (int(v) for v in seg.size)
+        bitmap = masks.coco_to_bitmap(seg.counts, h, w)
         points = masks.bitmap_to_cvat(bitmap)
         if points is not None:
-            item.shapes.append(Shape("mask", label, points, **common))  # type: ignore[arg-type]
+            out.append(Shape("mask", label, points, attrs, occluded, False, z_order, 0.0, 0,
+                             "manual", ann.score))  # fmt: skip
     elif seg:
-        group = len(seg) > 1
+        group = ann.id if len(seg) > 1 else 0
         for polygon in seg:
-            pts = [float(v) for v in polygon]
-            shape = Shape("polygon", label, pts, **common)  # type: ignore[arg-type]
-            if group:
-                shape.group = int(ann.get("id", 0)) or 0
-            item.shapes.append(shape)
+            out.append(Shape("polygon", label, polygon, attrs, occluded, False, z_order, 0.0,
+                             group, "manual", ann.score))  # fmt: skip
     else:
-        x, y, bw, bh = (float(v) for v in ann["bbox"])
-        shape = Shape("rectangle", label, [x, y, x + bw, y + bh], **common)  # type: ignore[arg-type]
-        shape.rotation = float(special.get("rotation", 0) or 0)
-        item.shapes.append(shape)
-    return item if item.shapes else None
+        if ann.bbox is None or len(ann.bbox) != 4:
+            raise InvalidInput(f"{name}: annotation {ann.id} has no segmentation and no bbox.")
+        x, y, bw, bh = ann.bbox
+        out.append(Shape("rectangle", label, [x, y, x + bw, y + bh], attrs, occluded, False,
+                         z_order, rotation, 0, "manual", ann.score))  # fmt: skip
 
 
 def _text(v: Any) -> str:

@@ -15,7 +15,9 @@ keys on the task's). Reads stream from one snapshot (``cvat_ray.storage.annotati
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+import collections
+import itertools
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -294,25 +296,52 @@ def _record_changes(
     """CVAT's annotation events: ``<action>:tags`` once, ``<action>:shapes`` and
     ``<action>:tracks`` once per shape type (``obj_name``; a track's is its first shape's),
     with the number of objects and (up to 1000 of) their ids in CVAT's payload form."""
-    groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
-    for tag in data.tags:
-        groups.setdefault(("tags", None), []).append({"id": tag.id})
-    for shape in data.shapes:
-        groups.setdefault(("shapes", str(shape.type)), []).append({"id": shape.id})
+    # counted per kind, the first ids collected until each kind has its share: no dict per
+    # object (an import writes millions)
+    counted: dict[tuple[str, str | None], tuple[int, list[dict[str, Any]]]] = {}
+    if data.tags:
+        counted[("tags", None)] = (len(data.tags), _first_ids(data.tags))
+    per_type = collections.Counter(str(s.type) for s in data.shapes)
+    listed = _first_ids_by_type(data.shapes, per_type)
+    for shape_type, count in per_type.items():
+        counted[("shapes", shape_type)] = (count, listed[shape_type])
     for track in data.tracks:
-        kind = str(track.shapes[0].type) if track.shapes else None
-        entry = {"id": track.id, "shapes": [{"id": s.id} for s in track.shapes if s.id]}
-        groups.setdefault(("tracks", kind), []).append(entry)
-    counted = {
-        key: (len(objects), [o for o in objects if o["id"] is not None][:_LISTED])
-        for key, objects in groups.items()
-    }
+        first = str(track.shapes[0].type) if track.shapes else None
+        count, entries = counted.get(("tracks", first)) or (0, [])
+        if track.id is not None and len(entries) < _LISTED:
+            entries.append({"id": track.id, "shapes": [{"id": s.id} for s in track.shapes if s.id]})
+        counted[("tracks", first)] = (count + 1, entries)
     _emit(session, actor, action, counted, task, job_id)
 
 
 # how many objects' ids an annotation event lists (CVAT's payload keeps them all; the count
 # is always the whole number)
 _LISTED = 1000
+
+
+def _first_ids(objects: Sequence[Any]) -> list[dict[str, Any]]:
+    """``[{"id": ..}]`` of the first ``_LISTED`` objects with an id."""
+    with_id = (o for o in objects if o.id is not None)
+    return [{"id": o.id} for o in itertools.islice(with_id, _LISTED)]
+
+
+def _first_ids_by_type(
+    shapes: Sequence[Any], counts: Mapping[str, int]
+) -> dict[str, list[dict[str, Any]]]:
+    """:func:`_first_ids` per shape type (``counts``: shapes per type), the shapes read only
+    until every type's list is full."""
+    out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in counts}
+    open_kinds = set(counts)
+    for shape in shapes:
+        if not open_kinds:
+            break
+        kind = str(shape.type)
+        entries = out[kind]
+        if shape.id is not None and len(entries) < _LISTED:
+            entries.append({"id": shape.id})
+            if len(entries) == min(_LISTED, counts[kind]):
+                open_kinds.discard(kind)
+    return out
 
 
 def _record_cleared(
