@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, cast, delete, func, select, text
@@ -121,6 +121,7 @@ class Rows:
         self.tags: list[Any] = []
         self.shapes: list[Any] = []
         self.tracks: list[Any] = []
+        self._encoded: dict[int, tuple[list[Any], str]] = {}
 
     def add_tag(self, job_id: int, tag: LabeledImage) -> None:
         attrs = _attrs(tag.attributes)
@@ -136,14 +137,16 @@ class Rows:
 
     def add_shape(self, job_id: int, shape: SubLabeledShape, parent_id: int | None = None) -> None:
         points = encode(shape.points).decode()
-        attrs = _attrs(shape.attributes)
+        attrs = self._shared_attrs(shape.attributes)
         if self.copy:
+            rotation, score = shape.rotation, shape.score
             self.shapes.append(
                 f"{shape.id}\t{job_id}\t{NULL if parent_id is None else parent_id}"
                 f"\t{shape.frame}\t{shape.label_id}\t{shape.type}\t{shape.group}"
                 f"\t{shape.source}\t{'t' if shape.occluded else 'f'}"
-                f"\t{'t' if shape.outside else 'f'}\t{shape.z_order}\t{shape.rotation!r}"
-                f"\t{shape.score!r}\t{points}\t{_copy_text(attrs)}"
+                f"\t{'t' if shape.outside else 'f'}\t{shape.z_order}"
+                f"\t{'0' if rotation == 0 else repr(rotation)}"
+                f"\t{'1' if score == 1 else repr(score)}\t{points}\t{_copy_text(attrs)}"
             )
         else:
             self.shapes.append(
@@ -153,6 +156,18 @@ class Rows:
                     shape.rotation, shape.score, points, attrs,
                 )
             )  # fmt: skip
+
+    def _shared_attrs(self, attributes: list[Any]) -> str:
+        """:func:`_attrs`, once per list object: an import's objects share the lists of the
+        value combinations they repeat (the list is kept, so its id stays its own)."""
+        if not attributes:
+            return "[]"
+        found = self._encoded.get(id(attributes))
+        if found is None:
+            found = (attributes, _attrs(attributes))
+            if len(self._encoded) < 10_000:
+                self._encoded[id(attributes)] = found
+        return found[1]
 
     def add_track(self, job_id: int, track: SubLabeledTrack, parent_id: int | None = None) -> None:
         attrs = _attrs(track.attributes)
@@ -179,26 +194,25 @@ def new_rows(session: Session) -> Rows:
 def assign_ids(data: LabeledData, ids: IdAllocator) -> None:
     """Give every object (and element) without an id a fresh one."""
     _fill(data.tags, ids.take(TAGS, sum(1 for t in data.tags if t.id is None)))
-    shape_count = sum(
-        (s.id is None) + sum(1 for e in s.elements if e.id is None) for s in data.shapes
-    )
-    fresh = iter(ids.take(SHAPES, shape_count))
-    for s in data.shapes:
-        if s.id is None:
-            s.id = next(fresh)
-        for e in s.elements:
+    _fill_with_elements(data.shapes, ids, SHAPES)
+    _fill_with_elements(data.tracks, ids, TRACKS)
+
+
+def _fill_with_elements(objects: Sequence[Any], ids: IdAllocator, table: Table) -> None:
+    """Fresh ids for objects and their elements without one (objects first, in order)."""
+    fresh_objects = [o for o in objects if o.id is None]
+    nested = [e for o in objects if o.elements for e in o.elements if e.id is None]
+    fresh = iter(ids.take(table, len(fresh_objects) + len(nested)))
+    if not nested:  # the usual case: no skeletons
+        for obj, new_id in zip(fresh_objects, fresh, strict=True):
+            obj.id = new_id
+        return
+    for o in objects:
+        if o.id is None:
+            o.id = next(fresh)
+        for e in o.elements:
             if e.id is None:
                 e.id = next(fresh)
-    track_count = sum(
-        (t.id is None) + sum(1 for e in t.elements if e.id is None) for t in data.tracks
-    )
-    fresh = iter(ids.take(TRACKS, track_count))
-    for t in data.tracks:
-        if t.id is None:
-            t.id = next(fresh)
-        for sub in t.elements:
-            if sub.id is None:
-                sub.id = next(fresh)
 
 
 def _fill(objects: Sequence[LabeledImage], fresh: Sequence[int]) -> None:
@@ -208,18 +222,29 @@ def _fill(objects: Sequence[LabeledImage], fresh: Sequence[int]) -> None:
             obj.id = next(it)
 
 
+def _add(rows: Rows, section: str, job_id: int, obj: Any) -> None:
+    """The rows of one object (a shape or track with its elements)."""
+    if section == "shapes":
+        rows.add_shape(job_id, obj)
+        for e in obj.elements:
+            rows.add_shape(job_id, e, obj.id)
+    elif section == "tracks":
+        rows.add_track(job_id, obj)
+        for sub in obj.elements:
+            rows.add_track(job_id, sub, obj.id)
+    else:
+        rows.add_tag(job_id, obj)
+
+
+_SECTIONS = (("tags", TAGS, TAG_COLUMNS), ("shapes", SHAPES, SHAPE_COLUMNS),
+             ("tracks", TRACKS, TRACK_COLUMNS))  # fmt: skip
+
+
 def rows_for(job_id: int, data: LabeledData, rows: Rows) -> Rows:
     """Rows of a validated payload whose ids are assigned."""
-    for tag in data.tags:
-        rows.add_tag(job_id, tag)
-    for shape in data.shapes:
-        rows.add_shape(job_id, shape)
-        for e in shape.elements:
-            rows.add_shape(job_id, e, shape.id)
-    for track in data.tracks:
-        rows.add_track(job_id, track)
-        for sub in track.elements:
-            rows.add_track(job_id, sub, track.id)
+    for section, _, _ in _SECTIONS:
+        for obj in getattr(data, section):
+            _add(rows, section, job_id, obj)
     return rows
 
 
@@ -227,29 +252,76 @@ def rows_for(job_id: int, data: LabeledData, rows: Rows) -> Rows:
 
 
 def insert_rows(session: Session, rows: Rows) -> None:
-    for table, columns, values in (
-        (TAGS, TAG_COLUMNS, rows.tags),
-        (SHAPES, SHAPE_COLUMNS, rows.shapes),
-        (TRACKS, TRACK_COLUMNS, rows.tracks),
-    ):
+    for section, table, columns in _SECTIONS:
+        values = getattr(rows, section)
         if values:
             _insert(session, table, columns, values)
 
 
-def _insert(session: Session, table: Table, columns: Sequence[str], values: Sequence[Any]) -> None:
+# rows per read of a streamed COPY
+STREAM_BATCH = 2_000
+
+
+def insert_objects(session: Session, per_job: dict[int, LabeledData]) -> None:
+    """The rows of validated payloads (per job) whose ids are assigned, inserted. On
+    PostgreSQL each table's COPY reads its rows as they are made, so the database stores
+    one batch while the next is built (on its own core) instead of after all of them."""
+    if not any(getattr(data, section) for data in per_job.values() for section, _, _ in _SECTIONS):
+        return
+    if _dialect(session) != "postgresql":
+        rows = new_rows(session)
+        for job_id, data in per_job.items():
+            rows_for(job_id, data, rows)
+        insert_rows(session, rows)
+        return
+    for section, table, columns in _SECTIONS:
+        if any(getattr(data, section) for data in per_job.values()):
+            _copy(session, table, columns, _CopyStream(_batches(per_job, section)))
+
+
+def _batches(per_job: dict[int, LabeledData], section: str) -> Iterator[list[str]]:
+    rows = Rows(copy=True)
+    for job_id, data in per_job.items():
+        for obj in getattr(data, section):
+            _add(rows, section, job_id, obj)
+            if len(getattr(rows, section)) >= STREAM_BATCH:
+                yield getattr(rows, section)
+                setattr(rows, section, [])
+    if getattr(rows, section):
+        yield getattr(rows, section)
+
+
+class _CopyStream:
+    """The file COPY ... FROM STDIN reads: its text made a batch of rows per read."""
+
+    def __init__(self, batches: Iterator[list[str]]) -> None:
+        self.batches = batches
+
+    def read(self, size: int = -1) -> str:
+        batch = next(self.batches, None)
+        return "" if batch is None else "\n".join(batch) + "\n"
+
+
+def _copy(session: Session, table: Table, columns: Sequence[str], source: Any) -> None:
     raw = session.connection().connection.dbapi_connection
     assert raw is not None
     names = ", ".join(f'"{c}"' for c in columns)
+    cursor = raw.cursor()
+    try:
+        cursor.copy_expert(f"COPY {table.name} ({names}) FROM STDIN", source)
+    finally:
+        cursor.close()
+
+
+def _insert(session: Session, table: Table, columns: Sequence[str], values: Sequence[Any]) -> None:
     if _dialect(session) == "postgresql":
-        cursor = raw.cursor()
-        try:
-            for start in range(0, len(values), BATCH):
-                batch = values[start : start + BATCH]
-                buffer = io.StringIO("\n".join(batch) + "\n")
-                cursor.copy_expert(f"COPY {table.name} ({names}) FROM STDIN", buffer)
-        finally:
-            cursor.close()
+        for start in range(0, len(values), BATCH):
+            batch = values[start : start + BATCH]
+            _copy(session, table, columns, io.StringIO("\n".join(batch) + "\n"))
         return
+    raw = session.connection().connection.dbapi_connection
+    assert raw is not None
+    names = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" for _ in columns)
     cursor = raw.cursor()
     try:

@@ -66,8 +66,16 @@ class JobIndex:
         self.jobs = sorted(jobs, key=lambda j: (j.start, j.id))
         self.starts = [j.start for j in self.jobs]
         self.max_length = max((j.stop - j.start + 1 for j in self.jobs), default=0)
+        # frame -> its jobs (a payload's objects share few frames); read-only lists
+        self._seen: dict[int, list[JobRange]] = {}
 
     def holding(self, frame: int) -> list[JobRange]:
+        found = self._seen.get(frame)
+        if found is None:
+            found = self._seen[frame] = self._find(frame)
+        return found
+
+    def _find(self, frame: int) -> list[JobRange]:
         found: list[JobRange] = []
         k = bisect.bisect_right(self.starts, frame) - 1
         while k >= 0 and self.jobs[k].start > frame - self.max_length:
@@ -147,7 +155,11 @@ def split_for_jobs(data: LabeledData, jobs: Sequence[JobRange]) -> Split:
         for k, job in enumerate(index.holding(tag.frame)):
             per_job[job.id].tags.append(tag if k == 0 else structs.replace(tag, id=None))
     for shape in data.shapes:
-        for k, job in enumerate(index.holding(shape.frame)):
+        holding = index.holding(shape.frame)
+        if len(holding) == 1:  # the usual case, without the loop
+            per_job[holding[0].id].shapes.append(shape)
+            continue
+        for k, job in enumerate(holding):
             per_job[job.id].shapes.append(shape if k == 0 else _copy_shape(shape))
     firsts: list[tuple[LabeledTrack, LabeledTrack]] = []
     for track in data.tracks:

@@ -152,6 +152,12 @@ class Validator:
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
+        # (label id, object kind) pairs already accepted: one dict lookup for the rest of a
+        # payload's objects of that pair
+        self._accepted: dict[tuple[int, str], LabelInfo] = {}
+        # attribute lists already checked, by object id (kept, so the id stays theirs) with
+        # their label: an import's objects share the lists of the values they repeat
+        self._checked: dict[int, tuple[list[AttributeVal], int]] = {}
 
     # ------------------------------------------------------------------ common parts
 
@@ -188,36 +194,54 @@ class Validator:
     def _attributes(
         self, attrs: list[AttributeVal], label_id: int, where: str, mutable_only: bool = False
     ) -> None:
+        checked = self._checked.get(id(attrs))
+        if checked is not None and checked[1] == label_id:
+            return
+        self._check_attributes(attrs, label_id, where)
+        if len(self._checked) < 10_000:
+            self._checked[id(attrs)] = (attrs, label_id)
+
+    def _check_attributes(self, attrs: list[AttributeVal], label_id: int, where: str) -> None:
+        specs = self.scope.specs
         seen: set[int] = set()
         for k, a in enumerate(attrs):
-            at = f"{where}.attributes[{k}]"
-            spec = self.scope.specs.get(a.spec_id)
+            spec = specs.get(a.spec_id)
             if spec is None or spec.label_id != label_id:
                 raise _fail(
-                    f"{at}.spec_id", f"attribute {a.spec_id} does not belong to label {label_id}"
+                    f"{where}.attributes[{k}].spec_id",
+                    f"attribute {a.spec_id} does not belong to label {label_id}",
                 )
             if a.spec_id in seen:
-                raise _fail(f"{at}.spec_id", f"attribute {a.spec_id} is given twice")
+                raise _fail(
+                    f"{where}.attributes[{k}].spec_id", f"attribute {a.spec_id} is given twice"
+                )
             seen.add(a.spec_id)
             kind = spec.input_type
             value = a.value
             if kind == "checkbox":
                 low = value.lower()
                 if low not in ("true", "false"):
-                    raise _fail(f"{at}.value", "a checkbox takes 'true' or 'false'")
+                    raise _fail(
+                        f"{where}.attributes[{k}].value", "a checkbox takes 'true' or 'false'"
+                    )
                 a.value = low
             elif kind in ("select", "radio"):
                 if value not in spec.values:
-                    raise _fail(f"{at}.value", f"{value!r} is not one of {list(spec.values)}")
+                    raise _fail(
+                        f"{where}.attributes[{k}].value",
+                        f"{value!r} is not one of {list(spec.values)}",
+                    )
             elif kind == "number":
-                _check_number(value, spec, f"{at}.value")
+                _check_number(value, spec, f"{where}.attributes[{k}].value")
             elif "\x00" in value:
-                raise _fail(f"{at}.value", "Null characters are not allowed.")
-            else:
+                raise _fail(f"{where}.attributes[{k}].value", "Null characters are not allowed.")
+            elif not value.isascii():
                 try:
                     value.encode("utf-8")
                 except UnicodeEncodeError as exc:
-                    raise _fail(f"{at}.value", "Invalid Unicode (lone surrogate).") from exc
+                    raise _fail(
+                        f"{where}.attributes[{k}].value", "Invalid Unicode (lone surrogate)."
+                    ) from exc
 
     # ------------------------------------------------------------------ objects
 
@@ -231,15 +255,23 @@ class Validator:
             self._attributes(tag.attributes, tag.label_id, where)
 
     def shape(self, shape: LabeledShape, where: str) -> None:
-        label = self._label(shape.label_id, shape.type, where)
-        self._frame(shape.frame, where)
-        self._source(shape.source, where)
-        _check_points(shape.type, shape.points, where)
+        kind = shape.type
+        label = self._accepted.get((shape.label_id, kind))
+        if label is None:
+            label = self._label(shape.label_id, kind, where)
+            self._accepted[(shape.label_id, kind)] = label
+        s = self.scope
+        frame = shape.frame
+        if frame < s.start or frame > s.stop or s.frames is not None:
+            self._frame(frame, where)
+        if shape.source not in s._sources:
+            self._source(shape.source, where)
+        _check_points(kind, shape.points, where)
         if shape.group is None:
             shape.group = 0
         if shape.attributes:
             self._attributes(shape.attributes, shape.label_id, where)
-        if shape.type == "skeleton":
+        if kind == "skeleton":
             self._elements(shape, label, where)
         elif shape.elements:
             raise _fail(f"{where}.elements", "only skeletons have elements")

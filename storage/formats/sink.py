@@ -81,6 +81,7 @@ class LabelIndex:
             ):
                 refs[a.label_id].specs[a.name] = _Spec(a.id, a.mutable, a.input_type)
         self.top: dict[str, _LabelRef] = {}
+        self._attrs: dict[tuple[object, ...], list[AttributeVal]] = {}
         for r in rows:
             if r.parent_id is None:
                 self.top[r.name] = refs[r.id]
@@ -106,6 +107,22 @@ class LabelIndex:
         *,
         mutable: bool | None = None,
         soft: frozenset[str] = frozenset(),
+    ) -> list[AttributeVal]:
+        """The values as the label's attributes. Most objects of a dataset repeat a few
+        combinations of values: each is converted once and its list shared (only read
+        afterwards; the validator's normalising of a checkbox is the same for each)."""
+        if not values:
+            return []
+        key = (ref.id, mutable, soft, *values.items())
+        found = self._attrs.get(key)
+        if found is None:
+            found = self._convert(ref, values, mutable, soft)
+            if len(self._attrs) < 10_000:
+                self._attrs[key] = found
+        return found
+
+    def _convert(
+        self, ref: _LabelRef, values: dict[str, str], mutable: bool | None, soft: frozenset[str]
     ) -> list[AttributeVal]:
         out = []
         for name, value in values.items():
@@ -204,6 +221,9 @@ def _elements(labels: LabelIndex, s: Shape, ref: _LabelRef, frame: int) -> list[
     return out
 
 
+_SOURCES = frozenset(("manual", "auto", "semi-auto", "file"))
+
+
 def _shape(
     labels: LabelIndex,
     s: Shape,
@@ -211,27 +231,24 @@ def _shape(
     parent: _LabelRef | None = None,
     soft: frozenset[str] = frozenset(),
 ) -> SubLabeledShape:
+    # keywords spelled out, not a dict of them: an import converts millions of shapes
     ref = labels.label(s.label, parent)
-    common = {
-        "type": s.type,
-        "occluded": s.occluded,
-        "outside": s.outside,
-        "z_order": s.z_order,
-        "rotation": s.rotation % 360,
-        "points": list(s.points),
-        "label_id": ref.id,
-        "group": s.group,
-        "source": s.source if s.source in ("manual", "auto", "semi-auto", "file") else "file",
-        "frame": frame,
-        "attributes": labels.attrs(ref, s.attributes, soft=soft),
-        "score": min(1.0, max(0.0, s.score)),
-    }
+    attributes = labels.attrs(ref, s.attributes, soft=soft) if s.attributes else []
+    source = s.source if s.source in _SOURCES else "file"
+    score = s.score if 0.0 <= s.score <= 1.0 else min(1.0, max(0.0, s.score))
+    rotation = s.rotation % 360
     if parent is not None:
-        return SubLabeledShape(**common)  # type: ignore[arg-type]
+        return SubLabeledShape(
+            type=s.type, occluded=s.occluded, outside=s.outside, z_order=s.z_order,  # type: ignore[arg-type]
+            rotation=rotation, points=s.points, label_id=ref.id, group=s.group,
+            source=source, frame=frame, attributes=attributes, score=score,
+        )  # fmt: skip
     return LabeledShape(
-        **common,  # type: ignore[arg-type]
-        elements=_elements(labels, s, ref, frame),
-    )
+        type=s.type, occluded=s.occluded, outside=s.outside, z_order=s.z_order,  # type: ignore[arg-type]
+        rotation=rotation, points=s.points, label_id=ref.id, group=s.group, source=source,
+        frame=frame, attributes=attributes, score=score,
+        elements=_elements(labels, s, ref, frame) if s.elements else [],
+    )  # fmt: skip
 
 
 def _tag(
@@ -241,7 +258,7 @@ def _tag(
     return LabeledImage(
         label_id=ref.id,
         group=t.group,
-        source=t.source if t.source in ("manual", "auto", "semi-auto", "file") else "file",
+        source=t.source if t.source in _SOURCES else "file",
         frame=frame,
         attributes=labels.attrs(ref, t.attributes, soft=soft),
     )
@@ -286,7 +303,7 @@ def _track(
     common = {
         "label_id": ref.id,
         "group": t.group,
-        "source": t.source if t.source in ("manual", "auto", "semi-auto", "file") else "file",
+        "source": t.source if t.source in _SOURCES else "file",
         "frame": min((s.frame for s in shapes), default=0),
         "attributes": track_attrs,
         "shapes": shapes,

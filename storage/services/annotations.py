@@ -166,11 +166,9 @@ def _check_element_ids(session: Session, data: LabeledData) -> None:
 
 def _insert(session: Session, per_job: dict[int, LabeledData]) -> None:
     ids = bulk.IdAllocator(session)
-    rows = bulk.new_rows(session)
-    for job_id, data in per_job.items():
+    for data in per_job.values():
         bulk.assign_ids(data, ids)
-        bulk.rows_for(job_id, data, rows)
-    bulk.insert_rows(session, rows)
+    bulk.insert_objects(session, per_job)
 
 
 def _delete_by_ids(session: Session, data: LabeledData) -> None:

@@ -41,7 +41,7 @@ ELEMENTS = [
     for k in range(200)
 ]
 
-DOCS = {
+DOCS: dict[str, dict[str, Any]] = {
     "plain": {"images": [{"id": 1}], "annotations": ELEMENTS},
     "annotations last but one": {"annotations": ELEMENTS, "categories": [{"id": 1}]},
     "empty": {"annotations": []},
@@ -84,7 +84,7 @@ def test_a_big_array_is_read_in_pieces_without_falling_back(
     def no_ijson(*args: object, **kwargs: object) -> None:
         raise AssertionError("the quick path gave up")
 
-    monkeypatch.setattr(jsonarray.ijson, "items", no_ijson)
+    monkeypatch.setattr(ijson, "items", no_ijson)
     got = _read(raw, monkeypatch, 4096)
     assert len(got) == 10_000 and got[-1] == msgspec.convert(ELEMENTS[-1], Ann)
 
