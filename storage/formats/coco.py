@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import ijson
 import msgspec
@@ -166,8 +166,56 @@ class _Annotation(msgspec.Struct, gc=False):
     id: int = 0
     segmentation: list[list[float]] | _Rle | None = None
     bbox: list[float] | None = None
-    attributes: dict[str, Any] | None = None
+    # kept as text: most annotations repeat a few combinations, each parsed once (_Specials)
+    attributes: msgspec.Raw = msgspec.Raw(b"")
     score: float = 1.0
+
+
+class _Specials(NamedTuple):
+    """An annotation's ``attributes``: the label's attribute values, and CVAT's flags."""
+
+    values: dict[str, str]
+    occluded: bool
+    z_order: int
+    rotation: float
+
+
+_NONE = _Specials({}, False, 0, 0.0)
+_decode_json = msgspec.json.Decoder().decode
+
+
+def _specials(raw: msgspec.Raw, seen: dict[bytes, _Specials], where: str) -> _Specials:
+    """The parsed ``attributes`` of an annotation, the same object for each text (readers
+    downstream only read an attributes dict; sharing it lets them convert it once too)."""
+    if not raw:
+        return _NONE
+    text = bytes(raw)
+    found = seen.get(text)
+    if found is not None:
+        return found
+    parsed = _decode_json(text)
+    if parsed is None:
+        return _NONE
+    if not isinstance(parsed, dict):
+        raise InvalidInput(f"{where}: 'attributes' is not an object.")
+    values: dict[str, str] = {}
+    occluded, z_order, rotation = False, 0, 0.0
+    try:
+        for key, value in parsed.items():
+            if key == "occluded":
+                occluded = bool(value)
+            elif key == "z_order":
+                z_order = int(value or 0)
+            elif key == "rotation":
+                rotation = float(value or 0)
+            elif key not in _SPECIAL:
+                values[key] = _text(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{where}: a CVAT attribute has a wrong value ({exc}).") from exc
+    found = _Specials(values, occluded, z_order, rotation)
+    if len(seen) < 10_000:
+        seen[text] = found
+    return found
 
 
 def _bad(name: str, exc: Exception) -> InvalidInput:
@@ -211,6 +259,7 @@ def _stream(archive: Archive, names: list[str], parsed: Parsed) -> Iterator[Item
         annotated: set[int] = set()
         current: Item | None = None
         current_id = -1
+        seen: dict[bytes, _Specials] = {}
         try:
             opener = functools.partial(archive.open, name)
             for ann in jsonarray.items(opener, "annotations", _Annotation):
@@ -228,7 +277,7 @@ def _stream(archive: Archive, names: list[str], parsed: Parsed) -> Iterator[Item
                 label = categories.get(ann.category_id)
                 if label is None:
                     raise InvalidInput(f"{name}: annotation {ann.id} has an unknown category.")
-                _shapes_in(ann, label, current.shapes, name)  # type: ignore[union-attr]
+                _shapes_in(ann, label, current.shapes, name, seen)  # type: ignore[union-attr]
             if current is not None and current.shapes:
                 annotated.add(current_id)
                 yield current
@@ -241,22 +290,11 @@ def _stream(archive: Archive, names: list[str], parsed: Parsed) -> Iterator[Item
                 yield Item(-1, image.name, image.width, image.height, subset)
 
 
-def _shapes_in(ann: _Annotation, label: str, out: list[Shape], name: str) -> None:
+def _shapes_in(
+    ann: _Annotation, label: str, out: list[Shape], name: str, seen: dict[bytes, _Specials]
+) -> None:
     """The annotation's shapes, added to ``out``."""
-    attrs: dict[str, str] = {}
-    occluded = False
-    z_order = 0
-    rotation = 0.0
-    for key, value in (ann.attributes or {}).items():
-        if key in _SPECIAL:
-            if key == "occluded":
-                occluded = bool(value)
-            elif key == "z_order":
-                z_order = int(value or 0)
-            elif key == "rotation":
-                rotation = float(value or 0)
-        else:
-            attrs[key] = value if type(value) is str else _text(value)
+    attrs, occluded, z_order, rotation = _specials(ann.attributes, seen, name)
     seg = ann.segmentation
     if isinstance(seg, _Rle):
         h, w = (int(v) for v in seg.size)

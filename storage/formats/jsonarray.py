@@ -10,7 +10,7 @@ A separator can also occur inside a string or a nested array of objects; a piece
 is not valid JSON (an unterminated string, unbalanced brackets), so its decoding fails.
 Then, and for anything else unexpected (the key not found at the top level by the quick
 scan, data after the array, a malformed file), the elements not yet given are read again
-with ijson and converted to the same structs, which is also where a malformed file's error
+with ijson and decoded from their JSON text into the same structs, which is also where a malformed file's error
 comes from. A piece that decodes is therefore exactly the elements it spans.
 """
 
@@ -33,6 +33,9 @@ BLOCK = 4 << 20
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|["\[\]{}]')
 _SPACE = b" \t\r\n"
 _SEP = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 class _Unexpected(Exception):
@@ -62,10 +65,12 @@ def items(
                 return
     except _Unexpected:
         pass
+    one = msgspec.json.Decoder(kind, strict=False)
     with open_file() as f:
         for n, element in enumerate(ijson.items(f, f"{key}.item", use_float=True)):
             if n >= done:
-                yield msgspec.convert(element, kind, strict=False)
+                # through JSON text again, so ``kind`` may keep parts raw (msgspec.Raw)
+                yield one.decode(_encode(element))
 
 
 def _array_start(f: IO[bytes], key: bytes) -> bytes | None:

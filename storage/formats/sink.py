@@ -82,6 +82,9 @@ class LabelIndex:
                 refs[a.label_id].specs[a.name] = _Spec(a.id, a.mutable, a.input_type)
         self.top: dict[str, _LabelRef] = {}
         self._attrs: dict[tuple[object, ...], list[AttributeVal]] = {}
+        self._by_object: dict[
+            int, tuple[dict[str, str], _LabelRef, bool | None, frozenset[str], list[AttributeVal]]
+        ] = {}
         for r in rows:
             if r.parent_id is None:
                 self.top[r.name] = refs[r.id]
@@ -113,12 +116,19 @@ class LabelIndex:
         afterwards; the validator's normalising of a checkbox is the same for each)."""
         if not values:
             return []
+        # readers often hand over one dict for many objects: known by identity (the dict is
+        # kept with its result, so its id stays its own), else by its items
+        same = self._by_object.get(id(values))
+        if same is not None and same[1] is ref and same[2] is mutable and same[3] is soft:
+            return same[4]
         key = (ref.id, mutable, soft, *values.items())
         found = self._attrs.get(key)
         if found is None:
             found = self._convert(ref, values, mutable, soft)
             if len(self._attrs) < 10_000:
                 self._attrs[key] = found
+        if len(self._by_object) < 10_000:
+            self._by_object[id(values)] = (values, ref, mutable, soft, found)
         return found
 
     def _convert(
