@@ -146,11 +146,14 @@ class Split:
                 e.id = ids.get(e.label_id)
 
 
-def split_for_jobs(data: LabeledData, jobs: Sequence[JobRange]) -> Split:
+def split_for_jobs(
+    data: LabeledData, jobs: Sequence[JobRange], index: JobIndex | None = None
+) -> Split:
     """Objects per job. The first job holding a tag or shape gets the object itself (so its
-    id is assigned to the caller's object), later ones a copy."""
+    id is assigned to the caller's object), later ones a copy. ``index``: the jobs' index,
+    when the caller keeps one."""
     per_job = {job.id: LabeledData() for job in jobs}
-    index = JobIndex(jobs)
+    index = index or JobIndex(jobs)
     for tag in data.tags:
         for k, job in enumerate(index.holding(tag.frame)):
             per_job[job.id].tags.append(tag if k == 0 else structs.replace(tag, id=None))

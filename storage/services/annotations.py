@@ -164,8 +164,10 @@ def _check_element_ids(session: Session, data: LabeledData) -> None:
                 )
 
 
-def _insert(session: Session, per_job: dict[int, LabeledData]) -> None:
-    ids = bulk.IdAllocator(session)
+def _insert(
+    session: Session, per_job: dict[int, LabeledData], ids: bulk.IdAllocator | None = None
+) -> None:
+    ids = ids or bulk.IdAllocator(session)
     for data in per_job.values():
         bulk.assign_ids(data, ids)
     bulk.insert_objects(session, per_job)
@@ -477,9 +479,11 @@ def _task_scope(session: Session, task: Task, jobs: Sequence[JobRange]) -> Scope
     return load_scope(session, task, min(j.start for j in jobs), max(j.stop for j in jobs))
 
 
-def _check_frames_in_jobs(data: LabeledData, jobs: Sequence[JobRange]) -> None:
+def _check_frames_in_jobs(
+    data: LabeledData, jobs: Sequence[JobRange], index: JobIndex | None = None
+) -> None:
     """Frames of new objects must be in some job (GT-only frames are not)."""
-    index = JobIndex(jobs)
+    index = index or JobIndex(jobs)
     for section in ("tags", "shapes"):
         for i, obj in enumerate(getattr(data, section)):
             if obj.id is None and not index.holding(obj.frame):
@@ -645,27 +649,49 @@ def add_model_annotations(
     return len(kept.tags) + len(kept.shapes), dropped
 
 
-def write_imported(
-    session: Session,
-    task: Task,
-    jobs: Sequence[JobRange],
-    data: LabeledData,
-    actor: changes.Actor,
-    *,
-    replace: bool,
-    job_id: int | None = None,
-) -> None:
-    """Write a chunk of an imported dataset into ``jobs`` (a task's, or one job ``job_id``),
-    the first with ``replace`` (the jobs' annotations are cleared), the others added:
-    validated as a PUT is, written through the bulk path in the caller's transaction, so a
-    failing import changes nothing (authorized when the import was requested). The chunk
-    makes the annotation events of a PUT (``create:tags|shapes|tracks`` per shape type),
-    named after ``actor``, the import's owner."""
-    with gc_paused():
-        Validator(_task_scope(session, task, jobs)).payload(data)
-        _check_frames_in_jobs(data, jobs)
-        _write_task(session, task, jobs, data, replace=replace, cleared_by=actor, job_id=job_id)
-        _record_changes(session, actor, "create", data, task, job_id)
+class ImportWriter:
+    """Writes an imported dataset into ``jobs`` (a task's, or one job ``job_id``) chunk by
+    chunk in the caller's transaction, so a failing import changes nothing (authorized when
+    the import was requested): the first chunk clears the jobs, each is validated as a PUT
+    is and written through the bulk path, and makes the annotation events of a PUT
+    (``create:tags|shapes|tracks`` per shape type) named after ``actor``, the import's
+    owner. What holds for the whole import (the jobs' lock, the task's labels, the caches
+    of the validator and of the job lookup) is set up once."""
+
+    def __init__(
+        self,
+        session: Session,
+        task: Task,
+        jobs: Sequence[JobRange],
+        actor: changes.Actor,
+        job_id: int | None = None,
+    ) -> None:
+        self.session = session
+        self.task = task
+        self.jobs = jobs
+        self.actor = actor
+        self.job_id = job_id
+        self.validator = Validator(_task_scope(session, task, jobs))
+        self.index = JobIndex(jobs)
+        self.ids = bulk.IdAllocator(session)
+        self.started = False
+
+    def write(self, data: LabeledData) -> None:
+        session, task, jobs = self.session, self.task, self.jobs
+        with gc_paused():
+            self.validator.payload(data)
+            _check_frames_in_jobs(data, jobs, self.index)
+            split = split_for_jobs(data, jobs, self.index)
+            if not self.started:
+                job_ids = [j.id for j in jobs]
+                _lock(session, job_ids, task.id)
+                _record_cleared(session, self.actor, task, job_ids, self.job_id)
+                bulk.clear_jobs(session, job_ids)
+                self.started = True
+            per_job = {k: v for k, v in split.per_job.items() if v.tags or v.shapes or v.tracks}
+            _insert(session, per_job, self.ids)
+            split.copy_track_ids()
+            _record_changes(session, self.actor, "create", data, task, self.job_id)
 
 
 def require_no_format(fmt: str | None) -> None:

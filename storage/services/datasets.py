@@ -72,9 +72,9 @@ from cvat_ray.storage.schemas.requests import RqId
 from cvat_ray.storage.services import dataset_tasks, recorded
 from cvat_ray.storage.services import requests as request_service
 from cvat_ray.storage.services.annotations import (
+    ImportWriter,
     job_range,
     task_job_ranges,
-    write_imported,
 )
 from cvat_ray.storage.services.cloud_storages import access_for, destination
 from cvat_ray.storage.services.data_processing import data_dir
@@ -645,14 +645,13 @@ def _write_task(
         session, task, [f for j in jobs for f in range(j.start, j.stop + 1) if j.holds(f)]
     )
     total = 0
-    first = True
+    writer = ImportWriter(session, task, jobs, actor, job_id)
     # the next chunk is parsed while this one is written; a failed write stops the parsing
     with contextlib.closing(
         ahead(iter_labeled_data(parsed, LabelIndex(session, task), frames))
     ) as chunks:
         for data in chunks:
-            write_imported(session, task, jobs, data, actor, replace=first, job_id=job_id)
-            first = False
+            writer.write(data)
             total += _count(data)
     return total
 
