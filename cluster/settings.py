@@ -376,6 +376,12 @@ class DatasetsSettings(BaseModel):
         ge=1,
         description="Largest annotation file or archive accepted for import",
     )
+    fork_reader_from_bytes: int = Field(
+        default=2**20,
+        ge=0,
+        description="Imports of at least this many bytes are parsed in a forked process (a "
+        "core of its own) while the worker writes what it parsed; smaller ones in a thread",
+    )
 
 
 class OutboundSettings(BaseModel):

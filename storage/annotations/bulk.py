@@ -1,7 +1,8 @@
 """Set-based writes of annotation rows: id allocation, inserts, deletes.
 
-- **Ids** are allocated up front for every row a request writes (PostgreSQL: ``nextval`` over
-  ``generate_series``; SQLite: after the ``sqlite_sequence`` value, which is safe because the
+- **Ids** are allocated up front for every row a request writes (PostgreSQL: a range of the
+  table's sequence reserved under an advisory lock, one ``nextval`` and one ``setval``
+  whatever its length; SQLite: after the ``sqlite_sequence`` value, which is safe because the
   write path holds SQLite's write lock before it allocates), so that elements can point at
   their skeletons and the response can carry the ids without reading rows back.
 - **Inserts** go through PostgreSQL's ``COPY ... FROM STDIN`` (several times faster than
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -78,23 +80,28 @@ class IdAllocator:
         return range(start, start + count)
 
     def _take_postgres(self, table: str, count: int) -> Sequence[int]:
-        # Draw the values in the database and fetch only their range: they are contiguous
-        # unless another writer drew from the sequence at the same time, and then the values
-        # are fetched one by one (the first draw is left unused; sequences may have gaps).
-        params = {"seq": f"{table}_id_seq", "n": count}
-        low, high = self.session.execute(
-            text(
-                "SELECT min(v), max(v) FROM (SELECT nextval(CAST(:seq AS regclass)) AS v "
-                "FROM generate_series(1, :n)) AS drawn"
-            ),
-            params,
-        ).one()
-        if high - low + 1 == count:
-            return range(low, high + 1)
-        rows = self.session.execute(
-            text("SELECT nextval(CAST(:seq AS regclass)) FROM generate_series(1, :n)"), params
-        )
-        return [r[0] for r in rows]
+        # One range of the sequence, reserved in O(1): its next value, and the sequence moved
+        # past the range. Allocators take turns on an advisory lock around the two steps (a
+        # sequence is not transactional, nor is the lock held past them); every writer of the
+        # annotation tables allocates here, so nobody draws inside a reserved range.
+        params = {"seq": f"{table}_id_seq", "n": count, "key": _lock_key(table)}
+        execute = self.session.execute
+        execute(text("SELECT pg_advisory_lock(:key)"), params)
+        try:
+            first = execute(text("SELECT nextval(CAST(:seq AS regclass))"), params).scalar_one()
+            if count > 1:
+                execute(
+                    text("SELECT setval(CAST(:seq AS regclass), :last)"),
+                    {**params, "last": first + count - 1},
+                )
+        finally:
+            execute(text("SELECT pg_advisory_unlock(:key)"), params)
+        return range(first, first + count)
+
+
+def _lock_key(table: str) -> int:
+    """The advisory lock of a table's id allocation (stable across processes)."""
+    return int.from_bytes(hashlib.blake2b(f"cvat_ray.ids.{table}".encode(), digest_size=7).digest())
 
 
 def _attrs(attributes: list[Any]) -> str:

@@ -108,6 +108,17 @@ class Archive:
         if self.zip is not None:
             self.zip.close()
 
+    def reopen(self) -> None:
+        """Read through a file of its own from now on (a forked reader: a file shared with
+        the parent process shares its offset). The members stay those checked on opening."""
+        if self.zip is not None:
+            self.zip = zipfile.ZipFile(self.path)
+
+    @property
+    def size(self) -> int:
+        """The upload's size in bytes."""
+        return self.path.stat().st_size
+
     def __enter__(self) -> Archive:
         return self
 

@@ -13,6 +13,7 @@ are ignored as DRF does.
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -196,6 +197,17 @@ def gc_relaxed() -> Iterator[None]:
 
 
 _gc_state: list[bool] = []
+
+
+def _new_lock_in_child() -> None:
+    """A forked child (an import's reader, storage/formats/forked.py) gets a lock of its own:
+    another thread of the parent may have held this one at the fork."""
+    global _gc_lock
+    _gc_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def encode_chunks(data: LabeledData, batch: int = 20_000) -> Iterator[bytes]:

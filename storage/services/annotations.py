@@ -653,7 +653,7 @@ class ImportWriter:
     """Writes an imported dataset into ``jobs`` (a task's, or one job ``job_id``) chunk by
     chunk in the caller's transaction, so a failing import changes nothing (authorized when
     the import was requested): the first chunk clears the jobs, each is validated as a PUT
-    is and written through the bulk path, and makes the annotation events of a PUT
+    is (:meth:`check`) and written through the bulk path, and makes the annotation events of a PUT
     (``create:tags|shapes|tracks`` per shape type) named after ``actor``, the import's
     owner. What holds for the whole import (the jobs' lock, the task's labels, the caches
     of the validator and of the job lookup) is set up once."""
@@ -676,11 +676,18 @@ class ImportWriter:
         self.ids = bulk.IdAllocator(session)
         self.started = False
 
-    def write(self, data: LabeledData) -> None:
-        session, task, jobs = self.session, self.task, self.jobs
+    def check(self, data: LabeledData) -> LabeledData:
+        """Validate a chunk as a PUT is (no database access: the chunk maker calls this, in
+        its thread or forked process, so the writer only writes)."""
         with gc_paused():
             self.validator.payload(data)
-            _check_frames_in_jobs(data, jobs, self.index)
+            _check_frames_in_jobs(data, self.jobs, self.index)
+        return data
+
+    def write(self, data: LabeledData) -> None:
+        """Write a chunk that passed :meth:`check`."""
+        session, task, jobs = self.session, self.task, self.jobs
+        with gc_paused():
             split = split_for_jobs(data, jobs, self.index)
             if not self.started:
                 job_ids = [j.id for j in jobs]

@@ -30,7 +30,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -47,7 +47,7 @@ from cvat_ray.storage import changes
 from cvat_ray.storage.annotations import reads
 from cvat_ray.storage.context import RequestContext
 from cvat_ray.storage.db import Database
-from cvat_ray.storage.formats import registry
+from cvat_ray.storage.formats import forked, registry
 from cvat_ray.storage.formats.archive import Archive, ZipOut
 from cvat_ray.storage.formats.model import Parsed
 from cvat_ray.storage.formats.sink import (
@@ -631,6 +631,15 @@ def _archive(settings: Settings, path: Path) -> Archive:
     return Archive(path, budget, path.name)
 
 
+def _forks(archive: Archive | None, settings: Settings | None) -> bool:
+    """Whether an import's chunks are made in a forked process (storage/formats/forked.py):
+    for uploads from ``datasets.fork_reader_from_bytes`` on; smaller ones in a thread, where
+    a fork's milliseconds would be a share of the import."""
+    if archive is None or settings is None or not forked.available():
+        return False
+    return archive.size >= settings.datasets.fork_reader_from_bytes
+
+
 def _write_task(
     session: Session,
     task: Task,
@@ -638,18 +647,29 @@ def _write_task(
     parsed: Parsed,
     actor: changes.Actor,
     job_id: int | None = None,
+    archive: Archive | None = None,
+    settings: Settings | None = None,
 ) -> int:
     """Write the dataset chunk by chunk (the first clears the jobs) in the caller's
-    transaction, each chunk's annotation events recorded under ``actor``."""
+    transaction, each chunk's annotation events recorded under ``actor``. The chunks are
+    made while the previous one is written: in a forked process for a large ``archive``
+    (:func:`_forks`), else in a thread."""
     frames = FrameIndex(
         session, task, [f for j in jobs for f in range(j.start, j.stop + 1) if j.holds(f)]
     )
-    total = 0
+    labels = LabelIndex(session, task)
     writer = ImportWriter(session, task, jobs, actor, job_id)
-    # the next chunk is parsed while this one is written; a failed write stops the parsing
-    with contextlib.closing(
-        ahead(iter_labeled_data(parsed, LabelIndex(session, task), frames))
-    ) as chunks:
+
+    def make() -> Iterator[LabeledData]:
+        return (writer.check(d) for d in iter_labeled_data(parsed, labels, frames))
+
+    if archive is not None and _forks(archive, settings):
+        source: Iterator[LabeledData] = forked.chunks_in_child(make, archive.reopen)
+    else:
+        source = make()
+    total = 0
+    # a failed write stops the making of chunks
+    with contextlib.closing(ahead(source)) as chunks:
         for data in chunks:
             writer.write(data)
             total += _count(data)
@@ -782,7 +802,7 @@ def run_import(db: Database, settings: Settings, request_id: str, worker: str) -
                     job_id = job.id
                 else:
                     jobs = task_job_ranges(session, task.id)
-                count = _write_task(session, task, jobs, parsed, actor, job_id)
+                count = _write_task(session, task, jobs, parsed, actor, job_id, archive, settings)
             request_service.transition(
                 session, request_id, "finished", message=f"Imported {count} objects."
             )

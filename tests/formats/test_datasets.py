@@ -548,14 +548,18 @@ async def test_expired_exports_are_removed(
     assert r.status_code == 202 and r.json()["rq_id"] != rq_id
 
 
+@pytest.mark.parametrize("forked", [False, True], ids=["thread", "forked"])
 async def test_a_streamed_import_fails_whole(
-    client_for: Any, alice: Account, monkeypatch: pytest.MonkeyPatch
+    client_for: Any, alice: Account, monkeypatch: pytest.MonkeyPatch, forked: bool
 ) -> None:
     """An import is written in chunks inside one transaction: a bad object after several
-    chunks were written leaves the task as it was; a good file lands whole."""
+    chunks were written leaves the task as it was; a good file lands whole. The same with
+    the chunks made in a forked process (large uploads), the error coming back from it."""
     from cvat_ray.storage.formats import sink
+    from cvat_ray.storage.services import datasets
 
     monkeypatch.setattr(sink, "CHUNK", 3)
+    monkeypatch.setattr(datasets, "_forks", lambda archive, settings: forked)
     api = client_for(alice)
     task = await _annotated(api)
     before = await task_annotations(api, task)
