@@ -315,7 +315,7 @@ def _copy(session: Session, table: Table, columns: Sequence[str], source: Any) -
     names = ", ".join(f'"{c}"' for c in columns)
     cursor = raw.cursor()
     try:
-        cursor.copy_expert(f"COPY {table.name} ({names}) FROM STDIN", source)
+        cursor.copy_expert(f"COPY {table.name} ({names}) FROM STDIN", source, size=1 << 20)
     finally:
         cursor.close()
 

@@ -3,9 +3,9 @@
 An import is CPU-bound Python on both sides of its pipeline: the format's reader and the
 sink (parse, match, convert) make the chunks, the write path (validate, split, build rows)
 writes them, and both hold the GIL, so in one process they take turns on one core while the
-database's COPY waits on the other. Forked, the child makes the chunks while the parent
-writes, and hands each over as msgpack (msgspec encodes and decodes a chunk in C, a small
-part of making it).
+database's COPY waits on the other. Forked, the child makes (and validates) the chunks
+while the parent writes the previous one, and hands each over as msgpack (msgspec encodes
+and decodes a chunk in C, a small part of making it).
 
 The child is a fork of the importing thread, taken before any of the dataset was read: the
 reader's and the sink's state (the parsed dataset's lazy iterators, the task's labels and
@@ -24,11 +24,13 @@ import os
 import signal
 import struct
 from collections.abc import Callable, Generator, Iterator
+from typing import Any, TypeVar
 
 import msgspec
 
 from cvat_ray.cluster.errors import InvalidInput
-from cvat_ray.storage.schemas.annotations import LabeledData
+
+T = TypeVar("T")
 
 _HEADER = struct.Struct("!BQ")
 _CHUNK, _DONE, _INVALID, _FAILED = range(4)
@@ -39,30 +41,31 @@ def available() -> bool:
 
 
 def chunks_in_child(
-    make: Callable[[], Iterator[LabeledData]], before: Callable[[], None] | None = None
-) -> Generator[LabeledData, None, None]:
-    """The chunks of ``make()``, made in a forked child. ``before`` runs first in the child
-    (reopen what must not share the parent's file offsets)."""
+    make: Callable[[], Iterator[T]], kind: type[T], before: Callable[[], None] | None = None
+) -> Generator[T, None, None]:
+    """The chunks of ``make()`` (msgspec structs of type ``kind``), made in a forked child.
+    ``before`` runs first in the child (reopen what must not share the parent's file
+    offsets)."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(read_fd)
         _child(make, before, write_fd)
     os.close(write_fd)
-    decode = msgspec.msgpack.Decoder(LabeledData).decode
+    decode = msgspec.msgpack.Decoder(kind).decode
     try:
         with os.fdopen(read_fd, "rb", buffering=1 << 20) as pipe:
             while True:
                 head = pipe.read(_HEADER.size)
                 if len(head) < _HEADER.size:
                     raise RuntimeError("The import's reader process ended without a word.")
-                kind, size = _HEADER.unpack(head)
+                tag, size = _HEADER.unpack(head)
                 body = pipe.read(size)
-                if kind == _CHUNK:
+                if tag == _CHUNK:
                     yield decode(body)
-                elif kind == _DONE:
+                elif tag == _DONE:
                     return
-                elif kind == _INVALID:
+                elif tag == _INVALID:
                     raise InvalidInput(msgspec.msgpack.decode(body))
                 else:
                     raise RuntimeError(f"The import's reader failed: {body.decode()}")
@@ -73,9 +76,7 @@ def chunks_in_child(
             os.waitpid(pid, 0)
 
 
-def _child(
-    make: Callable[[], Iterator[LabeledData]], before: Callable[[], None] | None, fd: int
-) -> None:
+def _child(make: Callable[[], Iterator[Any]], before: Callable[[], None] | None, fd: int) -> None:
     code = 1
     try:
         gc.disable()

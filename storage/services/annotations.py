@@ -296,6 +296,15 @@ def _record_changes(
     """CVAT's annotation events: ``<action>:tags`` once, ``<action>:shapes`` and
     ``<action>:tracks`` once per shape type (``obj_name``; a track's is its first shape's),
     with the number of objects and (up to 1000 of) their ids in CVAT's payload form."""
+    _emit(session, actor, action, _counted(data), task, job_id)
+
+
+Counted = dict[tuple[str, str | None], tuple[int, list[dict[str, Any]]]]
+
+
+def _counted(data: LabeledData) -> Counted:
+    """What the annotation events of ``data`` say: per section and shape type, the number
+    of objects and the first ids."""
     # counted per kind, the first ids collected until each kind has its share: no dict per
     # object (an import writes millions)
     counted: dict[tuple[str, str | None], tuple[int, list[dict[str, Any]]]] = {}
@@ -311,7 +320,7 @@ def _record_changes(
         if track.id is not None and len(entries) < _LISTED:
             entries.append({"id": track.id, "shapes": [{"id": s.id} for s in track.shapes if s.id]})
         counted[("tracks", first)] = (count + 1, entries)
-    _emit(session, actor, action, counted, task, job_id)
+    return counted
 
 
 # how many objects' ids an annotation event lists (CVAT's payload keeps them all; the count
@@ -686,19 +695,23 @@ class ImportWriter:
 
     def write(self, data: LabeledData) -> None:
         """Write a chunk that passed :meth:`check`."""
-        session, task, jobs = self.session, self.task, self.jobs
         with gc_paused():
-            split = split_for_jobs(data, jobs, self.index)
-            if not self.started:
-                job_ids = [j.id for j in jobs]
-                _lock(session, job_ids, task.id)
-                _record_cleared(session, self.actor, task, job_ids, self.job_id)
-                bulk.clear_jobs(session, job_ids)
-                self.started = True
+            self.start()
+            split = split_for_jobs(data, self.jobs, self.index)
             per_job = {k: v for k, v in split.per_job.items() if v.tags or v.shapes or v.tracks}
-            _insert(session, per_job, self.ids)
+            _insert(self.session, per_job, self.ids)
             split.copy_track_ids()
-            _record_changes(session, self.actor, "create", data, task, self.job_id)
+            _record_changes(self.session, self.actor, "create", data, self.task, self.job_id)
+
+    def start(self) -> None:
+        """Before the first chunk: lock the jobs and clear them."""
+        if self.started:
+            return
+        job_ids = [j.id for j in self.jobs]
+        _lock(self.session, job_ids, self.task.id)
+        _record_cleared(self.session, self.actor, self.task, job_ids, self.job_id)
+        bulk.clear_jobs(self.session, job_ids)
+        self.started = True
 
 
 def require_no_format(fmt: str | None) -> None:

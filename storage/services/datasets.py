@@ -631,11 +631,13 @@ def _archive(settings: Settings, path: Path) -> Archive:
     return Archive(path, budget, path.name)
 
 
-def _forks(archive: Archive | None, settings: Settings | None) -> bool:
+def _forks(archive: Archive | None, settings: Settings | None, session: Session) -> bool:
     """Whether an import's chunks are made in a forked process (storage/formats/forked.py):
-    for uploads from ``datasets.fork_reader_from_bytes`` on; smaller ones in a thread, where
-    a fork's milliseconds would be a share of the import."""
+    on PostgreSQL, for uploads from ``datasets.fork_reader_from_bytes`` on; smaller ones in a
+    thread, where a fork's milliseconds would be a share of the import."""
     if archive is None or settings is None or not forked.available():
+        return False
+    if session.get_bind().dialect.name != "postgresql":
         return False
     return archive.size >= settings.datasets.fork_reader_from_bytes
 
@@ -660,13 +662,14 @@ def _write_task(
     labels = LabelIndex(session, task)
     writer = ImportWriter(session, task, jobs, actor, job_id)
 
-    def make() -> Iterator[LabeledData]:
+    def checked() -> Iterator[LabeledData]:
         return (writer.check(d) for d in iter_labeled_data(parsed, labels, frames))
 
-    if archive is not None and _forks(archive, settings):
-        source: Iterator[LabeledData] = forked.chunks_in_child(make, archive.reopen)
+    source: Iterator[LabeledData]
+    if archive is not None and _forks(archive, settings, session):
+        source = forked.chunks_in_child(checked, LabeledData, archive.reopen)
     else:
-        source = make()
+        source = checked()
     total = 0
     # a failed write stops the making of chunks
     with contextlib.closing(ahead(source)) as chunks:

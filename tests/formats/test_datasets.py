@@ -559,7 +559,11 @@ async def test_a_streamed_import_fails_whole(
     from cvat_ray.storage.services import datasets
 
     monkeypatch.setattr(sink, "CHUNK", 3)
-    monkeypatch.setattr(datasets, "_forks", lambda archive, settings: forked)
+    monkeypatch.setattr(
+        datasets,
+        "_forks",
+        lambda archive, settings, session: forked and session.bind.dialect.name == "postgresql",
+    )
     api = client_for(alice)
     task = await _annotated(api)
     before = await task_annotations(api, task)

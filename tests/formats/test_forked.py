@@ -32,32 +32,32 @@ def _chunks(count: int, fail: Exception | None = None) -> Iterator[LabeledData]:
 
 
 def test_chunks_come_back_as_made() -> None:
-    assert list(forked.chunks_in_child(lambda: _chunks(5))) == list(_chunks(5))
+    assert list(forked.chunks_in_child(lambda: _chunks(5), LabeledData)) == list(_chunks(5))
 
 
 def test_the_before_hook_runs_in_the_child_only() -> None:
     seen: list[int] = []
-    assert list(forked.chunks_in_child(lambda: _chunks(1), lambda: seen.append(1))) == list(
-        _chunks(1)
-    )
+    assert list(
+        forked.chunks_in_child(lambda: _chunks(1), LabeledData, lambda: seen.append(1))
+    ) == list(_chunks(1))
     assert seen == []
 
 
 def test_a_dataset_error_comes_back_with_its_fields() -> None:
     error = InvalidInput("Label 'unicorn' is not in the task", field="labels")
     with pytest.raises(InvalidInput) as caught:
-        list(forked.chunks_in_child(lambda: _chunks(2, error)))
+        list(forked.chunks_in_child(lambda: _chunks(2, error), LabeledData))
     assert caught.value.fields == {"labels": ["Label 'unicorn' is not in the task"]}
 
 
 def test_other_errors_fail_with_their_message() -> None:
     with pytest.raises(RuntimeError, match="ZeroDivisionError: boom"):
-        list(forked.chunks_in_child(lambda: _chunks(1, ZeroDivisionError("boom"))))
+        list(forked.chunks_in_child(lambda: _chunks(1, ZeroDivisionError("boom")), LabeledData))
 
 
 def test_stopping_early_ends_the_child() -> None:
     before = _children()
-    chunks = forked.chunks_in_child(lambda: _chunks(10_000))
+    chunks = forked.chunks_in_child(lambda: _chunks(10_000), LabeledData)
     next(chunks)
     assert len(_children()) == len(before) + 1
     chunks.close()
