@@ -235,11 +235,19 @@ class _BackgroundMember:
             self._check()
 
 
+# zlib's level for annotation files: 3 deflates the JSON/XML of an export 2.5x faster than
+# the default 6 for a file about a quarter larger (80 MB of COCO JSON: 0.16 s / 4.1 MB
+# against 0.40 s / 3.3 MB), on the critical path of a CPU-bound export
+COMPRESS_LEVEL = 3
+
+
 class ZipOut:
     """The export archive being written."""
 
     def __init__(self, path: Path) -> None:
-        self.zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
+        self.zip = zipfile.ZipFile(
+            path, "w", zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=COMPRESS_LEVEL
+        )
         self.names: set[str] = set()
 
     def _name(self, name: str) -> str:
@@ -251,9 +259,8 @@ class ZipOut:
 
     @contextlib.contextmanager
     def open(self, name: str) -> Iterator[BinaryWriter]:
-        info = zipfile.ZipInfo(self._name(name))
-        info.compress_type = zipfile.ZIP_DEFLATED
-        with self.zip.open(info, "w", force_zip64=True) as stream:
+        # opened by name: deflated at the archive's level
+        with self.zip.open(self._name(name), "w", force_zip64=True) as stream:
             member = _BackgroundMember(stream)
             try:
                 yield member
@@ -269,7 +276,7 @@ class ZipOut:
             return
         info = zipfile.ZipInfo(self._name(name))
         info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-        self.zip.writestr(info, data)
+        self.zip.writestr(info, data, compresslevel=COMPRESS_LEVEL if compress else None)
 
     def close(self) -> None:
         self.zip.close()
