@@ -9,8 +9,8 @@ The JSON is written object by object into the archive: images from the frames, t
 annotations page by page.
 
 Import: a JSON file or a ZIP of them, read incrementally: categories and images (ijson),
-then the annotations a piece at a time as typed structs (:mod:`.jsonarray`). Polygons (one shape per polygon of an instance), RLE masks (list
-or compressed) and boxes.
+then the annotations a piece at a time as typed structs (:mod:`.jsonarray`). Polygons (one
+shape per polygon of an instance), RLE masks (list or compressed) and boxes.
 """
 
 from __future__ import annotations
