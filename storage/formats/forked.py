@@ -13,7 +13,8 @@ frames) are simply there, nothing is pickled. It reopens the upload (its own fil
 runs with the garbage collector off and leaves with ``os._exit``, so nothing the parent
 owns (database connections, threads' locks) is finalized or touched by it. An error of the
 dataset (InvalidInput) travels back with its message; the parent kills the child when it
-stops early. Where ``os.fork`` is missing the chunks are made in a thread (:func:`ahead`).
+stops early. Where ``os.fork`` is missing or fails the chunks are made in the calling
+thread.
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ def chunks_in_child(
     ``before`` runs first in the child (reopen what must not share the parent's file
     offsets)."""
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to be had (limits, memory): made here instead
+        os.close(read_fd)
+        os.close(write_fd)
+        yield from make()
+        return
     if pid == 0:  # the child: never returns
         os.close(read_fd)
         _child(make, before, write_fd)

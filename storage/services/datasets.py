@@ -631,13 +631,11 @@ def _archive(settings: Settings, path: Path) -> Archive:
     return Archive(path, budget, path.name)
 
 
-def _forks(archive: Archive | None, settings: Settings | None, session: Session) -> bool:
+def _forks(archive: Archive | None, settings: Settings | None) -> bool:
     """Whether an import's chunks are made in a forked process (storage/formats/forked.py):
-    on PostgreSQL, for uploads from ``datasets.fork_reader_from_bytes`` on; smaller ones in a
-    thread, where a fork's milliseconds would be a share of the import."""
+    for uploads from ``datasets.fork_reader_from_bytes`` on; smaller ones in a thread, where
+    a fork's milliseconds would be a share of the import."""
     if archive is None or settings is None or not forked.available():
-        return False
-    if session.get_bind().dialect.name != "postgresql":
         return False
     return archive.size >= settings.datasets.fork_reader_from_bytes
 
@@ -666,7 +664,7 @@ def _write_task(
         return (writer.check(d) for d in iter_labeled_data(parsed, labels, frames))
 
     source: Iterator[LabeledData]
-    if archive is not None and _forks(archive, settings, session):
+    if archive is not None and _forks(archive, settings):
         source = forked.chunks_in_child(checked, LabeledData, archive.reopen)
     else:
         source = checked()

@@ -1,5 +1,6 @@
-"""The Ray path of exports and imports: the named ``dataset-worker`` actor runs them, and a
-worker that dies leaves its request failed with the family's reason."""
+"""The Ray path of exports and imports: the named ``dataset-worker`` actor runs them (its
+imports parsed in a forked process), and a worker that dies leaves its request failed with
+the family's reason."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 def launcher(ray_cluster: None, settings: Settings, db: Database) -> Iterator[RayLauncher]:
     settings.media.worker_num_cpus = 0.25
     settings.datasets.worker_num_cpus = 0.25
-    env = {"CVAT_RAY_DATA_DIR": str(settings.data_dir), "CVAT_RAY_DATABASE__URL": db.url}
+    env = {
+        "CVAT_RAY_DATA_DIR": str(settings.data_dir),
+        "CVAT_RAY_DATABASE__URL": db.url,
+        # every import parses in a forked process, here inside the Ray actor
+        "CVAT_RAY_DATASETS__FORK_READER_FROM_BYTES": "0",
+    }
     launcher = RayLauncher(
         settings, db, prefix=f"test-{uuid.uuid4().hex[:8]}-", runtime_env={"env_vars": env}
     )

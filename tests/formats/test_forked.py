@@ -77,3 +77,13 @@ def _children() -> set[int]:
             if int(fields[1]) == me and fields[0] != "Z":
                 out.add(int(pid))
     return out
+
+
+def test_without_a_process_the_chunks_are_made_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    before = _children()
+    assert list(forked.chunks_in_child(lambda: _chunks(3), LabeledData)) == list(_chunks(3))
+    assert _children() == before
