@@ -23,6 +23,7 @@ from sqlalchemy import Table, bindparam, cast, delete, func, select, text
 from sqlalchemy.dialects.postgresql import JSON as PG_JSON
 from sqlalchemy.orm import Session
 
+from cvat_ray.storage.annotations.identity import ByIdentity
 from cvat_ray.storage.models import LabeledShape, LabeledTag, LabeledTrack
 from cvat_ray.storage.schemas.annotations import (
     LabeledData,
@@ -128,7 +129,8 @@ class Rows:
         self.tags: list[Any] = []
         self.shapes: list[Any] = []
         self.tracks: list[Any] = []
-        self._encoded: dict[int, tuple[list[Any], str]] = {}
+        # the attribute lists an import's objects share, encoded once
+        self._encoded: ByIdentity[str] = ByIdentity()
 
     def add_tag(self, job_id: int, tag: LabeledImage) -> None:
         attrs = _attrs(tag.attributes)
@@ -165,16 +167,10 @@ class Rows:
             )  # fmt: skip
 
     def _shared_attrs(self, attributes: list[Any]) -> str:
-        """:func:`_attrs`, once per list object: an import's objects share the lists of the
-        value combinations they repeat (the list is kept, so its id stays its own)."""
         if not attributes:
             return "[]"
-        found = self._encoded.get(id(attributes))
-        if found is None:
-            found = (attributes, _attrs(attributes))
-            if len(self._encoded) < 10_000:
-                self._encoded[id(attributes)] = found
-        return found[1]
+        found = self._encoded.get(attributes)
+        return found if found is not None else self._encoded.put(attributes, _attrs(attributes))
 
     def add_track(self, job_id: int, track: SubLabeledTrack, parent_id: int | None = None) -> None:
         attrs = _attrs(track.attributes)
@@ -291,8 +287,9 @@ def _batches(per_job: dict[int, LabeledData], section: str) -> Iterator[list[str
     for job_id, data in per_job.items():
         for obj in getattr(data, section):
             _add(rows, section, job_id, obj)
-            if len(getattr(rows, section)) >= STREAM_BATCH:
-                yield getattr(rows, section)
+            batch = getattr(rows, section)
+            if len(batch) >= STREAM_BATCH:
+                yield batch
                 setattr(rows, section, [])
     if getattr(rows, section):
         yield getattr(rows, section)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.storage.annotations.identity import ByIdentity
 from cvat_ray.storage.models import AttributeSpec, Label, Task
 from cvat_ray.storage.schemas.annotations import (
     AttributeVal,
@@ -155,9 +156,8 @@ class Validator:
         # (label id, object kind) pairs already accepted: one dict lookup for the rest of a
         # payload's objects of that pair
         self._accepted: dict[tuple[int, str], LabelInfo] = {}
-        # attribute lists already checked, by object id (kept, so the id stays theirs) with
-        # their label: an import's objects share the lists of the values they repeat
-        self._checked: dict[int, tuple[list[AttributeVal], int]] = {}
+        # the label each shared attribute list (an import's) was checked against
+        self._checked: ByIdentity[int] = ByIdentity()
 
     # ------------------------------------------------------------------ common parts
 
@@ -194,12 +194,10 @@ class Validator:
     def _attributes(
         self, attrs: list[AttributeVal], label_id: int, where: str, mutable_only: bool = False
     ) -> None:
-        checked = self._checked.get(id(attrs))
-        if checked is not None and checked[1] == label_id:
+        if self._checked.get(attrs) == label_id:
             return
         self._check_attributes(attrs, label_id, where)
-        if len(self._checked) < 10_000:
-            self._checked[id(attrs)] = (attrs, label_id)
+        self._checked.put(attrs, label_id)
 
     def _check_attributes(self, attrs: list[AttributeVal], label_id: int, where: str) -> None:
         specs = self.scope.specs

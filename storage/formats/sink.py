@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.storage.annotations.identity import ByIdentity
 from cvat_ray.storage.formats.model import Item, Parsed, Shape, Tag, Track, TrackKey
 from cvat_ray.storage.formats.source import video_frame_name
 from cvat_ray.storage.models import AttributeSpec, Data, DataFrame, Label, Task
@@ -82,9 +83,9 @@ class LabelIndex:
                 refs[a.label_id].specs[a.name] = _Spec(a.id, a.mutable, a.input_type)
         self.top: dict[str, _LabelRef] = {}
         self._attrs: dict[tuple[object, ...], list[AttributeVal]] = {}
-        self._by_object: dict[
-            int, tuple[dict[str, str], _LabelRef, bool | None, frozenset[str], list[AttributeVal]]
-        ] = {}
+        self._by_object: ByIdentity[
+            tuple[_LabelRef, bool | None, frozenset[str], list[AttributeVal]]
+        ] = ByIdentity()
         for r in rows:
             if r.parent_id is None:
                 self.top[r.name] = refs[r.id]
@@ -116,19 +117,18 @@ class LabelIndex:
         afterwards; the validator's normalising of a checkbox is the same for each)."""
         if not values:
             return []
-        # readers often hand over one dict for many objects: known by identity (the dict is
-        # kept with its result, so its id stays its own), else by its items
-        same = self._by_object.get(id(values))
-        if same is not None and same[1] is ref and same[2] is mutable and same[3] is soft:
-            return same[4]
+        # readers often hand over one dict for many objects: known by identity, else by
+        # its items
+        same = self._by_object.get(values)
+        if same is not None and same[0] is ref and same[1] is mutable and same[2] is soft:
+            return same[3]
         key = (ref.id, mutable, soft, *values.items())
         found = self._attrs.get(key)
         if found is None:
             found = self._convert(ref, values, mutable, soft)
             if len(self._attrs) < 10_000:
                 self._attrs[key] = found
-        if len(self._by_object) < 10_000:
-            self._by_object[id(values)] = (values, ref, mutable, soft, found)
+        self._by_object.put(values, (ref, mutable, soft, found))
         return found
 
     def _convert(

@@ -307,7 +307,7 @@ def _counted(data: LabeledData) -> Counted:
     of objects and the first ids."""
     # counted per kind, the first ids collected until each kind has its share: no dict per
     # object (an import writes millions)
-    counted: dict[tuple[str, str | None], tuple[int, list[dict[str, Any]]]] = {}
+    counted: Counted = {}
     if data.tags:
         counted[("tags", None)] = (len(data.tags), _first_ids(data.tags))
     per_type = collections.Counter(str(s.type) for s in data.shapes)
@@ -513,13 +513,40 @@ def _write_task(
 ) -> None:
     """Write ``data`` into the jobs by frame; ``replace``: clear them first (with the
     ``delete`` events of what is cleared, under ``cleared_by``, when given)."""
-    split = split_for_jobs(data, jobs)
+    _open_jobs(session, task, jobs, replace=replace, cleared_by=cleared_by, job_id=job_id)
+    _insert_by_job(session, data, jobs)
+
+
+def _open_jobs(
+    session: Session,
+    task: Task,
+    jobs: Sequence[JobRange],
+    *,
+    replace: bool,
+    cleared_by: changes.Actor | None,
+    job_id: int | None,
+) -> None:
+    """Lock the jobs for writing and, with ``replace``, clear them (see :func:`_write_task`)."""
     _lock(session, [j.id for j in jobs], task.id)
     if replace:
         if cleared_by is not None:
             _record_cleared(session, cleared_by, task, [j.id for j in jobs], job_id)
         bulk.clear_jobs(session, [j.id for j in jobs])
-    _insert(session, {k: v for k, v in split.per_job.items() if v.tags or v.shapes or v.tracks})
+
+
+def _insert_by_job(
+    session: Session,
+    data: LabeledData,
+    jobs: Sequence[JobRange],
+    index: JobIndex | None = None,
+    ids: bulk.IdAllocator | None = None,
+) -> None:
+    """Insert ``data`` into the locked jobs holding its frames (``index`` and ``ids``: the
+    caller's, kept across its writes)."""
+    split = split_for_jobs(data, jobs, index)
+    _insert(
+        session, {k: v for k, v in split.per_job.items() if v.tags or v.shapes or v.tracks}, ids
+    )
     split.copy_track_ids()
 
 
@@ -694,24 +721,15 @@ class ImportWriter:
         return data
 
     def write(self, data: LabeledData) -> None:
-        """Write a chunk that passed :meth:`check`."""
+        """Write a chunk that passed :meth:`check` (the first one locks and clears the
+        jobs)."""
         with gc_paused():
-            self.start()
-            split = split_for_jobs(data, self.jobs, self.index)
-            per_job = {k: v for k, v in split.per_job.items() if v.tags or v.shapes or v.tracks}
-            _insert(self.session, per_job, self.ids)
-            split.copy_track_ids()
+            if not self.started:
+                _open_jobs(self.session, self.task, self.jobs, replace=True,
+                           cleared_by=self.actor, job_id=self.job_id)  # fmt: skip
+                self.started = True
+            _insert_by_job(self.session, data, self.jobs, self.index, self.ids)
             _record_changes(self.session, self.actor, "create", data, self.task, self.job_id)
-
-    def start(self) -> None:
-        """Before the first chunk: lock the jobs and clear them."""
-        if self.started:
-            return
-        job_ids = [j.id for j in self.jobs]
-        _lock(self.session, job_ids, self.task.id)
-        _record_cleared(self.session, self.actor, self.task, job_ids, self.job_id)
-        bulk.clear_jobs(self.session, job_ids)
-        self.started = True
 
 
 def require_no_format(fmt: str | None) -> None:

@@ -631,11 +631,11 @@ def _archive(settings: Settings, path: Path) -> Archive:
     return Archive(path, budget, path.name)
 
 
-def _forks(archive: Archive | None, settings: Settings | None) -> bool:
+def _forks(archive: Archive, settings: Settings | None) -> bool:
     """Whether an import's chunks are made in a forked process (storage/formats/forked.py):
     for uploads from ``datasets.fork_reader_from_bytes`` on; smaller ones in a thread, where
     a fork's milliseconds would be a share of the import."""
-    if archive is None or settings is None or not forked.available():
+    if settings is None or not forked.available():
         return False
     return archive.size >= settings.datasets.fork_reader_from_bytes
 
