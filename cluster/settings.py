@@ -382,6 +382,20 @@ class DatasetsSettings(BaseModel):
         description="Imports of at least this many bytes are parsed in a forked process (a "
         "core of its own) while the worker writes what it parsed; smaller ones in a thread",
     )
+    export_processes: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Processes forked to make a large export's pages at once on PostgreSQL "
+        "(each reads the export's snapshot on a connection of its own); 0 makes them in the "
+        "worker's thread",
+    )
+    fork_export_from_frames: int = Field(
+        default=1024,
+        ge=0,
+        description="Exports of at least this many frames are made by the forked page "
+        "processes; smaller ones in the worker's thread",
+    )
 
 
 class OutboundSettings(BaseModel):

@@ -16,7 +16,7 @@ shape per polygon of an instance), RLE masks (list or compressed) and boxes.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
@@ -50,9 +50,8 @@ def _polygon_area(p: list[float]) -> float:
     return abs(sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))) / 2
 
 
-def _annotation(
-    s: Shape, item: Item, ann_id: int, image_id: int, cat: int
-) -> dict[str, Any] | None:
+def _annotation(s: Shape, item: Item, image_id: int, cat: int) -> dict[str, Any] | None:
+    """The annotation of a shape, without its ``id`` (see :func:`_page`)."""
     attrs: dict[str, Any] = {"occluded": s.occluded}
     if s.type == "rectangle":
         x1, y1, x2, y2 = s.points
@@ -62,7 +61,7 @@ def _annotation(
         attrs["rotation"] = s.rotation
         crowd = 0
     elif s.type == "polygon":
-        segmentation = [list(s.points)]
+        segmentation = [s.points]
         bbox = _bbox(s.points)
         area = _polygon_area(s.points)
         crowd = 0
@@ -82,7 +81,6 @@ def _annotation(
         attrs["keyframe"] = s.keyframe
     attrs.update(s.attributes)
     out = {
-        "id": ann_id,
         "image_id": image_id,
         "category_id": cat,
         "segmentation": segmentation,
@@ -94,6 +92,31 @@ def _annotation(
     if s.score != 1.0:
         out["score"] = s.score
     return out
+
+
+def _page(categories: dict[str, int]) -> Callable[[list[Item], int], tuple[int, bytes]]:
+    """A page of items to (how many annotations, their JSON with a ``%d`` for each id).
+
+    Annotation ids run through the file, and pages may be made in other processes (each
+    not knowing how many came before): the writer fills the ids in with one ``%``
+    formatting of the page."""
+
+    def convert(page: list[Item], first: int) -> tuple[int, bytes]:
+        out: list[bytes] = []
+        for n, item in enumerate(page, first + 1):
+            for s in item.shapes:
+                cat = categories.get(s.label)
+                if cat is None:
+                    continue
+                ann = _annotation(s, item, n, cat)
+                if ann is not None:
+                    body = _encode(ann)
+                    if b"%" in body:
+                        body = body.replace(b"%", b"%%")
+                    out.append(b'{"id":%d,' + body[1:])
+        return len(out), b",".join(out)
+
+    return convert
 
 
 def _write_subset(ds: Dataset, out: ZipOut, subset: str, categories: dict[str, int]) -> None:
@@ -117,18 +140,12 @@ def _write_subset(ds: Dataset, out: ZipOut, subset: str, categories: dict[str, i
             f.write((b"," if n else b"") + _dumps(image))
         f.write(b'],"annotations":[')
         ann_id = 0
-        for n, item in enumerate(ds.items(subset)):
-            chunk = []
-            for s in item.shapes:
-                cat = categories.get(s.label)
-                if cat is None:
-                    continue
-                ann = _annotation(s, item, ann_id + 1, n + 1, cat)
-                if ann is not None:
-                    ann_id += 1
-                    chunk.append(_dumps(ann))
-            if chunk:
-                f.write((b"," if ann_id > len(chunk) else b"") + b",".join(chunk))
+        for count, text in ds.map_pages(subset, _page(categories), tuple[int, bytes]):
+            if count:
+                f.write(
+                    (b"," if ann_id else b"") + text % tuple(range(ann_id + 1, ann_id + 1 + count))
+                )
+                ann_id += count
         f.write(b"]}")
 
 

@@ -13,6 +13,7 @@ elements by name (their ``id`` when no frame has that name), ``<track>`` element
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -225,6 +226,37 @@ def _tag(x: _Xml, t: Tag) -> None:
     x.end("tag", inline=not t.attributes)
 
 
+class _Parts:
+    """Collects what an :class:`_Xml` writes (a page's text, made apart from the file)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes, /) -> int:
+        self.parts.append(data)
+        return len(data)
+
+
+def _images_page(subsets: bool, page: list[Item], first: int) -> bytes:
+    """The ``<image>`` elements of a page of items (inside ``<annotations>``)."""
+    parts = _Parts()
+    x = _Xml(parts)
+    x.depth = 1
+    for item in page:
+        attrs = {"id": str(item.frame), "name": item.name,
+                 "width": str(item.width), "height": str(item.height)}  # fmt: skip
+        if subsets:
+            attrs["subset"] = item.subset
+        x.start("image", attrs)
+        for t in item.tags:
+            _tag(x, t)
+        for s in item.shapes:
+            _shape(x, s)
+        x.end("image", inline=not (item.tags or item.shapes))
+    x.flush()
+    return b"".join(parts.parts)
+
+
 def _images(ds: Dataset, out: ZipOut) -> None:
     for item, data, ext in ds.images():
         name = item.name if "." in item.name.rpartition("/")[2] else item.name + ext
@@ -243,17 +275,10 @@ def write(ds: Dataset, out: ZipOut, fmt: str, save_images: bool) -> None:
         if video:
             _tracks(x, ds)
         else:
-            for item in ds.items():
-                attrs = {"id": str(item.frame), "name": item.name,
-                         "width": str(item.width), "height": str(item.height)}  # fmt: skip
-                if len(ds.meta.subsets) > 1:
-                    attrs["subset"] = item.subset
-                x.start("image", attrs)
-                for t in item.tags:
-                    _tag(x, t)
-                for s in item.shapes:
-                    _shape(x, s)
-                x.end("image", inline=not (item.tags or item.shapes))
+            x.flush()
+            subsets = len(ds.meta.subsets) > 1
+            for text in ds.map_pages(None, functools.partial(_images_page, subsets), bytes):
+                stream.write(text)
         x.end("annotations")
         x.close()
     if save_images:

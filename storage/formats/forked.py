@@ -1,31 +1,35 @@
-"""An import's chunks made in a forked child process, on a core of their own.
+"""Work made in forked child processes, each on a core of its own.
 
 An import is CPU-bound Python on both sides of its pipeline: the format's reader and the
 sink (parse, match, convert) make the chunks, the write path (validate, split, build rows)
 writes them, and both hold the GIL, so in one process they take turns on one core while the
 database's COPY waits on the other. Forked, the child makes (and validates) the chunks
-while the parent writes the previous one, and hands each over as msgpack (msgspec encodes
-and decodes a chunk in C, a small part of making it).
+while the parent writes the previous one (:func:`chunks_in_child`). A large export is
+per-object Python too (database JSON to items to the format's text): its pages are made by
+several children at once, each page by one, and the parent writes them in order
+(:func:`pages_in_children`). Each result is handed over as msgpack (msgspec encodes and
+decodes in C, a small part of making it).
 
-The child is a fork of the importing thread, taken before any of the dataset was read: the
-reader's and the sink's state (the parsed dataset's lazy iterators, the task's labels and
-frames) are simply there, nothing is pickled. It reopens the upload (its own file offset),
-runs with the garbage collector off and leaves with ``os._exit``, so nothing the parent
-owns (database connections, threads' locks) is finalized or touched by it. An error of the
-dataset (InvalidInput) travels back with its message; the parent kills the child when it
-stops early. Where ``os.fork`` is missing or fails the chunks are made in the calling
-thread.
+A child is a fork of the calling thread: the caller's state (a parsed dataset's lazy
+iterators, the task's labels and frames, an export's page plan and tracks) is simply there,
+nothing is pickled. ``before`` runs first in the child: it reopens what must not be shared
+with the parent (an upload's file offset, a database connection). The child runs with the
+garbage collector off and leaves with ``os._exit``, so nothing the parent owns (database
+connections, threads' locks) is finalized or touched by it. An error of the dataset
+(InvalidInput) travels back with its message; the parent kills its children when it stops
+early. Where ``os.fork`` is missing or fails the work is done in the calling thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import signal
 import struct
 from collections.abc import Callable, Generator, Iterator
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import msgspec
 
@@ -34,11 +38,53 @@ from cvat_ray.cluster.errors import InvalidInput
 T = TypeVar("T")
 
 _HEADER = struct.Struct("!BQ")
-_CHUNK, _DONE, _INVALID, _FAILED = range(4)
+_RESULT, _DONE, _INVALID, _FAILED = range(4)
 
 
 def available() -> bool:
     return hasattr(os, "fork")
+
+
+class _Child:
+    """A forked child writing the results of ``make()`` to a pipe; read with :meth:`next`."""
+
+    def __init__(
+        self, make: Callable[[], Iterator[Any]], before: Callable[[], None] | None, flush: bool
+    ) -> None:
+        read_fd, write_fd = os.pipe()
+        try:
+            self.pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
+        if self.pid == 0:  # the child: never returns
+            os.close(read_fd)
+            _child(make, before, write_fd, flush)
+        os.close(write_fd)
+        self.pipe: IO[bytes] = os.fdopen(read_fd, "rb", buffering=1 << 20)
+
+    def next(self, what: str) -> bytes | None:
+        """The next result's msgpack, or None once the child is done."""
+        head = self.pipe.read(_HEADER.size)
+        if len(head) < _HEADER.size:
+            raise RuntimeError(f"The {what} process ended without a word.")
+        tag, size = _HEADER.unpack(head)
+        body = self.pipe.read(size)
+        if tag == _RESULT:
+            return body
+        if tag == _DONE:
+            return None
+        if tag == _INVALID:
+            raise InvalidInput(msgspec.msgpack.decode(body))
+        raise RuntimeError(f"The {what} failed: {body.decode()}")
+
+    def end(self) -> None:
+        self.pipe.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
 
 
 def chunks_in_child(
@@ -47,43 +93,63 @@ def chunks_in_child(
     """The chunks of ``make()`` (msgspec structs of type ``kind``), made in a forked child.
     ``before`` runs first in the child (reopen what must not share the parent's file
     offsets)."""
-    read_fd, write_fd = os.pipe()
     try:
-        pid = os.fork()
+        child = _Child(make, before, flush=False)
     except OSError:  # no process to be had (limits, memory): made here instead
-        os.close(read_fd)
-        os.close(write_fd)
         yield from make()
         return
-    if pid == 0:  # the child: never returns
-        os.close(read_fd)
-        _child(make, before, write_fd)
-    os.close(write_fd)
     decode = msgspec.msgpack.Decoder(kind).decode
     try:
-        with os.fdopen(read_fd, "rb", buffering=1 << 20) as pipe:
-            while True:
-                head = pipe.read(_HEADER.size)
-                if len(head) < _HEADER.size:
-                    raise RuntimeError("The import's reader process ended without a word.")
-                tag, size = _HEADER.unpack(head)
-                body = pipe.read(size)
-                if tag == _CHUNK:
-                    yield decode(body)
-                elif tag == _DONE:
-                    return
-                elif tag == _INVALID:
-                    raise InvalidInput(msgspec.msgpack.decode(body))
-                else:
-                    raise RuntimeError(f"The import's reader failed: {body.decode()}")
+        while (body := child.next("import's reader")) is not None:
+            yield decode(body)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+        child.end()
 
 
-def _child(make: Callable[[], Iterator[Any]], before: Callable[[], None] | None, fd: int) -> None:
+def pages_in_children(
+    count: int,
+    make: Callable[[int], T],
+    kind: type[T],
+    processes: int,
+    before: Callable[[], None] | None = None,
+) -> Generator[T, None, None]:
+    """``make(0)``, ..., ``make(count - 1)`` in that order, made by ``processes`` forked
+    children: child ``k`` makes pages ``k``, ``k + processes``, ... (each result flushed as
+    it is made, so the parent writes page ``i`` while the others make the next ones).
+    ``before`` runs first in each child."""
+    processes = max(1, min(processes, count))
+    children: list[_Child] = []
+
+    def share(first: int) -> Iterator[T]:
+        for page in range(first, count, processes):
+            yield make(page)
+
+    try:
+        try:
+            for k in range(processes):
+                children.append(_Child(functools.partial(share, k), before, flush=True))
+        except OSError:  # no process to be had (limits, memory): all made here instead
+            for child in children:
+                child.end()
+            children = []
+        if not children:
+            for page in range(count):
+                yield make(page)
+            return
+        decode = msgspec.msgpack.Decoder(kind).decode
+        for page in range(count):
+            body = children[page % processes].next("export's page")
+            if body is None:
+                raise RuntimeError("An export's page process ended early.")
+            yield decode(body)
+    finally:
+        for child in children:
+            child.end()
+
+
+def _child(
+    make: Callable[[], Iterator[Any]], before: Callable[[], None] | None, fd: int, flush: bool
+) -> None:
     code = 1
     try:
         gc.disable()
@@ -94,8 +160,10 @@ def _child(make: Callable[[], Iterator[Any]], before: Callable[[], None] | None,
                     before()
                 for data in make():
                     body = encode(data)
-                    pipe.write(_HEADER.pack(_CHUNK, len(body)))
+                    pipe.write(_HEADER.pack(_RESULT, len(body)))
                     pipe.write(body)
+                    if flush:
+                        pipe.flush()
                 pipe.write(_HEADER.pack(_DONE, 0))
                 code = 0
             except InvalidInput as exc:

@@ -17,10 +17,12 @@ imports produce it from files and :mod:`cvat_ray.storage.formats.sink` turns it 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 
 class AttrDef(msgspec.Struct):
@@ -135,6 +137,14 @@ class Dataset(Protocol):
 
     def items(self, subset: str | None = None) -> Iterator[Item]:
         """The items with their tags and shapes (tracks' shapes included)."""
+        ...
+
+    def map_pages(
+        self, subset: str | None, convert: Callable[[list[Item], int], T], kind: type[T]
+    ) -> Iterator[T]:
+        """``convert(items, first)`` for each page of :meth:`items` in order (``first``: the
+        index of the page's first item in the subset), possibly made in other processes:
+        ``convert`` returns what msgspec encodes as ``kind`` (a large format's text)."""
         ...
 
     def tracks(self) -> Iterator[tuple[int, Track]]:

@@ -11,20 +11,23 @@ taken from the first job that holds it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.annotations import reads
 from cvat_ray.storage.annotations.interpolation import FrameShape, interpolate
 from cvat_ray.storage.annotations.merge import JobRange
+from cvat_ray.storage.formats import forked
 from cvat_ray.storage.formats.model import (
     AttrDef,
     Item,
@@ -44,6 +47,8 @@ from cvat_ray.storage.schemas.annotations import (
 )
 from cvat_ray.storage.services.annotations import job_range, joined_tracks, task_job_ranges
 from cvat_ray.storage.services.data_access import frames_plan
+
+T = TypeVar("T")
 
 # frames per page of annotations read at once
 PAGE = 128
@@ -94,8 +99,8 @@ _DECODE = {
 def _section(session: Session, section: str, job_id: int, frames: tuple[int, int]) -> Iterator[Any]:
     decode = _DECODE[section]
     for batch in reads.stream_section(session, section, job_id, frames=frames):
-        for text in batch:
-            yield decode(text)
+        for body in batch:
+            yield decode(body)
 
 
 def video_frame_name(frame: int) -> str:
@@ -210,6 +215,9 @@ class DbDataset:
         self.on_page: Callable[[float], None] | None = None
         self._total = max(1, sum(p.data.size for p in parts if p.data is not None))
         self._done = 0
+        # items per page, by (task id, first frame): where each page's items start
+        self._sizes: dict[tuple[int, int], int] = {}
+        self._parent_session: Session | None = None
 
     # ------------------------------------------------------------------ frames
 
@@ -248,7 +256,13 @@ class DbDataset:
             # a video's frames all share the video's path and size
             name = video_frame_name(r.frame) if part.video else r.path
             items.append(Item(r.frame, name, r.width, r.height, part.subset))
+        self._sizes[(part.task.id, first)] = len(items)
         return items
+
+    def _page_size(self, part: Part, first: int, last: int) -> int:
+        """How many items a page holds (known once :meth:`frames` has read it)."""
+        size = self._sizes.get((part.task.id, first))
+        return len(self._frame_page(part, first, last)) if size is None else size
 
     def _pages(self, part: Part) -> Iterator[tuple[JobRange, int, int]]:
         for job, first, last in self._owned(part):
@@ -329,35 +343,118 @@ class DbDataset:
         ]
         return shape
 
-    def items(self, subset: str | None = None) -> Iterator[Item]:
-        for part in self._parts(subset):
-            if part.data is None:
+    def _page_items(self, part: Part, job: JobRange, lo: int, hi: int) -> list[Item]:
+        """Frames ``lo``..``hi`` of ``job`` as items with their tags and shapes."""
+        page = self._frame_page(part, lo, hi)
+        if not page:
+            return page
+        by_frame = {item.frame: item for item in page}
+        for t in _section(self.session, "tags", job.id, (lo, hi)):
+            item = by_frame.get(t.frame)
+            if item is not None:
+                item.tags.append(self._tag(t))
+        for s in _section(self.session, "shapes", job.id, (lo, hi)):
+            item = by_frame.get(s.frame)
+            if item is not None:
+                item.shapes.append(self._shape(s))
+        for track in self._task_tracks(part):
+            if track.frame > hi or _ends_before(track, lo):
                 continue
-            tracks = self._task_tracks(part)
-            for job, lo, hi in self._pages(part):
-                page = self._frame_page(part, lo, hi)
-                if not page:
-                    continue
-                by_frame = {item.frame: item for item in page}
-                for t in _section(self.session, "tags", job.id, (lo, hi)):
-                    item = by_frame.get(t.frame)
-                    if item is not None:
-                        item.tags.append(self._tag(t))
-                for s in _section(self.session, "shapes", job.id, (lo, hi)):
-                    item = by_frame.get(s.frame)
-                    if item is not None:
-                        item.shapes.append(self._shape(s))
-                for track in tracks:
-                    if track.frame > hi or _ends_before(track, lo):
-                        continue
-                    for fs in interpolate(track, lo, hi + 1, include_outside=False):
-                        item = by_frame.get(fs.frame)
-                        if item is not None:
-                            item.shapes.append(self._frame_shape(track, fs))
-                yield from page
-                if self.on_page is not None:
-                    self._done += hi - lo + 1
-                    self.on_page(min(1.0, self._done / self._total))
+            for fs in interpolate(track, lo, hi + 1, include_outside=False):
+                item = by_frame.get(fs.frame)
+                if item is not None:
+                    item.shapes.append(self._frame_shape(track, fs))
+        return page
+
+    def _page_done(self, lo: int, hi: int) -> None:
+        if self.on_page is not None:
+            self._done += hi - lo + 1
+            self.on_page(min(1.0, self._done / self._total))
+
+    def items(self, subset: str | None = None) -> Iterator[Item]:
+        for part, job, lo, hi in self._plan(subset):
+            yield from self._page_items(part, job, lo, hi)
+            self._page_done(lo, hi)
+
+    def _plan(self, subset: str | None) -> list[tuple[Part, JobRange, int, int]]:
+        return [
+            (part, job, lo, hi)
+            for part in self._parts(subset)
+            if part.data is not None
+            for job, lo, hi in self._pages(part)
+        ]
+
+    def map_pages(
+        self, subset: str | None, convert: Callable[[list[Item], int], T], kind: type[T]
+    ) -> Iterator[T]:
+        """``convert(items, first)`` for each page of items (with their annotations) in
+        order, ``first`` the index of the page's first item among the subset's items.
+
+        Large exports on PostgreSQL make their pages in forked processes
+        (``datasets.export_processes``), each reading this session's snapshot on a
+        connection of its own; ``convert`` runs there, and its results (msgspec-encodable,
+        of type ``kind``) come back in page order."""
+        plan = self._plan(subset)
+        processes = self._processes(plan)
+        if not processes:
+            first = 0
+            for part, job, lo, hi in plan:
+                page = self._page_items(part, job, lo, hi)
+                yield convert(page, first)
+                first += len(page)
+                self._page_done(lo, hi)
+            return
+        firsts: list[int] = []
+        first = 0
+        for part, _, lo, hi in plan:
+            firsts.append(first)
+            first += self._page_size(part, lo, hi)
+        snapshot = str(self.session.execute(text("SELECT pg_export_snapshot()")).scalar_one())
+        # what the children read without a query is loaded before they are forked
+        for part in self._parts(subset):
+            if part.data is not None:
+                self._task_tracks(part)
+                break
+
+        def make(n: int) -> T:
+            part, job, lo, hi = plan[n]
+            return convert(self._page_items(part, job, lo, hi), firsts[n])
+
+        pages = forked.pages_in_children(
+            len(plan), make, kind, processes, functools.partial(self._reconnect, snapshot)
+        )
+        for (_, _, lo, hi), result in zip(plan, pages, strict=True):
+            yield result
+            self._page_done(lo, hi)
+
+    def _processes(self, plan: list[tuple[Part, JobRange, int, int]]) -> int:
+        """How many processes make ``plan``'s pages (0: this thread)."""
+        settings = self.settings.datasets
+        frames = sum(hi - lo + 1 for _, _, lo, hi in plan)
+        if (
+            settings.export_processes == 0
+            or len(plan) < 2
+            or frames < settings.fork_export_from_frames
+            or self.session.get_bind().dialect.name != "postgresql"
+            or not forked.available()
+        ):
+            return 0
+        return min(settings.export_processes, len(plan))
+
+    def _reconnect(self, snapshot: str) -> None:
+        """In a forked page process: read ``snapshot`` on a connection of its own.
+
+        The parent's session (and the connection it shares with the parent) is kept
+        referenced and never used: freeing it would end the parent's connection through
+        the shared socket. Its objects are detached, so that a lazy load fails instead."""
+        parent = self.session
+        parent.expunge_all()
+        self._parent_session = parent
+        engine = create_engine(parent.get_bind().engine.url, poolclass=NullPool)
+        self.session = Session(engine)
+        self.session.connection(
+            execution_options={"isolation_level": "REPEATABLE READ"}
+        ).exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
 
     def tracks(self) -> Iterator[tuple[int, Track]]:
         """Each track with its shape on every frame of its span (``keyframe`` marks keys)."""
