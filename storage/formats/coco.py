@@ -15,6 +15,7 @@ shape per polygon of an instance), RLE masks (list or compressed) and boxes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
@@ -140,12 +141,13 @@ def _write_subset(ds: Dataset, out: ZipOut, subset: str, categories: dict[str, i
             f.write((b"," if n else b"") + _dumps(image))
         f.write(b'],"annotations":[')
         ann_id = 0
-        for count, text in ds.map_pages(subset, _page(categories), tuple[int, bytes]):
-            if count:
-                f.write(
-                    (b"," if ann_id else b"") + text % tuple(range(ann_id + 1, ann_id + 1 + count))
-                )
-                ann_id += count
+        pages = ds.map_pages(subset, _page(categories), tuple[int, bytes])
+        with contextlib.closing(pages):
+            for count, text in pages:
+                if count:
+                    ids = tuple(range(ann_id + 1, ann_id + 1 + count))
+                    f.write((b"," if ann_id else b"") + text % ids)
+                    ann_id += count
         f.write(b"]}")
 
 

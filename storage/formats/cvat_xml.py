@@ -13,6 +13,7 @@ elements by name (their ``id`` when no frame has that name), ``<track>`` element
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Iterator
@@ -277,8 +278,10 @@ def write(ds: Dataset, out: ZipOut, fmt: str, save_images: bool) -> None:
         else:
             x.flush()
             subsets = len(ds.meta.subsets) > 1
-            for text in ds.map_pages(None, functools.partial(_images_page, subsets), bytes):
-                stream.write(text)
+            pages = ds.map_pages(None, functools.partial(_images_page, subsets), bytes)
+            with contextlib.closing(pages):
+                for text in pages:
+                    stream.write(text)
         x.end("annotations")
         x.close()
     if save_images:

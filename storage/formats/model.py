@@ -17,7 +17,7 @@ imports produce it from files and :mod:`cvat_ray.storage.formats.sink` turns it 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -141,10 +141,11 @@ class Dataset(Protocol):
 
     def map_pages(
         self, subset: str | None, convert: Callable[[list[Item], int], T], kind: type[T]
-    ) -> Iterator[T]:
+    ) -> Generator[T, None, None]:
         """``convert(items, first)`` for each page of :meth:`items` in order (``first``: the
         index of the page's first item in the subset), possibly made in other processes:
-        ``convert`` returns what msgspec encodes as ``kind`` (a large format's text)."""
+        ``convert`` returns what msgspec encodes as ``kind`` (a large format's text). Close
+        it when stopping early (it ends those processes)."""
         ...
 
     def tracks(self) -> Iterator[tuple[int, Track]]:

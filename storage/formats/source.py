@@ -11,8 +11,9 @@ taken from the first job that holds it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -386,7 +387,7 @@ class DbDataset:
 
     def map_pages(
         self, subset: str | None, convert: Callable[[list[Item], int], T], kind: type[T]
-    ) -> Iterator[T]:
+    ) -> Generator[T, None, None]:
         """``convert(items, first)`` for each page of items (with their annotations) in
         order, ``first`` the index of the page's first item among the subset's items.
 
@@ -423,9 +424,10 @@ class DbDataset:
         pages = forked.pages_in_children(
             len(plan), make, kind, processes, functools.partial(self._reconnect, snapshot)
         )
-        for (_, _, lo, hi), result in zip(plan, pages, strict=True):
-            yield result
-            self._page_done(lo, hi)
+        with contextlib.closing(pages):  # a stop (a cancel, an error) ends the processes
+            for (_, _, lo, hi), result in zip(plan, pages, strict=True):
+                yield result
+                self._page_done(lo, hi)
 
     def _processes(self, plan: list[tuple[Part, JobRange, int, int]]) -> int:
         """How many processes make ``plan``'s pages (0: this thread)."""

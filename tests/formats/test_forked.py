@@ -87,3 +87,89 @@ def test_without_a_process_the_chunks_are_made_here(monkeypatch: pytest.MonkeyPa
     before = _children()
     assert list(forked.chunks_in_child(lambda: _chunks(3), LabeledData)) == list(_chunks(3))
     assert _children() == before
+
+
+# ------------------------------------------------------------------ an export's pages
+
+
+def _page(n: int) -> tuple[int, int, bytes]:
+    """A page's result: its number, the process that made it, and some text."""
+    return n, os.getpid(), b"page %d " % n * 5000
+
+
+def test_pages_come_back_in_order_made_by_each_child() -> None:
+    pages = list(forked.pages_in_children(11, _page, tuple[int, int, bytes], 3))
+    assert [(n, text) for n, _, text in pages] == [(n, _page(n)[2]) for n in range(11)]
+    makers = [pid for _, pid, _ in pages]
+    assert os.getpid() not in makers
+    # child k makes pages k, k + 3, ...: three processes, each page by its share's maker
+    assert len(set(makers)) == 3
+    assert all(makers[n] == makers[n % 3] for n in range(11))
+
+
+def test_each_page_child_runs_before_once() -> None:
+    ran: list[int] = []
+
+    def before() -> None:
+        ran.append(1)  # the child's own copy of the list
+
+    def page(n: int) -> int:
+        return len(ran)
+
+    assert list(forked.pages_in_children(6, page, int, 2, before)) == [1] * 6
+    assert ran == []
+
+
+def test_more_processes_than_pages() -> None:
+    before = _children()
+    assert [n for n, _, _ in forked.pages_in_children(2, _page, tuple[int, int, bytes], 8)] == [
+        0,
+        1,
+    ]
+    assert _children() == before
+
+
+def test_a_failing_page_fails_the_export() -> None:
+    def page(n: int) -> int:
+        if n == 4:
+            raise ValueError("no such frame")
+        return n
+
+    before = _children()
+    with pytest.raises(RuntimeError, match="ValueError: no such frame"):
+        list(forked.pages_in_children(9, page, int, 2))
+    assert _children() == before
+
+
+def test_stopping_early_ends_the_page_children() -> None:
+    before = _children()
+    pages = forked.pages_in_children(1000, _page, tuple[int, int, bytes], 2)
+    next(pages)
+    assert len(_children()) == len(before) + 2
+    pages.close()
+    assert _children() == before
+
+
+def test_without_a_process_the_pages_are_made_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    pages = list(forked.pages_in_children(5, _page, tuple[int, int, bytes], 2))
+    assert [(n, pid) for n, pid, _ in pages] == [(n, os.getpid()) for n in range(5)]
+
+
+def test_a_later_fork_failing_makes_all_pages_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    real, forks = os.fork, []
+
+    def second_fails() -> int:
+        forks.append(1)
+        if len(forks) > 1:
+            raise OSError("Resource temporarily unavailable")
+        return real()
+
+    monkeypatch.setattr(os, "fork", second_fails)
+    before = _children()
+    pages = list(forked.pages_in_children(4, _page, tuple[int, int, bytes], 2))
+    assert [(n, pid) for n, pid, _ in pages] == [(n, os.getpid()) for n in range(4)]
+    assert _children() == before
