@@ -435,7 +435,7 @@ class DbDataset:
         frames = sum(hi - lo + 1 for _, _, lo, hi in plan)
         if (
             settings.export_processes == 0
-            or len(plan) < 2
+            or not plan
             or frames < settings.fork_export_from_frames
             or self.session.get_bind().dialect.name != "postgresql"
             or not forked.available()

@@ -1,6 +1,6 @@
 """The Ray path of exports and imports: the named ``dataset-worker`` actor runs them (its
-imports parsed in a forked process), and a worker that dies leaves its request failed with
-the family's reason."""
+imports parsed in a forked process, its exports' pages made by forked ones), and a worker
+that dies leaves its request failed with the family's reason."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def launcher(ray_cluster: None, settings: Settings, db: Database) -> Iterator[Ra
         "CVAT_RAY_DATABASE__URL": db.url,
         # every import parses in a forked process, here inside the Ray actor
         "CVAT_RAY_DATASETS__FORK_READER_FROM_BYTES": "0",
+        # and every export on PostgreSQL makes its pages in forked processes
+        "CVAT_RAY_DATASETS__FORK_EXPORT_FROM_FRAMES": "0",
     }
     launcher = RayLauncher(
         settings, db, prefix=f"test-{uuid.uuid4().hex[:8]}-", runtime_env={"env_vars": env}
