@@ -196,3 +196,17 @@ def begin_snapshot(session: Session) -> None:
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     else:
         session.connection().exec_driver_sql("BEGIN")
+
+
+def export_snapshot(session: Session) -> str:
+    """The id of the session's snapshot (PostgreSQL), for :func:`join_snapshot` on other
+    connections while the session's transaction stays open."""
+    return str(session.connection().exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
+
+
+def join_snapshot(session: Session, snapshot: str) -> None:
+    """Start ``session``'s transaction (PostgreSQL) in the snapshot ``snapshot``
+    (:func:`export_snapshot`): it reads what that session reads."""
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"}).exec_driver_sql(
+        f"SET TRANSACTION SNAPSHOT '{snapshot}'"
+    )

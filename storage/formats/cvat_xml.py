@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -227,21 +228,10 @@ def _tag(x: _Xml, t: Tag) -> None:
     x.end("tag", inline=not t.attributes)
 
 
-class _Parts:
-    """Collects what an :class:`_Xml` writes (a page's text, made apart from the file)."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes, /) -> int:
-        self.parts.append(data)
-        return len(data)
-
-
 def _images_page(subsets: bool, page: list[Item], first: int) -> bytes:
     """The ``<image>`` elements of a page of items (inside ``<annotations>``)."""
-    parts = _Parts()
-    x = _Xml(parts)
+    text = io.BytesIO()
+    x = _Xml(text)
     x.depth = 1
     for item in page:
         attrs = {"id": str(item.frame), "name": item.name,
@@ -255,7 +245,7 @@ def _images_page(subsets: bool, page: list[Item], first: int) -> bytes:
             _shape(x, s)
         x.end("image", inline=not (item.tags or item.shapes))
     x.flush()
-    return b"".join(parts.parts)
+    return text.getvalue()
 
 
 def _images(ds: Dataset, out: ZipOut) -> None:

@@ -11,6 +11,7 @@ taken from the first job that holds it.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 import numpy as np
 from PIL import Image
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -216,8 +217,6 @@ class DbDataset:
         self.on_page: Callable[[float], None] | None = None
         self._total = max(1, sum(p.data.size for p in parts if p.data is not None))
         self._done = 0
-        # items per page, by (task id, first frame): where each page's items start
-        self._sizes: dict[tuple[int, int], int] = {}
         self._parent_session: Session | None = None
 
     # ------------------------------------------------------------------ frames
@@ -237,10 +236,18 @@ class DbDataset:
     def _parts(self, subset: str | None) -> list[Part]:
         return [p for p in self.parts if subset is None or p.subset == subset]
 
-    def _frame_page(self, part: Part, first: int, last: int) -> list[Item]:
+    def _kept(self, part: Part) -> Callable[[int], bool]:
+        """Whether a frame of ``part`` is exported (not deleted, in an annotation job)."""
         assert part.data is not None
         deleted = set(part.data.deleted_frames or ())
         explicit = [j.frames for j in part.jobs if j.frames is not None]
+        if explicit:
+            return lambda f: f not in deleted and any(f in e for e in explicit)
+        return lambda f: f not in deleted
+
+    def _frame_page(self, part: Part, first: int, last: int) -> list[Item]:
+        assert part.data is not None
+        kept = self._kept(part)
         rows = self.session.execute(
             select(DataFrame.frame, DataFrame.path, DataFrame.width, DataFrame.height)
             .where(
@@ -250,20 +257,29 @@ class DbDataset:
             )
             .order_by(DataFrame.frame)
         ).all()
-        items = []
-        for r in rows:
-            if r.frame in deleted or (explicit and not any(r.frame in f for f in explicit)):
-                continue
-            # a video's frames all share the video's path and size
-            name = video_frame_name(r.frame) if part.video else r.path
-            items.append(Item(r.frame, name, r.width, r.height, part.subset))
-        self._sizes[(part.task.id, first)] = len(items)
-        return items
+        # a video's frames all share the video's path and size
+        return [
+            Item(r.frame, video_frame_name(r.frame) if part.video else r.path, r.width,
+                 r.height, part.subset)
+            for r in rows
+            if kept(r.frame)
+        ]  # fmt: skip
 
-    def _page_size(self, part: Part, first: int, last: int) -> int:
-        """How many items a page holds (known once :meth:`frames` has read it)."""
-        size = self._sizes.get((part.task.id, first))
-        return len(self._frame_page(part, first, last)) if size is None else size
+    def _firsts(self, plan: list[tuple[Part, JobRange, int, int]]) -> list[int]:
+        """Where each page's items start among the plan's items (a query per part)."""
+        out: list[int] = []
+        first = 0
+        current: Part | None = None
+        frames: list[int] = []
+        for part, _, lo, hi in plan:
+            if part is not current:
+                assert part.data is not None
+                current, kept = part, self._kept(part)
+                query = select(DataFrame.frame).where(DataFrame.data_id == part.data.id)
+                frames = sorted(f for f in self.session.scalars(query) if kept(f))
+            out.append(first)
+            first += bisect.bisect_right(frames, hi) - bisect.bisect_left(frames, lo)
+        return out
 
     def _pages(self, part: Part) -> Iterator[tuple[JobRange, int, int]]:
         for job, first, last in self._owned(part):
@@ -405,12 +421,8 @@ class DbDataset:
                 first += len(page)
                 self._page_done(lo, hi)
             return
-        firsts: list[int] = []
-        first = 0
-        for part, _, lo, hi in plan:
-            firsts.append(first)
-            first += self._page_size(part, lo, hi)
-        snapshot = str(self.session.execute(text("SELECT pg_export_snapshot()")).scalar_one())
+        firsts = self._firsts(plan)
+        snapshot = reads.export_snapshot(self.session)
         # what the children read without a query is loaded before they are forked
         for part in self._parts(subset):
             if part.data is not None:
@@ -454,9 +466,7 @@ class DbDataset:
         self._parent_session = parent
         engine = create_engine(parent.get_bind().engine.url, poolclass=NullPool)
         self.session = Session(engine)
-        self.session.connection(
-            execution_options={"isolation_level": "REPEATABLE READ"}
-        ).exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        reads.join_snapshot(self.session, snapshot)
 
     def tracks(self) -> Iterator[tuple[int, Track]]:
         """Each track with its shape on every frame of its span (``keyframe`` marks keys)."""
