@@ -382,6 +382,14 @@ class DatasetsSettings(BaseModel):
         description="Imports of at least this many bytes are parsed in a forked process (a "
         "core of its own) while the worker writes what it parsed; smaller ones in a thread",
     )
+    import_processes: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Processes forked to read a large import at once on PostgreSQL where its "
+        "format can divide the file (COCO): each reads a share, makes its rows and takes their "
+        "ids on a connection of its own, and the worker writes them; 0 or 1 reads it in one",
+    )
     export_processes: int = Field(
         default=2,
         ge=0,

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 logger = logging.getLogger("cvat_ray.db")
 
@@ -71,6 +72,14 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
         max_overflow=pool_size,
         pool_recycle=3600,
     )
+
+
+def forked_session(parent: Session) -> Session:
+    """In a forked child process: a session on a connection of its own to ``parent``'s
+    database. The parent's session (and the connection it shares with the parent process)
+    must stay referenced and unused: freeing it would end the parent's connection through
+    the shared socket."""
+    return Session(create_engine(parent.get_bind().engine.url, poolclass=NullPool))
 
 
 class Database:

@@ -295,6 +295,30 @@ def _batches(per_job: dict[int, LabeledData], section: str) -> Iterator[list[str
         yield getattr(rows, section)
 
 
+def copy_texts(per_job: dict[int, LabeledData]) -> dict[str, str]:
+    """The rows of validated payloads (per job) whose ids are assigned, as the text of
+    PostgreSQL's COPY per section (``tags``, ``shapes``, ``tracks``; none where it has no
+    rows): what :func:`insert_copy_texts` writes, made elsewhere (an import's forked
+    readers)."""
+    texts: dict[str, str] = {}
+    rows = Rows(copy=True)
+    for section, _, _ in _SECTIONS:
+        for job_id, data in per_job.items():
+            for obj in getattr(data, section):
+                _add(rows, section, job_id, obj)
+        lines = getattr(rows, section)
+        if lines:
+            texts[section] = "\n".join(lines) + "\n"
+    return texts
+
+
+def insert_copy_texts(session: Session, texts: dict[str, str]) -> None:
+    """Insert the rows of :func:`copy_texts` (PostgreSQL)."""
+    for section, table, columns in _SECTIONS:
+        if texts.get(section):
+            _copy(session, table, columns, io.StringIO(texts[section]))
+
+
 class _CopyStream:
     """The file COPY ... FROM STDIN reads: its text made a batch of rows per read."""
 

@@ -265,11 +265,14 @@ def _subset(name: str) -> str:
     return PurePosixPath(name).stem.partition("_")[2] or "default"
 
 
-def _stream(archive: Archive, names: list[str], parsed: Parsed) -> Iterator[Item]:
+def _stream(
+    archive: Archive, names: list[str], parsed: Parsed, share: tuple[int, int] | None = None
+) -> Iterator[Item]:
     """The annotations read a piece at a time (:mod:`.jsonarray`), consecutive ones of one
     image as one item (the sink matches each item to its frame, and takes several items of
     one frame), then an empty item for each listed image without annotations (a project
-    import makes tasks of them). The categories go to ``parsed.labels``."""
+    import makes tasks of them). The categories go to ``parsed.labels``. ``share``:
+    ``(k, n)``, the annotations of share ``k`` of ``n`` only (no empty items)."""
     for name in names:
         categories, images = _header(archive, name)
         subset = _subset(name)
@@ -281,7 +284,7 @@ def _stream(archive: Archive, names: list[str], parsed: Parsed) -> Iterator[Item
         seen: dict[bytes, _Specials] = {}
         try:
             opener = functools.partial(archive.open, name)
-            for ann in jsonarray.items(opener, "annotations", _Annotation):
+            for ann in jsonarray.items(opener, "annotations", _Annotation, share):
                 if ann.image_id != current_id:
                     image = images.get(ann.image_id)
                     if image is None:
@@ -304,6 +307,8 @@ def _stream(archive: Archive, names: list[str], parsed: Parsed) -> Iterator[Item
             raise
         except (ijson.JSONError, ValueError, KeyError, TypeError) as exc:
             raise _bad(name, exc) from exc
+        if share is not None:
+            continue
         for image_id, image in images.items():
             if image_id not in annotated:
                 yield Item(-1, image.name, image.width, image.height, subset)
@@ -351,4 +356,5 @@ def read(archive: Archive, fmt: str = "") -> Parsed:
         raise InvalidInput("The upload holds no COCO JSON file.")
     parsed = Parsed()
     parsed.more = _stream(archive, names, parsed)
+    parsed.divide = lambda k, n: _stream(archive, names, Parsed(), (k, n))
     return parsed

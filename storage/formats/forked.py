@@ -4,7 +4,9 @@ An import is CPU-bound Python on both sides of its pipeline: the format's reader
 sink (parse, match, convert) make the chunks, the write path (validate, split, build rows)
 writes them, and both hold the GIL, so in one process they take turns on one core while the
 database's COPY waits on the other. Forked, the child makes (and validates) the chunks
-while the parent writes the previous one (:func:`chunks_in_child`). A large export is
+while the parent writes the previous one (:func:`chunks_in_child`); a reader that can
+divide its file makes it in shares, one child each, whose chunks the parent takes in turn
+(:func:`streams_in_children`). A large export is
 per-object Python too (database JSON to items to the format's text): its pages are made by
 several children at once, each page by one, and the parent writes them in order
 (:func:`pages_in_children`). Each result is handed over as msgpack (msgspec encodes and
@@ -34,11 +36,12 @@ from typing import IO, Any, TypeVar
 import msgspec
 
 from cvat_ray.cluster.errors import InvalidInput
+from cvat_ray.storage.formats.model import Undivided
 
 T = TypeVar("T")
 
 _HEADER = struct.Struct("!BQ")
-_RESULT, _DONE, _INVALID, _FAILED = range(4)
+_RESULT, _DONE, _INVALID, _FAILED, _UNDIVIDED = range(5)
 
 
 def available() -> bool:
@@ -77,6 +80,8 @@ class _Child:
             return None
         if tag == _INVALID:
             raise InvalidInput(msgspec.msgpack.decode(body))
+        if tag == _UNDIVIDED:
+            raise Undivided(body.decode())
         raise RuntimeError(f"The {what} failed: {body.decode()}")
 
     def end(self) -> None:
@@ -106,6 +111,34 @@ def chunks_in_child(
         child.end()
 
 
+def streams_in_children(
+    makers: list[Callable[[], Iterator[T]]],
+    kind: type[T],
+    before: Callable[[], None] | None = None,
+    what: str = "import's reader",
+) -> Generator[T, None, None]:
+    """The results of each ``makers[k]()``, made in a forked child of its own, taken in
+    turn: the first of each child's, then the second of each, ... (a child that is done is
+    skipped). Each result is flushed as it is made. ``before`` runs first in each child.
+    Raises OSError, before any result, when a child cannot be forked."""
+    children: list[_Child] = []
+    try:
+        for make in makers:
+            children.append(_Child(make, before, flush=True))
+        decode = msgspec.msgpack.Decoder(kind).decode
+        live = list(children)
+        while live:
+            for child in list(live):
+                body = child.next(what)
+                if body is None:
+                    live.remove(child)
+                else:
+                    yield decode(body)
+    finally:
+        for child in children:
+            child.end()
+
+
 def pages_in_children(
     count: int,
     make: Callable[[int], T],
@@ -118,33 +151,29 @@ def pages_in_children(
     it is made, so the parent writes page ``i`` while the others make the next ones).
     ``before`` runs first in each child."""
     processes = max(1, min(processes, count))
-    children: list[_Child] = []
 
     def share(first: int) -> Iterator[T]:
         for page in range(first, count, processes):
             yield make(page)
 
+    pages = streams_in_children(
+        [functools.partial(share, k) for k in range(processes)], kind, before, "export's page"
+    )
+    made = 0
     try:
-        try:
-            for k in range(processes):
-                children.append(_Child(functools.partial(share, k), before, flush=True))
-        except OSError:  # no process to be had (limits, memory): all made here instead
-            for child in children:
-                child.end()
-            children = []
-        if not children:
-            for page in range(count):
-                yield make(page)
-            return
-        decode = msgspec.msgpack.Decoder(kind).decode
+        for result in pages:
+            made += 1
+            yield result
+    except OSError:  # no process to be had (limits, memory): all made here instead
+        if made:
+            raise
         for page in range(count):
-            body = children[page % processes].next("export's page")
-            if body is None:
-                raise RuntimeError("An export's page process ended early.")
-            yield decode(body)
+            yield make(page)
+        return
     finally:
-        for child in children:
-            child.end()
+        pages.close()
+    if made != count:
+        raise RuntimeError("An export's page process ended early.")
 
 
 def _child(
@@ -169,6 +198,9 @@ def _child(
             except InvalidInput as exc:
                 fields = encode(exc.fields)
                 pipe.write(_HEADER.pack(_INVALID, len(fields)) + fields)
+            except Undivided as exc:
+                reason = str(exc).encode()
+                pipe.write(_HEADER.pack(_UNDIVIDED, len(reason)) + reason)
             except BaseException as exc:  # reported to the parent, which raises it
                 message = f"{type(exc).__name__}: {exc}".encode()
                 pipe.write(_HEADER.pack(_FAILED, len(message)) + message)

@@ -12,6 +12,11 @@ Then, and for anything else unexpected (the key not found at the top level by th
 scan, data after the array, a malformed file), the elements not yet given are read again
 with ijson and decoded from their JSON text into the same structs, which is also where a malformed file's error
 comes from. A piece that decodes is therefore exactly the elements it spans.
+
+Read in shares (``share=(k, n)``: each of ``n`` processes scans the whole text and decodes
+only the pieces ``k``, ``k + n``, ...), a piece that does not decode raises
+:class:`~cvat_ray.storage.formats.model.Undivided`: its elements cannot be told apart
+without the others' pieces, so the caller reads the file whole instead.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from typing import IO, Any, TypeVar
 
 import ijson
 import msgspec
+
+from cvat_ray.storage.formats.model import Undivided
 
 T = TypeVar("T")
 
@@ -43,19 +50,26 @@ class _Unexpected(Exception):
 
 
 def items(
-    open_file: Callable[[], AbstractContextManager[Any]], key: str, kind: type[T]
+    open_file: Callable[[], AbstractContextManager[Any]],
+    key: str,
+    kind: type[T],
+    share: tuple[int, int] | None = None,
 ) -> Iterator[T]:
     """The elements of the array under the top-level object's ``key``, as ``kind`` (numbers
     given as strings, or integers as floats, are converted as in msgspec's lax mode). A key
     that is missing gives nothing. ``open_file`` opens the file (a binary stream, read twice
-    when the quick path gives up); a malformed file raises ijson's or msgspec's error."""
+    when the quick path gives up); a malformed file raises ijson's or msgspec's error.
+    ``share``: ``(k, n)``, the elements of every ``n``-th piece from piece ``k``."""
     decoder = msgspec.json.Decoder(list[kind], strict=False)  # type: ignore[valid-type]
     done = 0
+    k, n = share or (0, 1)
     try:
         with open_file() as f:
             found = _array_start(f, key.encode())
             if found is not None:
-                for piece in _pieces(f, found):
+                for number, piece in enumerate(_pieces(f, found)):
+                    if number % n != k:
+                        continue
                     try:
                         decoded = decoder.decode(piece)
                     except msgspec.DecodeError as exc:
@@ -63,8 +77,9 @@ def items(
                     done += len(decoded)
                     yield from decoded
                 return
-    except _Unexpected:
-        pass
+    except _Unexpected as exc:
+        if share is not None:
+            raise Undivided(f"the '{key}' array cannot be read in pieces") from exc
     one = msgspec.json.Decoder(kind, strict=False)
     with open_file() as f:
         for n, element in enumerate(ijson.items(f, f"{key}.item", use_float=True)):

@@ -158,6 +158,11 @@ class Dataset(Protocol):
         ...
 
 
+class Undivided(Exception):
+    """A reader found that its file cannot be read in shares after all (:meth:`Parsed.share`):
+    read it whole instead."""
+
+
 class Parsed(msgspec.Struct):
     """What an importer read: items (matched to frames by name, or by frame number when
     ``by_frame``) and whole tracks (CVAT for video).
@@ -183,3 +188,19 @@ class Parsed(msgspec.Struct):
     # write them, as CVAT does: WiderFace's face flags, Market-1501's ids, KITTI's
     # ``truncated``, Cityscapes' ``is_crowd``, Open Images' flags)
     soft_attributes: frozenset[str] = frozenset()
+    # set by a reader that can read its items in shares, each by another process (COCO's
+    # annotations: pieces of the array): ``divide(k, n)`` streams share ``k`` of ``n``
+    divide: Callable[[int, int], Iterator[Item]] | None = None
+
+    def share(self, k: int, n: int) -> Parsed:
+        """Share ``k`` of ``n`` of a dataset with ``divide`` (and no items or tracks read
+        yet): every annotation is in one share (an item's may be divided between two),
+        images without annotations are in none.
+        Its stream raises :class:`Undivided` where the file cannot be divided."""
+        assert self.divide is not None and not self.items and not self.tracks
+        return Parsed(
+            more=self.divide(k, n),
+            by_frame=self.by_frame,
+            normalized=self.normalized,
+            soft_attributes=self.soft_attributes,
+        )

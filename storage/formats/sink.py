@@ -399,6 +399,11 @@ def masks_to_polygons(parsed: Parsed) -> None:
 
     parsed.more = converted(source())
     parsed.items = []
+    divide = parsed.divide
+    if divide is not None and not items:
+        parsed.divide = lambda k, n: converted(divide(k, n))
+    else:
+        parsed.divide = None
 
 
 _T = TypeVar("_T")

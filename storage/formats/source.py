@@ -21,14 +21,14 @@ from typing import Any, TypeVar
 import msgspec
 import numpy as np
 from PIL import Image
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.storage.annotations import reads
 from cvat_ray.storage.annotations.interpolation import FrameShape, interpolate
 from cvat_ray.storage.annotations.merge import JobRange
+from cvat_ray.storage.db import forked_session
 from cvat_ray.storage.formats import forked
 from cvat_ray.storage.formats.model import (
     AttrDef,
@@ -464,8 +464,7 @@ class DbDataset:
         parent = self.session
         parent.expunge_all()
         self._parent_session = parent
-        engine = create_engine(parent.get_bind().engine.url, poolclass=NullPool)
-        self.session = Session(engine)
+        self.session = forked_session(parent)
         reads.join_snapshot(self.session, snapshot)
 
     def tracks(self) -> Iterator[tuple[int, Track]]:

@@ -20,6 +20,7 @@ import itertools
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
+import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -720,16 +721,52 @@ class ImportWriter:
             _check_frames_in_jobs(data, self.jobs, self.index)
         return data
 
+    def rows(self, data: LabeledData, ids: bulk.IdAllocator) -> CopyChunk:
+        """A chunk that passed :meth:`check` as rows, its ids taken from ``ids`` (a
+        connection of the process making it; no other database access), for
+        :meth:`write_rows` (PostgreSQL)."""
+        with gc_paused():
+            split = split_for_jobs(data, self.jobs, self.index)
+            per_job = {k: v for k, v in split.per_job.items() if v.tags or v.shapes or v.tracks}
+            for part in per_job.values():
+                bulk.assign_ids(part, ids)
+            texts = bulk.copy_texts(per_job)
+            split.copy_track_ids()
+            events = [(section, kind, count, listed)
+                      for (section, kind), (count, listed) in _counted(data).items()]  # fmt: skip
+        return CopyChunk(texts, len(data.tags) + len(data.shapes) + len(data.tracks), events)
+
+    def write_rows(self, chunk: CopyChunk) -> None:
+        """Write a chunk made by :meth:`rows` (the first one locks and clears the jobs)."""
+        self._start()
+        bulk.insert_copy_texts(self.session, chunk.texts)
+        events = {(section, kind): (count, listed)
+                  for section, kind, count, listed in chunk.events}  # fmt: skip
+        _emit(self.session, self.actor, "create", events, self.task, self.job_id)
+
+    def _start(self) -> None:
+        if not self.started:
+            _open_jobs(self.session, self.task, self.jobs, replace=True,
+                       cleared_by=self.actor, job_id=self.job_id)  # fmt: skip
+            self.started = True
+
     def write(self, data: LabeledData) -> None:
         """Write a chunk that passed :meth:`check` (the first one locks and clears the
         jobs)."""
         with gc_paused():
-            if not self.started:
-                _open_jobs(self.session, self.task, self.jobs, replace=True,
-                           cleared_by=self.actor, job_id=self.job_id)  # fmt: skip
-                self.started = True
+            self._start()
             _insert_by_job(self.session, data, self.jobs, self.index, self.ids)
             _record_changes(self.session, self.actor, "create", data, self.task, self.job_id)
+
+
+class CopyChunk(msgspec.Struct, gc=False):
+    """A checked chunk of an import made into rows away from the writer
+    (:meth:`ImportWriter.rows`): each table's COPY text, its number of objects and what its
+    annotation events say (section, shape type, count, first ids)."""
+
+    texts: dict[str, str]
+    count: int
+    events: list[tuple[str, str | None, int, list[dict[str, Any]]]]
 
 
 def require_no_format(fmt: str | None) -> None:

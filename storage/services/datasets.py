@@ -25,6 +25,7 @@ were, makes no task and fails the request with the reason.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -44,12 +45,12 @@ from cvat_ray.cluster.paths import safe_join
 from cvat_ray.cluster.settings import Settings
 from cvat_ray.iam.authz import Resource, authorize
 from cvat_ray.storage import changes
-from cvat_ray.storage.annotations import reads
+from cvat_ray.storage.annotations import bulk, reads
 from cvat_ray.storage.context import RequestContext
-from cvat_ray.storage.db import Database
+from cvat_ray.storage.db import Database, forked_session
 from cvat_ray.storage.formats import forked, registry
 from cvat_ray.storage.formats.archive import Archive, ZipOut
-from cvat_ray.storage.formats.model import Parsed
+from cvat_ray.storage.formats.model import Parsed, Undivided
 from cvat_ray.storage.formats.sink import (
     FrameIndex,
     LabelIndex,
@@ -72,6 +73,7 @@ from cvat_ray.storage.schemas.requests import RqId
 from cvat_ray.storage.services import dataset_tasks, recorded
 from cvat_ray.storage.services import requests as request_service
 from cvat_ray.storage.services.annotations import (
+    CopyChunk,
     ImportWriter,
     job_range,
     task_job_ranges,
@@ -652,19 +654,30 @@ def _write_task(
 ) -> int:
     """Write the dataset chunk by chunk (the first clears the jobs) in the caller's
     transaction, each chunk's annotation events recorded under ``actor``. The chunks are
-    made while the previous one is written: in a forked process for a large ``archive``
-    (:func:`_forks`), else in a thread."""
+    made while the previous one is written: for a large ``archive`` (:func:`_forks`) in
+    forked processes, on PostgreSQL by several at once where the reader can divide its file
+    (:func:`_write_shares`), else in one; in a thread otherwise."""
     frames = FrameIndex(
         session, task, [f for j in jobs for f in range(j.start, j.stop + 1) if j.holds(f)]
     )
     labels = LabelIndex(session, task)
+    forks = archive is not None and _forks(archive, settings)
+    if forks and settings is not None and _divides(session, parsed, settings):
+        assert archive is not None
+        try:
+            with session.begin_nested():
+                return _write_shares(session, task, jobs, parsed, actor, job_id, archive,
+                                     (frames, labels), settings.datasets.import_processes)  # fmt: skip
+        except (Undivided, OSError) as exc:
+            logger.info("The import's file cannot be divided (%s): read by one process", exc)
     writer = ImportWriter(session, task, jobs, actor, job_id)
 
     def checked() -> Iterator[LabeledData]:
         return (writer.check(d) for d in iter_labeled_data(parsed, labels, frames))
 
     source: Iterator[LabeledData]
-    if archive is not None and _forks(archive, settings):
+    if forks:
+        assert archive is not None
         source = forked.chunks_in_child(checked, LabeledData, archive.reopen)
     else:
         source = checked()
@@ -674,6 +687,56 @@ def _write_task(
         for data in chunks:
             writer.write(data)
             total += _count(data)
+    return total
+
+
+def _divides(session: Session, parsed: Parsed, settings: Settings) -> bool:
+    """Whether an import is read in shares by several processes: on PostgreSQL (each
+    process takes ids on a connection of its own), with ``datasets.import_processes`` of 2
+    or more, by a reader that can divide its file."""
+    return (
+        session.get_bind().dialect.name == "postgresql"
+        and settings.datasets.import_processes > 1
+        and parsed.divide is not None
+        and not parsed.items
+        and not parsed.tracks
+    )
+
+
+def _write_shares(
+    session: Session,
+    task: Task,
+    jobs: list[Any],
+    parsed: Parsed,
+    actor: changes.Actor,
+    job_id: int | None,
+    archive: Archive,
+    indexes: tuple[FrameIndex, LabelIndex],
+    processes: int,
+) -> int:
+    """The dataset read in ``processes`` shares, each by a forked process that makes its
+    chunks into rows (matched, checked, split into jobs, ids taken on a connection of its
+    own: :meth:`ImportWriter.rows`); this process only writes them, in turn. Raises
+    :class:`Undivided` (or OSError: no process) where the file cannot be read so; the
+    caller undoes what was written and reads it whole."""
+    frames, labels = indexes
+    writer = ImportWriter(session, task, jobs, actor, job_id)
+
+    def share(k: int) -> Iterator[CopyChunk]:
+        # the parent's session stays referenced (by ``writer``) and unused here
+        ids = bulk.IdAllocator(forked_session(session))
+        for data in iter_labeled_data(parsed.share(k, processes), labels, frames):
+            yield writer.rows(writer.check(data), ids)
+
+    made = forked.streams_in_children(
+        [functools.partial(share, k) for k in range(processes)], CopyChunk, archive.reopen
+    )
+    total = 0
+    # the next chunk is read while this one is written
+    with contextlib.closing(ahead(made)) as chunks:
+        for chunk in chunks:
+            writer.write_rows(chunk)
+            total += chunk.count
     return total
 
 

@@ -1,6 +1,7 @@
 """The Ray path of exports and imports: the named ``dataset-worker`` actor runs them (its
 imports parsed in a forked process, its exports' pages made by forked ones), and a worker
-that dies leaves its request failed with the family's reason."""
+that dies leaves its request failed with the family's reason. COCO imports on PostgreSQL are
+read in shares by several forked processes there."""
 
 from __future__ import annotations
 
@@ -80,6 +81,12 @@ async def test_export_and_import_run_on_the_dataset_worker(
     body = await import_file(api, "task", task["id"], "CVAT 1.1", "a.zip", data)
     assert body["status"] == "finished", body
     assert _row(db, str(body["id"])).worker == DATASETS.actor_name(0, launcher.prefix)
+    shapes = (await api.get(f"/api/tasks/{task['id']}/annotations/")).json()["shapes"]
+    assert [(s["frame"], s["points"]) for s in shapes] == [(1, [1, 2, 3, 4])]
+    # COCO on PostgreSQL is read in shares, one forked process each, inside the actor
+    data = await export_dataset(api, "task", task["id"], "COCO 1.0")
+    body = await import_file(api, "task", task["id"], "COCO 1.0", "c.zip", data)
+    assert body["status"] == "finished", body
     shapes = (await api.get(f"/api/tasks/{task['id']}/annotations/")).json()["shapes"]
     assert [(s["frame"], s["points"]) for s in shapes] == [(1, [1, 2, 3, 4])]
 
