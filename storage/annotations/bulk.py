@@ -301,14 +301,10 @@ def copy_texts(per_job: dict[int, LabeledData]) -> dict[str, str]:
     rows): what :func:`insert_copy_texts` writes, made elsewhere (an import's forked
     readers)."""
     texts: dict[str, str] = {}
-    rows = Rows(copy=True)
     for section, _, _ in _SECTIONS:
-        for job_id, data in per_job.items():
-            for obj in getattr(data, section):
-                _add(rows, section, job_id, obj)
-        lines = getattr(rows, section)
-        if lines:
-            texts[section] = "\n".join(lines) + "\n"
+        text = "".join(iter(_CopyStream(_batches(per_job, section)).read, ""))
+        if text:
+            texts[section] = text
     return texts
 
 

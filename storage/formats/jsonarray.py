@@ -82,8 +82,8 @@ def items(
             raise Undivided(f"the '{key}' array cannot be read in pieces") from exc
     one = msgspec.json.Decoder(kind, strict=False)
     with open_file() as f:
-        for n, element in enumerate(ijson.items(f, f"{key}.item", use_float=True)):
-            if n >= done:
+        for number, element in enumerate(ijson.items(f, f"{key}.item", use_float=True)):
+            if number >= done:
                 # through JSON text again, so ``kind`` may keep parts raw (msgspec.Raw)
                 yield one.decode(_encode(element))
 

@@ -31,6 +31,7 @@ from cvat_ray.storage.annotations import bulk, reads
 from cvat_ray.storage.annotations.merge import (
     JobIndex,
     JobRange,
+    Split,
     TrackJoiner,
     duplicates,
     split_for_jobs,
@@ -544,11 +545,18 @@ def _insert_by_job(
 ) -> None:
     """Insert ``data`` into the locked jobs holding its frames (``index`` and ``ids``: the
     caller's, kept across its writes)."""
-    split = split_for_jobs(data, jobs, index)
-    _insert(
-        session, {k: v for k, v in split.per_job.items() if v.tags or v.shapes or v.tracks}, ids
-    )
+    split, per_job = _split(data, jobs, index)
+    _insert(session, per_job, ids)
     split.copy_track_ids()
+
+
+def _split(
+    data: LabeledData, jobs: Sequence[JobRange], index: JobIndex | None
+) -> tuple[Split, dict[int, LabeledData]]:
+    """``data`` split into the jobs holding its frames: the split, and its jobs that got
+    objects."""
+    split = split_for_jobs(data, jobs, index)
+    return split, {k: v for k, v in split.per_job.items() if v.tags or v.shapes or v.tracks}
 
 
 def put_task_annotations(
@@ -726,8 +734,7 @@ class ImportWriter:
         connection of the process making it; no other database access), for
         :meth:`write_rows` (PostgreSQL)."""
         with gc_paused():
-            split = split_for_jobs(data, self.jobs, self.index)
-            per_job = {k: v for k, v in split.per_job.items() if v.tags or v.shapes or v.tracks}
+            split, per_job = _split(data, self.jobs, self.index)
             for part in per_job.values():
                 bulk.assign_ids(part, ids)
             texts = bulk.copy_texts(per_job)
