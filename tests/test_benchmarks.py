@@ -71,4 +71,7 @@ def test_export_bench_runs_small(tmp_path: Path) -> None:
     figures = json.loads(out.read_text())
     for variant in ("coco", "cvat", "baseline", "import"):
         assert figures[variant]["seconds"] > 0 and figures[variant]["bytes"] > 0
+    # the import is measured in rounds (ours, then datumaro's where given), the median kept
+    assert len(figures["import_rounds"]) == 3
+    assert figures["import"] in [ours for ours, _ in figures["import_rounds"]]
     assert "COCO vs baseline" in done.stdout
