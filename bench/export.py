@@ -46,10 +46,12 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 sys.path.insert(0, str(ROOT))
 
 FRAMES = 10_000
@@ -417,23 +419,16 @@ def main() -> None:
                 f"set up {frames} frames, {count} annotations in {time.perf_counter() - started:.1f} s"
             )
             figures: dict[str, Any] = {"frames": frames, "annotations": count}
+            common = ["--url", url, "--key", key, "--task", str(task_id), "--data-dir", tmp,
+                      "--frames", str(frames)]  # fmt: skip
 
             def measure(name: str) -> dict[str, Any]:
                 _settle(url)
-                done = subprocess.run(
-                    [sys.executable, __file__, "--child", name, "--url", url, "--key", key,
-                     "--task", str(task_id), "--data-dir", tmp, "--frames", str(frames)],
-                    capture_output=True, text=True, cwd=ROOT, check=False,
-                )  # fmt: skip
-                if done.returncode != 0:
-                    raise SystemExit(
-                        f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-                    )
-                return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+                return _last_json(_run(name, [sys.executable, __file__, "--child", name, *common]))
 
             for name in ("coco", "cvat", "baseline"):
                 figures[name] = measure(name)
-            datumaro = _Datumaro(args, url, key, task_id, frames, Path(tmp))
+            datumaro = _Datumaro(args.datumaro_python, common, Path(tmp))
             if args.datumaro_python:
                 figures["datumaro_export"] = datumaro.export()
             rounds: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
@@ -486,16 +481,37 @@ def _rounds(
     """The import rounds into ``figures``: each round, its median (``import``,
     ``datumaro_import``) and, with datumaro, the median and lowest of the rounds' ratios."""
     figures["import_rounds"] = rounds
-    middle = sorted(rounds, key=lambda r: r[0]["seconds"])[(len(rounds) - 1) // 2]
-    figures["import"] = middle[0]
-    if middle[1] is None:
+    figures["import"] = _median([ours for ours, _ in rounds], _seconds)
+    theirs = [t for _, t in rounds if t is not None]
+    if not theirs:
         return
-    ratios = sorted(theirs["seconds"] / ours["seconds"] for ours, theirs in rounds if theirs)
-    figures["datumaro_import"] = sorted(
-        (theirs for _, theirs in rounds if theirs), key=lambda t: t["seconds"]
-    )[(len(rounds) - 1) // 2]
-    figures["ratio_import_datumaro"] = ratios[(len(ratios) - 1) // 2]
-    figures["ratio_import_datumaro_lowest"] = ratios[0]
+    ratios = [t["seconds"] / ours["seconds"] for ours, t in rounds if t is not None]
+    figures["datumaro_import"] = _median(theirs, _seconds)
+    figures["ratio_import_datumaro"] = _median(ratios, float)
+    figures["ratio_import_datumaro_lowest"] = min(ratios)
+
+
+def _seconds(figure: dict[str, Any]) -> float:
+    return float(figure["seconds"])
+
+
+def _median(values: list[T], key: Callable[[T], float]) -> T:
+    """The middle value by ``key`` (the lower middle of an even count)."""
+    return sorted(values, key=key)[(len(values) - 1) // 2]
+
+
+def _run(name: str, argv: list[str]) -> str:
+    """The stdout of ``argv`` (one of this bench's processes, called ``name``), which must
+    succeed."""
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def _last_json(stdout: str) -> dict[str, Any]:
+    """The figures a process prints as its last line."""
+    return dict(json.loads(stdout.strip().splitlines()[-1]))
 
 
 def _settle(url: str) -> None:
@@ -521,20 +537,12 @@ class _Datumaro:
     """datumaro's COCO export of the same annotations and its import of our COCO export,
     each run by ``bench/datumaro_baseline.py`` in datumaro's own Python."""
 
-    def __init__(
-        self, args: argparse.Namespace, url: str, key: str, task_id: int, frames: int, tmp: Path
-    ) -> None:
-        self.args, self.url, self.key, self.task_id = args, url, key, task_id
-        self.frames, self.tmp = frames, tmp
+    def __init__(self, python: str | None, common: list[str], tmp: Path) -> None:
+        self.python, self.common, self.tmp = python, common, tmp
 
     def export(self) -> dict[str, Any]:
-        subprocess.run(
-            [sys.executable, __file__, "--child", "flat", "--url", self.url, "--key", self.key,
-             "--task", str(self.task_id), "--data-dir", str(self.tmp),
-             "--frames", str(self.frames)],
-            capture_output=True, text=True, cwd=ROOT, check=True,
-        )  # fmt: skip
-        return self._run(["export", str(self.tmp / "flat.json"), str(self.tmp / "dm-export")])
+        _run("flat", [sys.executable, __file__, "--child", "flat", *self.common])
+        return self._measure(["export", str(self.tmp / "flat.json"), str(self.tmp / "dm-export")])
 
     def import_(self) -> dict[str, Any]:
         coco = self.tmp / "coco-unpacked"
@@ -543,17 +551,12 @@ class _Datumaro:
                 zf.extractall(coco)
             # datumaro 1.x's importer wants an images/ folder even for annotations alone
             (coco / "images").mkdir(exist_ok=True)
-        return self._run(["import", str(coco)])
+        return self._measure(["import", str(coco)])
 
-    def _run(self, argv: list[str]) -> dict[str, Any]:
+    def _measure(self, argv: list[str]) -> dict[str, Any]:
+        assert self.python is not None
         script = str(ROOT / "bench" / "datumaro_baseline.py")
-        done = subprocess.run(
-            [self.args.datumaro_python, script, *argv], capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"datumaro {argv[0]} failed:\n{done.stdout[-3000:]}\n"
-                             f"{done.stderr[-3000:]}")  # fmt: skip
-        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        return _last_json(_run(f"datumaro {argv[0]}", [self.python, script, *argv]))
 
 
 def _database(args: argparse.Namespace, tmp: Path) -> tuple[str, Any]:
